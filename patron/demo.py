@@ -1,0 +1,68 @@
+"""`patron demo`: the embedded demo end to end (synthesise, ingest, features, train, promote, serve), reusing what exists."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from patron.config import Settings
+
+
+def _has_champion(settings: Settings, model_name: str) -> bool:
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    try:
+        MlflowClient().get_model_version_by_alias(model_name, settings.tracking.champion_alias)
+    except MlflowException:
+        return False
+    return True
+
+
+def prepare(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """Bring the workspace to a servable state, skipping every step whose output already exists."""
+    from features.build import build_features
+    from features.ingest import ingest_source
+    from features.synth import generate
+    from training.churn import train_churn
+    from training.recommender import train_recommender
+    from training.registry import promote
+
+    start = time.perf_counter()
+    raw = settings.raw_dir / "synthetic"
+    if not (raw / "events.parquet").exists():
+        echo(generate(settings).summary())
+    else:
+        echo(f"synthetic retailer already in {raw}: reusing it")
+    if not (settings.tables_dir / "events.parquet").exists():
+        echo(ingest_source(settings, source="synthetic").summary())
+    else:
+        echo(f"tables already in {settings.tables_dir}: reusing them")
+    echo(build_features(settings).summary())
+    for kind, model_name, train in (
+        ("recommender", settings.tracking.recommender_model, train_recommender),
+        ("churn", settings.tracking.churn_model, train_churn),
+    ):
+        if _has_champion(settings, model_name):
+            echo(f"{model_name} already has a champion: reusing it (retrain with `patron train {kind}`)")
+            continue
+        result = train(settings)
+        echo(f"trained {model_name} v{result.model_version}: "
+             + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())))
+        echo(promote(settings, kind).message)
+    echo(f"data and training ready in {time.perf_counter() - start:.0f} s")
+
+
+def curl_lines(settings: Settings, port: int) -> list[str]:
+    """Example requests to try against the running demo."""
+    base = f"http://127.0.0.1:{port}"
+    h = "-H 'Content-Type: application/json'"
+    return [
+        f"curl -s {base}/readyz",
+        f"curl -s -X POST {base}/recommend {h} -d '{{\"customer_id\": \"C0000001\", \"k\": 5}}'",
+        f"curl -s -X POST {base}/similar_items {h} -d '{{\"item_id\": \"I00001\", \"k\": 5}}'",
+        f"curl -s -X POST {base}/churn {h} -d '{{\"customer_ids\": [\"C0000001\", \"C0000002\"]}}'",
+    ]

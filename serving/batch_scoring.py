@@ -1,0 +1,73 @@
+"""`patron score churn`: churn scores of every active customer at the current cutoff, written to a file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.store import atomic_write_bytes, write_parquet
+from patron.config import Settings
+from serving.champions import load_churn_champion
+from serving.churn_scoring import active_customer_ids, flatten_reasons, score_population
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """What a batch scoring run wrote."""
+
+    path: Path
+    rows: int
+    model_version: str
+    cutoff: pd.Timestamp
+    tier_counts: dict[str, int]
+
+    def summary(self) -> str:
+        tiers = ", ".join(f"{k}: {v}" for k, v in self.tier_counts.items()) or "none"
+        return (f"{self.rows} customers scored at cutoff {self.cutoff.date()} with patron-churn "
+                f"v{self.model_version} ({tiers}) -> {self.path}")
+
+
+def tiers_at_or_above(settings: Settings, min_tier: str) -> set[str]:
+    """Risk tiers whose lower bound is at least min_tier's (ValueError naming min_tier when unknown)."""
+    tiers = settings.churn.risk_tiers
+    if min_tier not in tiers:
+        raise ValueError(f"min_tier: unknown risk tier {min_tier!r}; expected one of {sorted(tiers)}")
+    return {name for name, bound in tiers.items() if bound >= tiers[min_tier]}
+
+
+def write_scores(df: pd.DataFrame, path: Path) -> Path:
+    """Write CSV or Parquet (by extension) atomically."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return write_parquet(df, path)
+    if suffix == ".csv":
+        atomic_write_bytes(path, df.to_csv(index=False).encode())
+        return path
+    raise ValueError(f"out: {path} must end in .csv or .parquet")
+
+
+def score_churn(settings: Settings, out: Path | None = None, min_tier: str | None = None,
+                progress: bool = True) -> ScoreReport:
+    """Score the customers active at the current cutoff with the churn champion, riskiest first."""
+    from features.build import customer_features, data_end
+
+    path = Path(out) if out is not None else settings.outputs_dir / "churn_scores.parquet"
+    keep = tiers_at_or_above(settings, min_tier) if min_tier else None
+    if path.suffix.lower() not in {".csv", ".parquet"}:
+        raise ValueError(f"out: {path} must end in .csv or .parquet")
+    booster, version = load_churn_champion(settings)
+    cutoff = data_end(settings)
+    features = customer_features(settings, cutoff)
+    features = features[features["customer_id"].isin(active_customer_ids(settings, cutoff))]
+    scored = flatten_reasons(score_population(booster, features, settings.churn, settings.serving.max_batch,
+                                              progress))
+    if keep is not None:
+        scored = scored[scored["risk_tier"].isin(keep)].reset_index(drop=True)
+    scored["model_version"] = version
+    scored["cutoff"] = cutoff
+    write_scores(scored, path)
+    return ScoreReport(path=path, rows=len(scored), model_version=version, cutoff=cutoff,
+                       tier_counts={t: int((scored["risk_tier"] == t).sum()) for t in
+                                    sorted(settings.churn.risk_tiers, key=settings.churn.risk_tiers.get, reverse=True)})

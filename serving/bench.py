@@ -1,0 +1,165 @@
+"""`patron bench serve`: the real service under open-loop load at fixed rates, beside BentoML's constant floor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import numpy as np
+import psutil
+import yaml
+
+from features.store import read_table, write_json
+from patron.config import DEFAULT_CONFIG, REPO_ROOT, Settings
+from serving.server import server_command, server_env, stop_server
+
+TARGET_P99_MS = {"recommend": 15.0, "churn": 15.0, "events": 10.0, "floor": 15.0}  # the floor: same bar as /recommend
+
+
+@dataclass
+class Point:
+    """One endpoint at one offered rate."""
+
+    endpoint: str
+    rate: float
+    p50: float
+    p95: float
+    p99: float
+    errors: int
+    sent: int
+    achieved: float
+
+    def row(self) -> str:
+        return (f"| {self.endpoint} | {self.rate:.0f} | {self.achieved:.0f} | {self.p50:.1f} | {self.p95:.1f} | "
+                f"{self.p99:.1f} | {self.errors} |")
+
+
+def _start(settings: Settings, config: Path, target: str, port: int, log: Path) -> subprocess.Popen:
+    cmd = [target if c == "serving.service:Patron" else c for c in server_command(settings, port)]
+    env = server_env(settings, config)
+    env["BENTOML_CONFIG_OPTIONS"] = "api_server.metrics.enabled=false api_server.logging.access.enabled=false"
+    return subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def _wait(url: str, proc: subprocess.Popen, probe: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url + probe, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"server at {url} not ready (exit code {proc.poll()})")
+
+
+def _rss_mb(proc: subprocess.Popen) -> list[float]:
+    """Resident memory of each process in the server's tree (the workers are the large ones)."""
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    return sorted((p.memory_info().rss / 2**20 for p in tree if p.is_running()), reverse=True)
+
+
+def _load(url: str, bodies: list[dict], rate: float, seconds: float, folder: Path, name: str) -> dict:
+    path = folder / f"{name}-bodies.json"
+    path.write_text(json.dumps(bodies))
+    out = subprocess.run([sys.executable, "-m", "serving.loadgen", url, str(path), str(rate), str(seconds)],
+                         capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    return json.loads(out.stdout)
+
+
+def _settle(url: str, timeout_s: float = 60.0) -> None:  # url: a POST endpoint that does no work
+    """Wait until the server has drained the previous point's backlog (a probe answers quickly), so points don't mix."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            httpx.post(url, json={}, timeout=5)
+        except httpx.HTTPError:
+            pass
+        if time.perf_counter() - started < 0.02:
+            return
+        time.sleep(1)
+
+
+def _point(endpoint: str, rate: float, result: dict) -> Point:
+    lat = np.array(result["latencies_ms"])
+    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+    return Point(endpoint, rate, p50, p95, p99, result["errors"], result["sent"], result["sent"] / result["elapsed_s"])
+
+
+def _bodies(settings: Settings, n: int, seed: int) -> dict[str, list[dict]]:
+    """Request mixes: /recommend (known, new-with-events, unknown; a third with context), /churn, /events of 10."""
+    rng = np.random.default_rng(seed)
+    events = read_table(settings.tables_dir, "events", columns=["customer_id", "item_id"])
+    products = read_table(settings.tables_dir, "products")
+    known = events["customer_id"].drop_duplicates().sample(200, random_state=seed, replace=True).tolist()
+    items = products.loc[products["in_stock"].astype(bool), "item_id"].tolist()
+    fresh = [f"bench-new-{i}" for i in range(50)]
+    recommend = []
+    for i in range(500):
+        kind = i % 3
+        customer = known[i % len(known)] if kind == 0 else fresh[i % len(fresh)] if kind == 1 else f"anon-{i}"
+        body = {"customer_id": customer, "k": 10}
+        if i % 3 == 0 or i % 5 == 0:
+            body["context_item_ids"] = [items[int(rng.integers(len(items)))]]
+        recommend.append(body)
+    run = uuid.uuid4().hex[:8]
+    ev = [{"events": [{"event_id": f"bench-{run}-{i}-{j}", "customer_id": fresh[(i + j) % len(fresh)],
+                       "item_id": items[int(rng.integers(len(items)))], "ts": "2026-06-01T12:00:00",
+                       "type": ["view", "cart", "purchase"][j % 3]} for j in range(10)]} for i in range(n)]
+    return {"recommend": recommend, "churn": [{"customer_ids": [c]} for c in known], "events": ev,
+            "seed_events": [{"events": [{"event_id": f"bench-{run}-seed-{c}-{j}", "customer_id": c,
+                                         "item_id": items[(k * 7 + j) % len(items)], "ts": "2026-06-01T11:00:00",
+                                         "type": "view"} for j in range(5)]} for k, c in enumerate(fresh)]}
+
+
+def run_serve_bench(settings: Settings, config: Path | None, rates: list[float], seconds: float, workers: int,
+                    echo: Callable[[str], None] = print, port: int = 3917) -> dict:
+    """Measure the floor, then /recommend, /churn and POST /events at each rate; returns and writes the report."""
+    out = settings.outputs_dir / "bench_serve"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = out / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"extends": str(Path(config or DEFAULT_CONFIG).resolve()),
+                                   "workspace": str(settings.workspace), "serving": {"workers": workers}}))
+    url = f"http://127.0.0.1:{port}"
+    bodies = _bodies(settings, int(max(rates) * seconds) + 1, settings.synth.seed)
+    points: list[Point] = []
+    report: dict = {"workers": workers, "seconds_per_point": seconds, "rates": rates}
+    for target, endpoints in (("serving.floor_service:Floor", {"floor": "/ping"}),
+                              ("serving.service:Patron", {"recommend": "/recommend", "churn": "/churn",
+                                                          "events": "/events"})):
+        proc = _start(settings, cfg, target, port, out / f"{target.split(':')[1].lower()}.log")
+        try:
+            _wait(url, proc, "/readyz")
+            if "events" in endpoints:
+                for body in bodies["seed_events"]:  # the new customers have a live history before the load
+                    httpx.post(url + "/events", json=body, timeout=30).raise_for_status()
+            for name, path in endpoints.items():
+                with httpx.Client(base_url=url, timeout=30) as client:  # warm-up: first calls on a worker are slow
+                    # (POST /events was warmed by the seed events: its own bodies must stay new.)
+                    for body in ([] if name == "events" else bodies.get(name, [{}])[:40]):
+                        client.post(path, json=body)
+                for rate in rates:
+                    p = _point(name, rate, _load(url + path, bodies.get(name, [{}]), rate, seconds, out, name))
+                    points.append(p)
+                    echo(p.row())
+                    _settle(url + ("/ping" if name == "floor" else "/status"))
+            report[f"rss_mb_{target.split(':')[1].lower()}"] = [round(x) for x in _rss_mb(proc)]
+        finally:
+            stop_server(proc)
+    held = {}
+    for name in ("floor", "recommend", "churn", "events"):
+        ok = [p.rate for p in points if p.endpoint == name and p.errors == 0 and p.p99 <= TARGET_P99_MS[name]
+              and p.achieved >= 0.95 * p.rate]
+        held[name] = max(ok, default=0.0)
+    report["points"] = [p.__dict__ for p in points]
+    report["highest_rate_held"] = held
+    write_json(report, out / "report.json")
+    return report

@@ -1,0 +1,141 @@
+"""Churn probabilities, risk tiers and plain-language reasons from the champion booster (API and batch scoring)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from tqdm.auto import tqdm
+
+from features.store import read_table
+from patron.config import ChurnConfig, Settings
+
+TOP_REASONS = 3
+# A reason about one feature reads better with a companion feature next to it.
+_COMPANIONS = {"days_since_last_purchase": ("gap_mean_days", "usually every {value:.0f}")}
+
+
+class CalibratedBooster:
+    """A churn booster whose probabilities go through its calibrator; contributions and raw scores are the booster's."""
+
+    def __init__(self, booster: lgb.Booster, calibrator: Any) -> None:
+        self.booster = booster
+        self.calibrator = calibrator
+
+    def feature_name(self) -> list[str]:
+        """The booster's feature names."""
+        return self.booster.feature_name()
+
+    def predict(self, X: pd.DataFrame, **kwargs: Any) -> np.ndarray:
+        """Calibrated probabilities; with pred_contrib, raw_score or pred_leaf, the booster's own output."""
+        out = self.booster.predict(X, **kwargs)
+        if any(kwargs.get(k) for k in ("pred_contrib", "raw_score", "pred_leaf")):
+            return out
+        from training.calibration import apply_calibrator
+
+        return apply_calibrator(self.calibrator, out)
+
+
+def _descriptions() -> dict[str, str]:
+    from features.customer_features import FEATURE_DESCRIPTIONS
+
+    return FEATURE_DESCRIPTIONS
+
+
+def _plain(value: Any) -> float | str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating, bool, np.bool_)):
+        return float(value)
+    return str(value)
+
+
+def reason_text(feature: str, row: pd.Series, descriptions: dict[str, str]) -> str:
+    """Plain-language phrase for one feature of one customer (e.g. "no purchase in 74 days, usually every 21")."""
+    value = _plain(row.get(feature))
+    if value is None:
+        return f"no {feature.replace('_', ' ')} on record"
+    try:
+        text = descriptions[feature].format(value=value)
+    except (KeyError, ValueError, TypeError):
+        text = f"{feature.replace('_', ' ')}: {value}"
+    companion = _COMPANIONS.get(feature)
+    if companion is not None and _plain(row.get(companion[0])) is not None:
+        text += ", " + companion[1].format(value=_plain(row.get(companion[0])))
+    return text
+
+
+def score_frame(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, churn: ChurnConfig,
+                descriptions: dict[str, str] | None = None) -> pd.DataFrame:
+    """customer_id, churn_probability, risk_tier and reasons (top positive LightGBM contributions) per row."""
+    columns = ["customer_id", "churn_probability", "risk_tier", "reasons"]
+    if features.empty:
+        return pd.DataFrame(columns=columns)
+    descriptions = _descriptions() if descriptions is None else descriptions
+    names = booster.feature_name()
+    X = features[names]
+    probability = booster.predict(X)
+    contrib = booster.predict(X, pred_contrib=True)[:, : len(names)]  # last column is the expected value
+    top = np.argsort(-contrib, axis=1, kind="stable")[:, :TOP_REASONS]
+    reasons = []
+    for i, (_, row) in enumerate(features.iterrows()):
+        reasons.append([
+            {"feature": names[j], "value": _plain(row[names[j]]), "contribution": float(contrib[i, j]),
+             "text": reason_text(names[j], row, descriptions)}
+            for j in top[i] if contrib[i, j] > 0
+        ])
+    return pd.DataFrame({
+        "customer_id": features["customer_id"].astype(str).to_numpy(),
+        "churn_probability": probability.astype(float),
+        "risk_tier": [churn.tier(float(p)) for p in probability],
+        "reasons": reasons,
+    }, columns=columns)
+
+
+def score_customers(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, customer_ids: Iterable[str],
+                    churn: ChurnConfig) -> list[dict[str, Any]]:
+    """One score record per requested id, in request order; ids without a feature row come back known=False."""
+    ids = list(customer_ids)
+    known = features[features["customer_id"].isin(set(ids))].drop_duplicates("customer_id")
+    scored = score_frame(booster, known, churn).set_index("customer_id")
+    out = []
+    for cid in ids:
+        if cid in scored.index:
+            r = scored.loc[cid]
+            out.append({"customer_id": cid, "churn_probability": float(r["churn_probability"]),
+                        "risk_tier": r["risk_tier"], "reasons": r["reasons"], "known": True})
+        else:
+            out.append({"customer_id": cid, "churn_probability": None, "risk_tier": None,
+                        "reasons": [], "known": False})
+    return out
+
+
+def flatten_reasons(scored: pd.DataFrame) -> pd.DataFrame:
+    """Replace the reasons column with text columns reason_1..reason_N (empty string when fewer)."""
+    out = scored.drop(columns="reasons").copy()
+    for n in range(TOP_REASONS):
+        out[f"reason_{n + 1}"] = [r[n]["text"] if len(r) > n else "" for r in scored["reasons"]]
+    return out
+
+
+def active_customer_ids(settings: Settings, cutoff: pd.Timestamp) -> set[str]:
+    """Customers with a purchase in [cutoff - lookback_days, cutoff): the population churn scores are for."""
+    events = read_table(settings.tables_dir, "events", columns=["customer_id", "ts", "type"])
+    start = cutoff - pd.Timedelta(days=settings.features.lookback_days)
+    recent = events[(events["type"] == "purchase") & (events["ts"] >= start) & (events["ts"] < cutoff)]
+    return set(recent["customer_id"].astype(str))
+
+
+def score_population(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, churn: ChurnConfig,
+                     batch_size: int, progress: bool = True) -> pd.DataFrame:
+    """Score every row of `features` in batches (tqdm bar when there is more than one), riskiest first."""
+    starts = range(0, len(features), batch_size)
+    descriptions = _descriptions()
+    parts = [score_frame(booster, features.iloc[s: s + batch_size], churn, descriptions)
+             for s in tqdm(starts, desc="churn scores", unit="batch", disable=not progress or len(starts) <= 1)]
+    scored = pd.concat(parts, ignore_index=True) if parts else score_frame(booster, features, churn, descriptions)
+    return scored.sort_values(["churn_probability", "customer_id"], ascending=[False, True], ignore_index=True)

@@ -1,0 +1,88 @@
+"""The production online store on Redis: every key under one prefix, each batch of events written by one script."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import redis
+
+from serving.online_store import EVENT_FIELDS, Event
+
+# Per event: claim the event id (SET NX), then append it to the log, the customer's history and purchases.
+# One script per batch, so a batch is applied atomically and in one round trip.
+RECORD = """
+local p = ARGV[1]
+local accepted = 0
+for i = 2, #ARGV, 6 do
+  local eid, customer, item, kind, score, body = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4], ARGV[i+5]
+  if redis.call('SET', p .. ':eid:' .. eid, '1', 'NX') then
+    local seq = redis.call('INCR', p .. ':seq')
+    redis.call('ZADD', p .. ':log', seq, body)
+    redis.call('ZADD', p .. ':c:' .. customer .. ':ev', score, body)
+    if kind == 'purchase' then
+      redis.call('ZADD', p .. ':c:' .. customer .. ':bought', 'GT', score, item)
+    end
+    accepted = accepted + 1
+  end
+end
+return accepted
+"""
+
+
+def _score(ts: str) -> float:
+    # Stored timestamps carry no zone and mean UTC.
+    return datetime.fromisoformat(ts).replace(tzinfo=timezone.utc).timestamp()
+
+
+class RedisStore:
+    """OnlineStore on Redis; a write returns once Redis acknowledged it (durable as far as Redis persists)."""
+
+    def __init__(self, url: str, prefix: str = "patron") -> None:
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(url, decode_responses=True)
+        self._record = self.client.register_script(RECORD)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join([self.prefix, *parts])
+
+    def record_events(self, events: list[Event]) -> tuple[int, int]:
+        """Store the events atomically; event ids already stored are counted as duplicates."""
+        args: list[str] = [self.prefix]
+        for e in events:
+            body = json.dumps({k: e.get(k) for k in EVENT_FIELDS}, sort_keys=True)
+            args += [e["event_id"], e["customer_id"], e["item_id"], e["type"], repr(_score(e["ts"])), body]
+        accepted = int(self._record(keys=[], args=args))
+        return accepted, len(events) - accepted
+
+    def recent_events(self, customer_id: str, n: int) -> list[Event]:
+        """The customer's latest n events, most recent first."""
+        return [json.loads(b) for b in self.client.zrevrange(self._key("c", customer_id, "ev"), 0, n - 1)]
+
+    def purchased_items(self, customer_id: str) -> list[str]:
+        """Items the customer bought, most recent first, each once."""
+        return self.client.zrevrange(self._key("c", customer_id, "bought"), 0, -1)
+
+    def set_stock(self, stock: dict[str, bool]) -> None:
+        """Override items' in-stock flags."""
+        if stock:
+            self.client.hset(self._key("stock"), mapping={item: int(flag) for item, flag in stock.items()})
+
+    def stock_overrides(self) -> dict[str, bool]:
+        """Every in-stock override recorded so far."""
+        return {item: flag == "1" for item, flag in self.client.hgetall(self._key("stock")).items()}
+
+    def event_log(self, after: int = 0, limit: int = 100_000) -> list[tuple[int, Event]]:
+        """Stored events in arrival order after sequence number `after`."""
+        rows = self.client.zrangebyscore(self._key("log"), f"({after}", "+inf", start=0, num=limit, withscores=True)
+        return [(int(seq), json.loads(body)) for body, seq in rows]
+
+    def clear(self) -> None:
+        """Delete every key under this store's prefix."""
+        keys = list(self.client.scan_iter(match=self._key("*"), count=1000))
+        for start in range(0, len(keys), 1000):
+            self.client.delete(*keys[start:start + 1000])
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()

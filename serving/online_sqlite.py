@@ -1,0 +1,103 @@
+"""The embedded online store: one SQLite database in WAL mode, shared by every worker process on the host."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from serving.online_store import EVENT_FIELDS, Event
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    type TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, ts);
+CREATE TABLE IF NOT EXISTS stock (item_id TEXT PRIMARY KEY, in_stock INTEGER NOT NULL);
+"""
+
+
+class SqliteStore:
+    """OnlineStore on SQLite: one connection per thread, every write committed before it returns."""
+
+    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        with self._conn() as conn:
+            conn.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._local.conn = conn
+            self._all.append(conn)
+        return conn
+
+    def record_events(self, events: list[Event]) -> tuple[int, int]:
+        """Insert the events in one transaction; event ids already stored are counted as duplicates."""
+        rows = [(e["event_id"], e["customer_id"], e["item_id"], e["ts"], e["type"],
+                 json.dumps({k: e.get(k) for k in EVENT_FIELDS})) for e in events]
+        conn = self._conn()
+        with conn:  # commits (durable per `synchronous`) before returning, rolls back on error
+            before = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO events (event_id, customer_id, item_id, ts, type, body) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            accepted = conn.total_changes - before
+        return accepted, len(rows) - accepted
+
+    def recent_events(self, customer_id: str, n: int) -> list[Event]:
+        """The customer's latest n events, most recent first."""
+        cur = self._conn().execute("SELECT body FROM events WHERE customer_id = ? ORDER BY ts DESC, seq DESC "
+                                   "LIMIT ?", (customer_id, n))
+        return [json.loads(body) for (body,) in cur]
+
+    def purchased_items(self, customer_id: str) -> list[str]:
+        """Items the customer bought, most recent first, each once."""
+        cur = self._conn().execute("SELECT item_id FROM events WHERE customer_id = ? AND type = 'purchase' "
+                                   "GROUP BY item_id ORDER BY MAX(ts) DESC", (customer_id,))
+        return [item for (item,) in cur]
+
+    def set_stock(self, stock: dict[str, bool]) -> None:
+        """Override items' in-stock flags (committed before returning)."""
+        conn = self._conn()
+        with conn:
+            conn.executemany("INSERT INTO stock (item_id, in_stock) VALUES (?, ?) "
+                             "ON CONFLICT (item_id) DO UPDATE SET in_stock = excluded.in_stock",
+                             [(item, int(flag)) for item, flag in stock.items()])
+
+    def stock_overrides(self) -> dict[str, bool]:
+        """Every in-stock override recorded so far."""
+        return {item: bool(flag) for item, flag in self._conn().execute("SELECT item_id, in_stock FROM stock")}
+
+    def event_log(self, after: int = 0, limit: int = 100_000) -> list[tuple[int, Event]]:
+        """Stored events in arrival order after sequence number `after`."""
+        cur = self._conn().execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        return [(seq, json.loads(body)) for seq, body in cur]
+
+    def clear(self) -> None:
+        """Delete every event and stock override."""
+        conn = self._conn()
+        with conn:
+            conn.execute("DELETE FROM events")
+            conn.execute("DELETE FROM stock")
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        for conn in self._all:
+            conn.close()
+        self._all.clear()
+        self._local = threading.local()

@@ -1,0 +1,73 @@
+"""The online store every serving worker shares: customers' live events, stock overrides and the event log."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from patron.config import Settings
+
+# One event as stored: the contract's events columns, `ts` as an ISO 8601 string without time zone.
+Event = dict[str, Any]
+EVENT_FIELDS = ("event_id", "customer_id", "item_id", "ts", "type", "quantity", "unit_price", "channel", "order_id")
+
+
+class OnlineStore(Protocol):
+    """What the service and the batch ingest need from an online store (SQLite or Redis)."""
+
+    def record_events(self, events: list[Event]) -> tuple[int, int]:
+        """Store new events durably (idempotent by event_id); returns (accepted, duplicates)."""
+
+    def recent_events(self, customer_id: str, n: int) -> list[Event]:
+        """The customer's latest n events, most recent first."""
+
+    def purchased_items(self, customer_id: str) -> list[str]:
+        """Items the customer bought through the online store, most recent first, each once."""
+
+    def set_stock(self, stock: dict[str, bool]) -> None:
+        """Override items' in-stock flags."""
+
+    def stock_overrides(self) -> dict[str, bool]:
+        """Every in-stock override recorded so far."""
+
+    def event_log(self, after: int = 0, limit: int = 100_000) -> list[tuple[int, Event]]:
+        """Stored events in arrival order with their sequence numbers, those after `after` only."""
+
+    def clear(self) -> None:
+        """Remove everything this store holds (tests, resets)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def cart_items(events: list[Event]) -> list[str]:
+    """Items put in the cart and not bought since, most recent first, from events ordered most recent first."""
+    bought, cart = set(), []
+    for e in events:
+        if e["type"] == "purchase":
+            bought.add(e["item_id"])
+        elif e["type"] == "cart" and e["item_id"] not in bought and e["item_id"] not in cart:
+            cart.append(e["item_id"])
+    return cart
+
+
+def recent_categories(events: list[Event], category_of: dict[str, str], n: int = 5) -> list[str]:
+    """The distinct categories of the customer's latest events, most recent first."""
+    out: list[str] = []
+    for e in events:
+        c = category_of.get(e["item_id"])
+        if c is not None and c not in out:
+            out.append(c)
+            if len(out) == n:
+                break
+    return out
+
+
+def open_store(settings: Settings) -> OnlineStore:
+    """The configured online store (`online.backend`)."""
+    if settings.online.backend == "redis":
+        from serving.online_redis import RedisStore
+
+        return RedisStore(settings.online.redis_url, settings.online.redis_prefix)
+    from serving.online_sqlite import SqliteStore
+
+    return SqliteStore(settings.online_db, settings.online.sqlite_synchronous)

@@ -1,0 +1,109 @@
+"""Recommendations and similar items from the champion recommender, the live online state and the rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from patron.config import RulesConfig, Settings
+from serving import rules as business
+from serving.state import OnlineState
+
+OVERFETCH = 4  # candidates per answer slot when rules may drop or reorder items
+RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al.): blends rankings whose scores are not comparable
+
+
+@dataclass
+class Answer:
+    """Ranked items with reasons, whether they fell back to popularity, and the rules that shaped them."""
+
+    items: list[dict[str, Any]]
+    fallback: bool
+    rules_applied: list[str]
+    source: str  # personal | live_history | popular
+
+
+def _personal_reason(item_id: str, bought: list[str], state: OnlineState) -> str:
+    category = state.category_of.get(item_id)
+    # Latest purchase in the same category, else the latest purchase at all.
+    same = next((b for b in bought if state.category_of.get(b) == category), None) or (bought[0] if bought else None)
+    return f"because you bought {state.name_of.get(same, same)}" if same else "picked for you"
+
+
+def _history_weights(events: list[dict[str, Any]], event_weights: dict[str, float]) -> tuple[list[str], list[float]]:
+    return [e["item_id"] for e in events], [event_weights.get(e["type"], 0.0) for e in events]
+
+
+def _blend(base: list[tuple[str, float]], context: dict[str, tuple[int, str]], weight: float
+           ) -> tuple[list[tuple[str, float]], dict[str, str]]:
+    """Reciprocal-rank fusion of the base ranking with the best rank of each item among the context's neighbours."""
+    fused: dict[str, float] = {}
+    for rank, (item, _) in enumerate(base):
+        fused[item] = (1 - weight) / (RRF_K + rank)
+    for item, (rank, _) in context.items():
+        fused[item] = fused.get(item, 0.0) + weight / (RRF_K + rank)
+    ranked = sorted(fused.items(), key=lambda p: -p[1])
+    return ranked, {i: f"goes with {name}" for i, (_, name) in context.items()}
+
+
+def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, exclude_purchased: bool,
+              categories: list[str] | None, context_item_ids: list[str] | None, rules: RulesConfig,
+              settings: Settings) -> Answer:
+    """Up to k items: trained factors, else live history folded in, else popularity; then context and rules."""
+    bought = state.purchased_items(customer_id)
+    exclude = set(bought) if exclude_purchased else set()
+    applied = ["exclude_purchased"] if exclude_purchased else []
+    context = [i for i in (context_item_ids or []) if recommender.knows_item(i)]
+    exclude |= set(context)
+    allowed, narrowed = business.candidates(rules, state, categories)
+    applied += narrowed
+    n = k * OVERFETCH if business.needs_overfetch(rules) or context else k
+    consent = state.personalization_allowed(customer_id)
+    ranked, source = [], "popular"
+    if consent and recommender.knows_customer(customer_id):
+        ranked, source = recommender.recommend(customer_id, n, exclude=exclude, allowed=allowed), "personal"
+    elif consent:
+        events = state.live_events(customer_id, settings.online.history_events)
+        if events:
+            items, weights = _history_weights(events, settings.features.interactions.event_weights)
+            ranked = recommender.recommend_from_history(items, weights, n, exclude=exclude, allowed=allowed,
+                                                        regularization=settings.recommender.regularization,
+                                                        alpha=settings.recommender.alpha)
+            source = "live_history" if ranked else source
+    if not consent:
+        applied.append("no_personalisation_consent")
+    if source == "popular":
+        ranked = recommender.popular(n, exclude=exclude, allowed=allowed)
+    context_reasons: dict[str, str] = {}
+    if context:
+        weight = settings.online.context_weight
+        near: dict[str, tuple[int, str]] = {}
+        pool = allowed - exclude
+        for ctx in context:
+            name = state.name_of.get(ctx, ctx)
+            for rank, (item, _) in enumerate(recommender.similar_items(ctx, n, allowed=pool)):
+                if item not in near or rank < near[item][0]:
+                    near[item] = (rank, name)
+        ranked, context_reasons = _blend(ranked, near, weight)
+        applied.append("context")
+    ranked, reranked = business.rerank(ranked, rules, state.category_of, k)
+    applied += reranked
+    items = []
+    for item, score in ranked:
+        if item in context_reasons:
+            reason = context_reasons[item]
+        elif source == "popular":
+            reason = f"popular in {state.category_of.get(item, 'the shop')}"
+        elif source == "live_history":
+            reason = "picked for you from what you just viewed and bought"
+        else:
+            reason = _personal_reason(item, bought, state)
+        items.append({"item_id": item, "score": float(score), "reason": reason})
+    return Answer(items, source == "popular", applied, source)
+
+
+def similar_items(recommender: Any, state: OnlineState, item_id: str, k: int) -> list[dict[str, Any]]:
+    """Up to k in-stock items similar to item_id (KeyError when the recommender does not know it)."""
+    ranked = recommender.similar_items(item_id, k, allowed=state.allowed_items() - {item_id})
+    name = state.name_of.get(item_id, item_id)
+    return [{"item_id": i, "score": float(s), "reason": f"similar to {name}"} for i, s in ranked]

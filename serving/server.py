@@ -1,0 +1,62 @@
+"""Run the BentoML server for `serving.service:Patron` as a child process with Patron's config and workspace."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from patron.config import DEFAULT_CONFIG, REPO_ROOT, Settings
+
+
+def server_command(settings: Settings, port: int) -> list[str]:
+    """The `bentoml serve` command line for the Patron service."""
+    return [sys.executable, "-m", "bentoml", "serve", "serving.service:Patron", "--working-dir", str(REPO_ROOT),
+            "--host", settings.serving.host, "--port", str(port)]
+
+
+def server_env(settings: Settings, config: Path | None = None) -> dict[str, str]:
+    """Environment for the server: the same config and workspace, BentoML's home inside the workspace."""
+    # The config names the MLflow store; URIs left in the environment by an earlier in-process run must not win.
+    env = {k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"}}
+    env["PATRON_CONFIG"] = str(Path(config or env.get("PATRON_CONFIG") or DEFAULT_CONFIG).resolve())
+    env["PATRON_HOME"] = str(settings.workspace)
+    env.setdefault("BENTOML_HOME", str(settings.workspace / "bentoml"))
+    env.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.setdefault("DO_NOT_TRACK", "true")
+    return env
+
+
+def start_server(settings: Settings, port: int | None = None, config: Path | None = None,
+                 log: IO | None = None) -> subprocess.Popen:
+    """Start the server in the background (output to `log`, else inherited); the caller stops it."""
+    return subprocess.Popen(server_command(settings, port or settings.serving.port),
+                            env=server_env(settings, config), cwd=REPO_ROOT,
+                            stdout=log, stderr=subprocess.STDOUT if log is not None else None)
+
+
+def serve_forever(settings: Settings, port: int | None = None, config: Path | None = None) -> int:
+    """Run the server in the foreground until it exits, Ctrl-C or SIGTERM (passed on); returns its exit status."""
+    proc = start_server(settings, port, config)
+    previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_server(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """Stop a server started by start_server: terminate, then kill if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

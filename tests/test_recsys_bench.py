@@ -1,0 +1,164 @@
+"""The recommender benchmark: RecBole TO RS 8:1:1 split, full-ranking metrics, peers, tuning, the command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy.sparse import csr_matrix
+from typer.testing import CliRunner
+
+from patron.cli import app
+from tests.conftest import Workspace, small_workspace
+from training.peers import PEERS, make_peer
+from training.recsys_bench import tune_peer
+from training.recsys_protocol import evaluate, metrics_per_user, split_interactions, split_sizes, targets, top_k
+
+
+def _events(seed: int = 0, customers: int = 40, items: int = 30) -> pd.DataFrame:
+    """Random interactions in shuffled row order, with some ties in time."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(customers):
+        n = int(rng.integers(1, 35))
+        days = np.sort(rng.integers(0, 50, size=n))  # repeated days make ties
+        start = pd.Timestamp("2025-01-01")
+        rows += [(f"C{c:03d}", f"I{int(rng.integers(items)):03d}", start + pd.Timedelta(days=int(d))) for d in days]
+    df = pd.DataFrame(rows, columns=["customer_id", "item_id", "ts"])
+    return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def test_split_sizes_follow_recbole_ratios() -> None:
+    train, valid, test = split_sizes(np.array([1, 2, 3, 9, 10, 25, 100]))
+    assert train.tolist() == [1, 1, 1, 7, 8, 21, 80]
+    assert valid.tolist() == [0, 0, 1, 1, 1, 2, 10]
+    assert test.tolist() == [0, 1, 1, 1, 1, 2, 10]
+
+
+def test_split_is_per_customer_time_ordered_8_1_1() -> None:
+    events = _events()
+    split = split_interactions(events)
+    counts = events.groupby("customer_id").size().reindex(split.customers).to_numpy()
+    expected = split_sizes(counts)
+    for frame, n in zip((split.train, split.valid, split.test), expected):
+        assert np.bincount(frame["u"], minlength=len(split.customers)).tolist() == n.tolist()
+    last_train = split.train.groupby("u")["ts"].max()
+    first_valid, last_valid = split.valid.groupby("u")["ts"].min(), split.valid.groupby("u")["ts"].max()
+    first_test = split.test.groupby("u")["ts"].min()
+    assert (first_valid >= last_train.reindex(first_valid.index)).all()
+    both = first_test.index.intersection(last_valid.index)
+    assert (first_test[both] >= last_valid[both]).all()
+    assert (first_test >= last_train.reindex(first_test.index)).all()
+
+
+def test_ties_in_time_keep_the_stored_order() -> None:
+    ts = pd.Timestamp("2025-01-01")
+    events = pd.DataFrame({"customer_id": ["A"] * 10, "item_id": [f"I{9 - j}" for j in range(10)], "ts": [ts] * 10})
+    split = split_interactions(events)
+    assert split.items[split.test["i"]].tolist() == ["I0"]  # the last stored row, not the highest item id
+    assert split.items[split.valid["i"]].tolist() == ["I1"]
+
+
+def test_test_items_never_enter_the_training_matrices() -> None:
+    split = split_interactions(_events(1))
+    history = split.matrix(split.train, split.valid)
+    test = targets(split, split.test, history)
+    assert test.nnz > 0
+    assert history.multiply(test).nnz == 0
+    # every test pair outside train/validation is absent from the matrix models are fitted on
+    only_test = split.test.merge(pd.concat([split.train, split.valid])[["u", "i"]], how="left", indicator=True)
+    only_test = only_test[only_test["_merge"] == "left_only"]
+    assert np.asarray(history[only_test["u"].to_numpy(), only_test["i"].to_numpy()]).sum() == 0
+
+
+def test_seen_items_are_excluded_from_rankings() -> None:
+    seen = csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 0, 0, 1, 0]], dtype=np.float32))
+    scores = np.array([[9.0, 8.0, 1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 5.0, 0.0]])
+    top = top_k(scores, seen, 3)
+    assert top[0].tolist() == [4, 3, 2]
+    assert top[1].tolist() == [0, 1, 2]  # ties by the lower index, the seen item 3 left out
+    # a scorer that puts seen items first still earns nothing from them
+    relevant = csr_matrix(np.array([[1, 0, 0, 0, 1], [0, 0, 0, 1, 0]], dtype=np.float32))
+    relevant = relevant[[0]]
+    got = evaluate(lambda users, _h: scores[users], seen, seen, relevant, 1, np.zeros(2, bool))
+    assert got["hit@1"] == 1.0  # item 4, not the seen 0
+
+
+def test_metrics_on_a_hand_computed_example() -> None:
+    top = np.array([[2, 0, 1], [5, 6, 7]])
+    relevant = csr_matrix(np.array([[1, 0, 0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1, 0, 1]], dtype=np.float32))
+    m = metrics_per_user(top, relevant, 3)
+    assert m["recall"].tolist() == pytest.approx([0.5, 1.0])
+    assert m["ndcg"][0] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert m["ndcg"][1] == pytest.approx((1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3)))
+    assert m["mrr"].tolist() == pytest.approx([0.5, 1.0])
+    assert m["hit"].tolist() == [1.0, 1.0]
+
+
+def test_evaluate_reports_the_cold_slice_and_coverage() -> None:
+    relevant = csr_matrix(np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32))
+    empty = csr_matrix((2, 3), dtype=np.float32)
+    got = evaluate(lambda users, _h: np.tile([3.0, 2.0, 1.0], (len(users), 1)), empty, empty, relevant, 1,
+                   np.array([False, True]))
+    assert got["ndcg@1"] == 0.5 and got["cold_ndcg@1"] == 0.0 and got["cold_users"] == 1.0
+    assert got["coverage"] == pytest.approx(1 / 3)
+
+
+def test_ease_is_the_closed_form_solution() -> None:
+    rng = np.random.default_rng(3)
+    X = csr_matrix((rng.random((30, 8)) < 0.3).astype(np.float32))
+    ease = make_peer("ease", {"l2": 5.0}, 0).fit(X)
+    B = ease.weights
+    assert np.allclose(np.diag(B), 0.0)
+    G = (X.T @ X).toarray() + 5.0 * np.eye(8)
+    # each column solves the ridge regression of the item on the others: G[-j,-j] b = G[-j, j]
+    for j in range(8):
+        others = [i for i in range(8) if i != j]
+        assert np.allclose(G[np.ix_(others, others)] @ B[others, j], (X.T @ X).toarray()[others, j], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+def test_every_peer_scores_every_item(name: str) -> None:
+    split = split_interactions(_events(2))
+    X = split.matrix(split.train)
+    space = {"popularity": {}, "als": {"factors": 4, "regularization": 0.1, "alpha": 1.0, "iterations": 2},
+             "bpr": {"factors": 4, "learning_rate": 0.05, "regularization": 0.01, "iterations": 5},
+             "cosine": {"K": 5}, "bm25": {"K": 5, "K1": 1.2, "B": 0.75}, "ease": {"l2": 10.0}}[name]
+    scores = make_peer(name, space, 0).fit(X).score(np.arange(3), X)
+    assert scores.shape == (3, X.shape[1]) and np.isfinite(scores).all()
+
+
+def test_tuning_runs_the_budget_and_returns_params_from_the_space() -> None:
+    split = split_interactions(_events(4, customers=60))
+    cold = split.train_counts() < 5
+    params, best, n = tune_peer("ease", split, 4, 0, 10, 1, cold)
+    assert n == 4 and 1.0 <= params["l2"] <= 10_000.0 and 0.0 <= best <= 1.0
+    assert tune_peer("popularity", split, 4, 0, 10, 1, cold)[2] == 1  # nothing to tune
+
+
+def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, tmp_path) -> None:
+    ws = small_workspace(tmp_path / "cfg")
+    config = yaml.safe_load(ws.config.read_text())
+    config["recsys_bench"] = {"trials": 1, "ablation": False, "peers": ["popularity", "ease"]}
+    config["two_stage"] = {"num_boost_round": 30, "candidates_per_source": 30, "label_windows": 1}
+    ws.config.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["--config", str(ws.config), "bench", "recsys", "--dataset",
+                                      str(ingested_workspace.settings.workspace), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "recsys_bench.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["popularity", "ease", "patron two-stage"]
+    assert report["trials_per_peer"] == 1 and report["data_fingerprint"]
+    assert all(0.0 <= r["test"]["ndcg@10"] <= 1.0 for r in report["results"])
+    assert "| patron two-stage |" in (out / "recsys_bench.md").read_text()
+
+
+def test_bench_command_names_a_bad_dataset(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["bench", "recsys", "--dataset", str(tmp_path / "nothing")],
+                                env={"PATRON_HOME": str(tmp_path / "ws")})
+    assert result.exit_code == 2
+    assert "dataset" in result.output

@@ -1,0 +1,93 @@
+"""The two-stage recommender: candidate sources, candidate recall, the LambdaRank ranker, no test leakage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.sparse import csr_matrix
+
+from patron.config import TwoStageConfig, TwoStageSources
+from tests.conftest import Workspace
+from training.candidates import CandidateSources, candidate_recall, transitions
+from training.ranker import ItemInfo, two_stage
+from training.recsys_bench import item_info, load_interactions
+from training.recsys_protocol import evaluate, split_interactions, targets
+from tests.test_recsys_bench import _events
+
+
+def _config(**update: object) -> TwoStageConfig:
+    return TwoStageConfig(**{"candidates_per_source": 50, "threads": 1, "num_boost_round": 200,
+                             "ranker_params": {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
+                                               "learning_rate": 0.02, "num_leaves": 7, "min_data_in_leaf": 20,
+                                               "lambda_l2": 10.0, "feature_fraction": 0.8, "bagging_fraction": 0.8,
+                                               "bagging_freq": 1, "verbose": -1}, **update})
+
+
+def test_transitions_count_items_bought_soon_after() -> None:
+    ts = pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-01", "2025-01-05"])
+    history = pd.DataFrame({"u": [0, 0, 0, 1, 1], "i": [0, 1, 2, 2, 0], "ts": ts})
+    t = transitions(history, 3, window=1).toarray()
+    # pairs within one step: 0->1, 1->2 (customer 0), 2->0 (customer 1); scaled by 1/sqrt(count a * count b)
+    assert t[0, 1] == pytest.approx(1 / np.sqrt(2 * 1)) and t[1, 2] == pytest.approx(1 / np.sqrt(1 * 2))
+    assert t[2, 0] == pytest.approx(1 / np.sqrt(2 * 2)) and t[0, 2] == 0.0 and t[1, 0] == 0.0
+    assert transitions(history, 3, window=2).toarray()[0, 2] == pytest.approx(1 / np.sqrt(2 * 2))
+
+
+def test_candidates_exclude_seen_items_and_recall_is_measured() -> None:
+    split = split_interactions(_events(5))
+    src = CandidateSources(_config(candidates_per_source=5), {}, 0).fit(split.train, split.shape)
+    users = np.arange(10)
+    seen = src.X[users]
+    cands = src.candidates(src.all_scores(users), seen)
+    for r, items in enumerate(cands):
+        assert not np.isin(items, seen[r].indices).any()
+        assert 5 <= len(items) <= 5 * len(src.enabled)
+    relevant = csr_matrix((np.ones(3), ([0, 0, 1], [int(cands[0][0]), 29, int(cands[1][0])])), shape=(2, 30))
+    expected = (1 + int(np.isin(29, cands[0])) + 1) / 3
+    assert candidate_recall(cands[:2], relevant) == pytest.approx(expected)
+
+
+def test_switched_off_sources_are_not_used() -> None:
+    split = split_interactions(_events(6))
+    sources = TwoStageSources(als=False, item_item=False, ease=True, copurchase=False, repeat=False,
+                              trending=False, popular=True)
+    src = CandidateSources(_config(sources=sources), {}, 0).fit(split.train, split.shape)
+    assert src.enabled == ["ease", "popular"] and set(src.peers) == {"ease"}
+    assert set(src.all_scores(np.arange(3))) == {"ease", "popular"}
+
+
+def test_test_labels_never_reach_the_scores() -> None:
+    split = split_interactions(_events(7, customers=80))
+    history_full = pd.concat([split.train, split.valid], ignore_index=True)
+    labels = targets(split, split.valid, split.matrix(split.train))
+    test = targets(split, split.test, split.matrix(split.train, split.valid))
+    # the same customers with other "test" items: if labels leaked, the scores would change
+    shuffled = test.copy()
+    shuffled.indices = (shuffled.indices + 7) % split.shape[1]
+    config = _config(num_boost_round=20, early_stopping_rounds=5, ranker_params={
+        "objective": "lambdarank", "min_data_in_leaf": 5, "verbose": -1})
+    runs = [two_stage(split.train, labels, history_full, t, split.shape, ItemInfo.empty(split.shape[1]), config, {}, 0)
+            for t in (test, shuffled)]
+    assert np.array_equal(runs[0].scorer_scores, runs[1].scorer_scores)
+
+
+def test_ranker_beats_its_best_single_source(ingested_workspace: Workspace) -> None:
+    events, products = load_interactions(ingested_workspace.settings.workspace)
+    split = split_interactions(events)
+    full = split.matrix(split.train, split.valid)
+    test = targets(split, split.test, full)
+    labels = targets(split, split.valid, split.matrix(split.train))
+    result = two_stage(split.train, labels, pd.concat([split.train, split.valid], ignore_index=True), test,
+                       split.shape, item_info(split, events, products), _config(), {}, 42)
+    users = np.flatnonzero(np.diff(test.indptr))
+    position = pd.Series(np.arange(len(users)), index=users)
+    cold = split.train_counts() < 5
+
+    def ndcg(matrix: np.ndarray) -> float:
+        return evaluate(lambda u, _h: matrix[position[u].to_numpy()], full, full, test, 10, cold)["ndcg@10"]
+
+    singles = {name: ndcg(m) for name, m in result.source_scores.items()}
+    assert len(singles) == 6  # every default source (repeat is off) is measured alone
+    assert 0.5 < result.candidate_recall_test <= 1.0
+    assert ndcg(result.scorer_scores) > max(singles.values()), singles

@@ -1,0 +1,177 @@
+"""Second stage of the two-stage recommender: features of (customer, candidate) pairs and a LightGBM LambdaRank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from scipy.sparse import csr_matrix
+
+from patron.config import TwoStageConfig
+from training.candidates import CandidateSources, candidate_recall
+
+COUNT_SOURCES = ("item_item", "copurchase", "repeat", "trending", "popular")
+NO_RANK = 1e6  # rank given to items a source cannot reach (seen items); LightGBM handles the gap
+
+
+@dataclass
+class ItemInfo:
+    """Static item attributes by item code: category code (-1 unknown) and price level (NaN unknown)."""
+
+    category: np.ndarray
+    price: np.ndarray
+
+    @classmethod
+    def empty(cls, n_items: int) -> "ItemInfo":
+        return cls(np.full(n_items, -1, np.int64), np.full(n_items, np.nan))
+
+
+def _ranks(scores: np.ndarray, seen: csr_matrix) -> np.ndarray:
+    """1-based rank of every item in each row's full ranking, seen items at NO_RANK."""
+    s = np.array(scores, dtype=np.float64, copy=True)
+    rows, cols = seen.nonzero()
+    s[rows, cols] = -np.inf
+    order = np.argsort(-s, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, s.shape[1] + 1)[None, :], axis=1)
+    ranks = ranks.astype(np.float32)
+    ranks[rows, cols] = NO_RANK
+    return ranks
+
+
+def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo, seen: csr_matrix
+                  ) -> tuple[pd.DataFrame, list[np.ndarray], dict[str, np.ndarray]]:
+    """Feature rows for every (user, candidate) pair, the candidate lists and the sources' scores."""
+    scores = sources.all_scores(users)
+    cands = sources.candidates(scores, seen)
+    row = np.repeat(np.arange(len(users)), [len(c) for c in cands])
+    item = np.concatenate(cands) if cands else np.array([], np.int64)
+    cols: dict[str, np.ndarray] = {}
+    for name, s in scores.items():
+        cols[f"{name}_score"] = s[row, item]
+        rank = _ranks(s, seen)[row, item]
+        # a zero score from a count-based source means "not reached", not a place in an arbitrary order
+        cols[f"{name}_rank"] = np.where(s[row, item] > 0, rank, NO_RANK) if name in COUNT_SOURCES else rank
+    hist = sources.history
+    pop = sources.popularity
+    cols["item_popularity"] = np.log1p(pop[item])
+    cols["item_trend"] = sources.recent_count[item] / np.maximum(pop[item], 1.0)
+    cols["item_category"] = items.category[item]
+    cols["item_price"] = items.price[item]
+    n_hist = np.bincount(hist["u"], minlength=sources.shape[0])[users]
+    cols["user_interactions"] = n_hist[row].astype(np.float32)
+    # category affinity and days since the customer last touched the item's category (history only)
+    hc = hist.assign(c=items.category[hist["i"].to_numpy()])
+    hc = hc[hc["u"].isin(users)]
+    per_cat = hc.groupby(["u", "c"]).agg(n=("i", "size"), last=("ts", "max")).reset_index()
+    last_all = hist.groupby("u")["ts"].max()
+    key = pd.MultiIndex.from_arrays([users[row], items.category[item]])
+    looked = per_cat.set_index(["u", "c"]).reindex(key)
+    cols["category_affinity"] = (looked["n"].fillna(0.0).to_numpy() / np.maximum(n_hist[row], 1))
+    days = (last_all.reindex(users[row]).to_numpy() - looked["last"].to_numpy()) / np.timedelta64(1, "D")
+    cols["days_since_category"] = days.astype(np.float64)
+    frame = pd.DataFrame(cols)
+    frame["user"], frame["item"] = row, item
+    return frame, cands, scores
+
+
+@dataclass
+class TwoStageResult:
+    """Test metrics of the two-stage pipeline, its ablation and diagnostics."""
+
+    scorer_scores: np.ndarray
+    candidate_recall_valid: float
+    candidate_recall_test: float
+    feature_importance: dict[str, float] = field(default_factory=dict)
+    source_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    best_iteration: int = 0
+
+
+def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: TwoStageConfig) -> lgb.Booster:
+    """LambdaRank on (user, candidate) rows grouped by user; early stopping on a held-out share of users."""
+    rng = np.random.default_rng(config.seed)
+    users = features["user"].unique()
+    has_positive = pd.Series(labels).groupby(features["user"].to_numpy()).max()
+    users = users[has_positive.reindex(users).to_numpy() > 0]  # groups without a positive teach nothing
+    held = set(rng.choice(users, size=max(1, int(len(users) * config.early_stopping_share)), replace=False))
+    X = features.drop(columns=["user", "item"])
+    sets = []
+    in_held = features["user"].isin(held).to_numpy()
+    for part in (features["user"].isin(users).to_numpy() & ~in_held, in_held):
+        sub = features[part]
+        groups = sub.groupby("user", sort=False).size().to_numpy()  # rows are contiguous per user
+        sets.append(lgb.Dataset(X[part], labels[part], group=groups, categorical_feature=["item_category"],
+                                free_raw_data=False))
+    params: dict[str, Any] = {**config.ranker_params, "seed": config.seed, "num_threads": config.threads,
+                              "deterministic": True}
+    return lgb.train(params, sets[0], num_boost_round=config.num_boost_round, valid_sets=[sets[1]],
+                     callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)])
+
+
+def reciprocal_rank_fusion(features: pd.DataFrame, sources: list[str]) -> np.ndarray:
+    """Score without the ranker: the sum over sources of 1 / (60 + rank)."""
+    return sum(1.0 / (60.0 + features[f"{s}_rank"].to_numpy()) for s in sources)
+
+
+def dense(features: pd.DataFrame, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Users x items scores: candidates get their values, everything else far below."""
+    out = np.full(shape, -1e9, dtype=np.float64)
+    out[features["user"].to_numpy(), features["item"].to_numpy()] = values
+    return out
+
+
+def _hold_out_last(history: pd.DataFrame, shape: tuple[int, int]) -> tuple[pd.DataFrame, csr_matrix]:
+    """Each customer's last eighth of a history (time-ordered) as labels, the rest as the earlier history."""
+    h = history.sort_values(["u", "ts"], kind="stable")
+    position = h.groupby("u").cumcount().to_numpy()
+    n = np.bincount(h["u"], minlength=shape[0])[h["u"].to_numpy()]
+    earlier, later = h[position < n - n // 8], h[position >= n - n // 8]
+    seen = csr_matrix((np.ones(len(earlier), np.float32), (earlier["u"], earlier["i"])), shape=shape)
+    held = csr_matrix((np.ones(len(later), np.float32), (later["u"], later["i"])), shape=shape)
+    held.data[:] = 1.0
+    held.sum_duplicates()
+    held.data[:] = 1.0
+    held = (held - held.multiply(seen > 0)).tocsr()
+    held.eliminate_zeros()
+    return earlier.reset_index(drop=True), held
+
+
+def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_full: pd.DataFrame,
+              test_relevant: csr_matrix, shape: tuple[int, int], items: ItemInfo, config: TwoStageConfig,
+              peer_params: dict[str, dict[str, Any]], seed: int) -> TwoStageResult:
+    """Train the ranker on validation labels with sources fitted on train, then rank test with sources refitted
+    on train + validation; returns dense test scores for the customers with test items (row order = their codes)."""
+    windows = [(history_train, labels_valid)]
+    for _ in range(config.label_windows - 1):  # earlier windows: each customer's last eighth of the history
+        history, held = _hold_out_last(windows[-1][0], shape)
+        windows.append((history, held))
+    parts, labels, recall_v = [], [], float("nan")
+    for w, (history, relevant) in enumerate(windows):
+        src = CandidateSources(config, peer_params, seed).fit(history, shape)
+        users = np.flatnonzero(np.diff(relevant.indptr))
+        feats, cands, _ = pair_features(src, users, items, src.X[users])
+        rel = relevant[users]
+        labels.append(np.asarray(rel[feats["user"].to_numpy(), feats["item"].to_numpy()]).ravel())
+        recall_v = candidate_recall(cands, rel) if w == 0 else recall_v
+        parts.append(feats.assign(user=feats["user"] + w * shape[0]))  # one ranking group per user and window
+    feats_v, y = pd.concat(parts, ignore_index=True), np.concatenate(labels).astype(np.float32)
+
+    full = CandidateSources(config, peer_params, seed).fit(history_full, shape)
+    users_t = np.flatnonzero(np.diff(test_relevant.indptr))
+    feats_t, cands_t, scores_t = pair_features(full, users_t, items, full.X[users_t])
+    recall_t = candidate_recall(cands_t, test_relevant[users_t])
+    result = TwoStageResult(np.empty(0), recall_v, recall_t, source_scores=scores_t)
+    if config.ranker:
+        booster = fit_ranker(feats_v, y, config)
+        values = booster.predict(feats_t.drop(columns=["user", "item"]), num_iteration=booster.best_iteration)
+        gain = booster.feature_importance("gain")
+        result.feature_importance = dict(sorted(zip(booster.feature_name(), (gain / gain.sum()).round(4).tolist()),
+                                                key=lambda kv: -kv[1]))
+        result.best_iteration = int(booster.best_iteration)
+    else:
+        values = reciprocal_rank_fusion(feats_t, full.enabled)
+    result.scorer_scores = dense(feats_t, values, (len(users_t), shape[1]))
+    return result

@@ -1,0 +1,136 @@
+"""MLflow Model Registry: version tags and champion promotion guarded by a like-for-like comparison."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from patron.config import Settings
+from training import tracking
+
+METRIC_TAG = "patron.primary_metric"
+VALUE_TAG = "patron.primary_value"
+
+
+class PromotionRefused(Exception):
+    """The candidate does not beat the champion on the same evaluation data (or cannot be compared)."""
+
+
+@dataclass
+class PromotionResult:
+    """Which version became champion, which one it replaced and the figures compared."""
+
+    model: str
+    name: str
+    version: int
+    previous: int | None
+    metric: str
+    candidate_value: float
+    champion_value: float | None
+    forced: bool
+    message: str
+
+
+def registered_name(settings: Settings, model: str) -> str:
+    """The registry name for 'recommender' or 'churn'."""
+    names = {"recommender": settings.tracking.recommender_model, "churn": settings.tracking.churn_model}
+    if model not in names:
+        raise ValueError(f"model: expected one of {sorted(names)}, got {model!r}")
+    return names[model]
+
+
+def tag_version(settings: Settings, model: str, version: int, eval_fingerprint: str, metric: str,
+                value: float) -> None:
+    """Record on a model version the evaluation-data fingerprint and its primary metric."""
+    client = tracking.configure(settings)
+    name = registered_name(settings, model)
+    for key, val in {tracking.FINGERPRINT_TAG: eval_fingerprint, METRIC_TAG: metric, VALUE_TAG: repr(value)}.items():
+        client.set_model_version_tag(name, str(version), key, val)
+
+
+def _champion(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _reevaluate_churn(settings: Settings, candidate: ModelVersion, champion: ModelVersion) -> tuple[float, float]:
+    """ROC-AUC of both boosters on the candidate's test set rebuilt from the workspace (same fingerprint only)."""
+    import mlflow.lightgbm
+
+    from training.churn import test_frame
+    from training.evaluation import churn_metrics
+
+    X, y, fp = test_frame(settings)
+    if fp != candidate.tags.get(tracking.FINGERPRINT_TAG):
+        raise PromotionRefused(
+            f"champion v{champion.version} and candidate v{candidate.version} were evaluated on different data "
+            f"and the candidate's test set can no longer be rebuilt from the workspace; use --force to promote anyway")
+    scores = []
+    for mv in (candidate, champion):
+        booster = mlflow.lightgbm.load_model(f"models:/{mv.name}/{mv.version}")
+        missing = set(booster.feature_name()) - set(X.columns)
+        if missing:
+            raise PromotionRefused(f"champion v{champion.version} needs features the current data lacks: "
+                                   f"{sorted(missing)}; use --force to promote anyway")
+        scores.append(churn_metrics(y, np.asarray(booster.predict(X[booster.feature_name()])))["roc_auc"])
+    return scores[0], scores[1]
+
+
+def promote(settings: Settings, model: str, version: int | None = None, force: bool = False) -> PromotionResult:
+    """Point the champion alias at `version` (default: latest) if it beats the champion on the same data."""
+    client = tracking.configure(settings)
+    name = registered_name(settings, model)
+    alias = settings.tracking.champion_alias
+    versions = client.search_model_versions(f"name='{name}'")
+    if not versions:
+        raise PromotionRefused(f"no version of {name} is registered; run `patron train {model}` first")
+    number = version if version is not None else max(int(v.version) for v in versions)
+    try:
+        candidate = client.get_model_version(name, str(number))
+    except MlflowException as exc:
+        raise PromotionRefused(f"{name} has no version {number}") from exc
+    metric = candidate.tags.get(METRIC_TAG, "")
+    cand_value = float(candidate.tags.get(VALUE_TAG, "nan"))
+    champion = _champion(client, name, alias)
+
+    def done(previous: ModelVersion | None, champ_value: float | None, note: str) -> PromotionResult:
+        client.set_registered_model_alias(name, alias, str(number))  # one alias write: atomic for readers
+        return PromotionResult(model, name, number, int(previous.version) if previous else None, metric,
+                               cand_value, champ_value, force, note)
+
+    if champion is None:
+        return done(None, None, f"{name} v{number} is now {alias} (there was none); {metric} {cand_value:.4f}")
+    if int(champion.version) == number:
+        return PromotionResult(model, name, number, number, metric, cand_value, cand_value, force,
+                               f"{name} v{number} is already {alias}")
+    champ_value = float(champion.tags.get(VALUE_TAG, "nan"))
+    cand_fp = candidate.tags.get(tracking.FINGERPRINT_TAG)
+    champ_fp = champion.tags.get(tracking.FINGERPRINT_TAG)
+    try:
+        if champion.tags.get(METRIC_TAG) != metric:
+            raise PromotionRefused(f"candidate v{number} reports {metric} but champion v{champion.version} reports "
+                                   f"{champion.tags.get(METRIC_TAG)}; they cannot be compared")
+        where = f"on the same evaluation data (fingerprint {str(cand_fp)[:12]})"
+        if cand_fp != champ_fp:
+            if model != "churn":
+                raise PromotionRefused(
+                    f"candidate v{number} {metric} {cand_value:.4f} and champion v{champion.version} "
+                    f"{champ_value:.4f} were evaluated on different data (fingerprints {str(cand_fp)[:12]} vs "
+                    f"{str(champ_fp)[:12]}) and the recommender cannot be re-evaluated on it")
+            cand_value, champ_value = _reevaluate_churn(settings, candidate, champion)
+            where = f"re-evaluated on the candidate's test set (fingerprint {str(cand_fp)[:12]})"
+        if not cand_value > champ_value:
+            raise PromotionRefused(f"candidate v{number} {metric} {cand_value:.4f} does not beat champion "
+                                   f"v{champion.version} {champ_value:.4f} {where}")
+    except PromotionRefused as refused:
+        if not force:
+            raise
+        return done(champion, champ_value, f"forced: {name} v{number} is now {alias} although {refused}")
+    return done(champion, champ_value, f"{name} v{number} is now {alias}: {metric} {cand_value:.4f} beats "
+                                       f"v{champion.version} {champ_value:.4f} {where}")
