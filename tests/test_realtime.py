@@ -208,7 +208,7 @@ def test_a_moved_alias_is_served_with_no_failed_request_and_a_broken_one_is_refu
                 break
             time.sleep(0.5)
         assert answers == {str(new.version)}, "not every worker swapped to the new champion in time"
-        # the drivers keep going until each of them has been answered by the new champion too
+        # keep driving until the drivers too have been answered by the new champion
         deadline = time.monotonic() + 30
         while str(new.version) not in versions and time.monotonic() < deadline:
             time.sleep(0.2)
