@@ -73,11 +73,51 @@ _WINDOW_DESCRIPTIONS = {
 }
 
 
+# Features about one concept: their contributions to a churn score are summed into one reason, worded by the
+# group's phrase (placeholders name member features; a member without a value: the top member's own phrase).
+FEATURE_GROUPS: dict[str, str] = {
+    "days_since_last_purchase": "purchase_recency", "gap_mean_days": "purchase_recency",
+    "recency_gap_ratio": "purchase_recency",
+    "tickets_total": "support_tickets", "days_since_last_ticket": "support_tickets",
+    "open_tickets": "open_tickets", "open_ticket_age_days": "open_tickets",
+    "resolution_days_mean": "ticket_handling", "ticket_satisfaction_mean": "ticket_handling",
+    "nps_last": "nps", "nps_trend": "nps", "csat_last": "csat", "csat_trend": "csat",
+    "offers_received": "offers", "offers_redeemed": "offers", "offer_redemption_rate": "offers",
+    "points_balance": "loyalty_points", "days_since_loyalty_activity": "loyalty_points",
+}
+GROUP_PHRASES: dict[str, str] = {
+    "purchase_recency": "no purchase in {days_since_last_purchase:.0f} days, usually every {gap_mean_days:.0f}",
+    "support_tickets": "{tickets_total:.0f} support tickets, the last {days_since_last_ticket:.0f} days ago",
+    "open_tickets": "{open_tickets:.0f} unresolved support tickets, the oldest open for "
+                    "{open_ticket_age_days:.0f} days",
+    "ticket_handling": "tickets took {resolution_days_mean:.1f} days to resolve, handling rated "
+                       "{ticket_satisfaction_mean:.1f} out of 5",
+    "nps": "last NPS answer {nps_last:.0f} out of 10 ({nps_trend:+.0f} since the previous answer)",
+    "csat": "last satisfaction score {csat_last:.0f} out of 5 ({csat_trend:+.0f} since the previous answer)",
+    "offers": "redeemed {offers_redeemed:.0f} of {offers_received:.0f} retention offers received",
+    "loyalty_points": "{points_balance:.0f} loyalty points, no points activity in "
+                      "{days_since_loyalty_activity:.0f} days",
+}
+_WINDOW_GROUPS = {
+    "orders_{w}d": ("orders_{w}d", "{{orders_{w}d:.0f}} orders in the last {w} days "
+                                   "({{orders_trend_{w}d:+.0f}} compared with the {w} days before)"),
+    "orders_trend_{w}d": ("orders_{w}d", None),
+    "spend_{w}d": ("spend_{w}d", "{{spend_{w}d:.2f}} spent in the last {w} days "
+                                 "({{spend_trend_{w}d:+.2f}} compared with the {w} days before)"),
+    "spend_trend_{w}d": ("spend_{w}d", None),
+    "tickets_{w}d": ("support_tickets", None),
+}
+
+
 def register_window_descriptions(windows: list[int]) -> None:
-    """Add FEATURE_DESCRIPTIONS entries for the per-window features of these windows."""
+    """Add FEATURE_DESCRIPTIONS, FEATURE_GROUPS and GROUP_PHRASES entries for the per-window features."""
     for w in windows:
         for name, phrase in _WINDOW_DESCRIPTIONS.items():
             FEATURE_DESCRIPTIONS.setdefault(name.format(w=w), phrase.format(w=w))
+        for name, (group, phrase) in _WINDOW_GROUPS.items():
+            FEATURE_GROUPS.setdefault(name.format(w=w), group.format(w=w))
+            if phrase is not None:
+                GROUP_PHRASES.setdefault(group.format(w=w), phrase.format(w=w))
 
 
 register_window_descriptions(_DEFAULT_WINDOWS)

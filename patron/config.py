@@ -132,6 +132,62 @@ class CLVConfig(_Section):
     params: dict[str, Any] = {}
 
 
+class RetentionConfig(_Section):
+    """`patron retention plan` and POST /retention/plan: default offers and the knapsack solver's limits."""
+
+    offers: dict[str, float] = {
+        "discount_voucher": 5.0, "free_delivery": 3.0, "double_points": 2.0, "personal_call": 8.0,
+    }
+    solver_max_pairs: int = Field(10_000, gt=0)  # exact MILP only up to this many (customer, offer) candidates
+    solver_time_limit_s: float = Field(10.0, gt=0)
+    solver_mip_rel_gap: float = Field(1e-4, ge=0.0)
+    top_reasons: int = Field(3, ge=0)  # reasons joined into the plan's top_reasons column
+
+    @model_validator(mode="after")
+    def _costs(self) -> "RetentionConfig":
+        bad = {k: v for k, v in self.offers.items() if not v > 0}
+        if bad:
+            raise ValueError(f"offers: every cost must be above 0, got {bad}")
+        return self
+
+
+class SegmentsConfig(_Section):
+    """RFM quintiles, lifecycle stage and value tier (features/segments.py)."""
+
+    rfm_bins: int = Field(5, ge=2)
+    new_max_tenure_days: float = Field(90.0, gt=0)  # signed up (or first bought) this recently: new
+    lapsed_after_days: float = Field(180.0, gt=0)  # no purchase for this long (or never): lapsed
+    at_risk_gap_ratio: float = Field(2.0, gt=0)  # days since the last purchase over the usual gap: at risk from here
+    at_risk_after_days: float = Field(60.0, gt=0)  # one purchase day only (no usual gap): at risk after this
+    value_tiers: dict[str, float] = {"high": 0.8, "medium": 0.5, "low": 0.0}  # tier -> CLV percentile lower bound
+
+    @model_validator(mode="after")
+    def _tiers(self) -> "SegmentsConfig":
+        if not self.value_tiers or min(self.value_tiers.values()) != 0.0:
+            raise ValueError("value_tiers needs a tier whose lower bound is 0.0")
+        if self.at_risk_after_days >= self.lapsed_after_days:
+            raise ValueError("at_risk_after_days must be below lapsed_after_days")
+        return self
+
+
+class UpliftConfig(_Section):
+    """Offer uplift from randomised campaigns: meta-learners over LightGBM (training/uplift*.py)."""
+
+    learners: list[Literal["t", "offset", "x"]] = Field(["t", "offset", "x"], min_length=1)  # chosen on validation
+    offer_active_days: int = Field(60, gt=0)  # an offer sent this recently makes a customer ineligible
+    max_campaign_days: int | None = Field(None, gt=0)  # None: every randomised campaign day with a full horizon
+    valid_share: float = Field(0.2, gt=0.0, lt=0.5)  # customer-disjoint validation and test shares
+    test_share: float = Field(0.2, gt=0.0, lt=0.5)
+    seed: int = 42
+    num_boost_round: int = Field(1000, gt=0)
+    early_stopping_rounds: int = Field(50, gt=0)
+    classifier_params: dict[str, Any] = {}
+    regressor_params: dict[str, Any] = {}
+    target_share: float = Field(0.2, gt=0.0, le=1.0)  # bench: share of customers a campaign can reach
+    value_feature: str = "spend_365d"  # bench: value per customer retained (a point-in-time feature)
+    qini_bins: int = Field(100, ge=10)
+
+
 class TrackingConfig(_Section):
     uri: str | None = None
     artifact_location: str | None = None
@@ -139,6 +195,8 @@ class TrackingConfig(_Section):
     recommender_model: str = "patron-recommender"
     churn_model: str = "patron-churn"
     clv_model: str = "patron-clv"
+    uplift_model: str = "patron-uplift"
+    sequence_model: str = "patron-sequence"
     champion_alias: str = "champion"
 
 
@@ -166,6 +224,39 @@ class OnlineConfig(_Section):
     reload_poll_s: float = Field(10.0, gt=0)
 
 
+class AlertsConfig(_Section):
+    """Churn alerts to the CRM when live service signals move a customer up a risk tier."""
+
+    webhook_url: str = ""  # empty: alerts are logged, not delivered
+    timeout_s: float = Field(5.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_s: float = Field(1.0, gt=0)  # wait before retry n: backoff_s * backoff_factor ** (n - 1)
+    backoff_factor: float = Field(2.0, ge=1.0)
+    min_interval_hours: float = Field(24.0, ge=0)  # at most one alert per customer per this period
+    log_path: Path | None = None  # None: WORKSPACE/alerts.jsonl
+    max_list: int = Field(1000, gt=0)  # GET /alerts: at most this many alerts per answer
+
+
+class RepurchaseConfig(_Section):
+    """Consumables back in /recommend when a customer's own repurchase cycle says they are due."""
+
+    enabled: bool = True
+    min_repeats: int = Field(2, ge=1)  # repeat purchases (gaps) of an item before its cycle is trusted
+    due_factor: float = Field(0.9, gt=0)  # due when days since the last purchase >= interval * due_factor
+    forget_after_cycles: float = Field(3.0, gt=0)  # overdue by more cycles than this: lapsed, no longer due
+    max_items: int = Field(3, ge=0)  # due items blended into one answer
+    weight: float = Field(0.6, ge=0.0, le=1.0)  # their reciprocal-rank-fusion weight against the base ranking
+    clock: Literal["events", "wall"] = "events"  # events: today = latest of batch history and live events
+
+
+class BatchRecommendConfig(_Section):
+    """`patron recommend batch`: every customer's recommendations to a file."""
+
+    k: int = Field(20, gt=0)
+    workers: int | None = Field(None, gt=0)  # None: one per core
+    chunk_customers: int = Field(250, gt=0)  # customers per task handed to a worker
+
+
 class RulesConfig(_Section):
     in_stock_only: bool = True
     include_categories: list[str] = []
@@ -184,6 +275,31 @@ class TwoStageSources(_Section):
     repeat: bool = False  # the benchmark protocol excludes seen items, so repeats cannot count there
     trending: bool = True
     popular: bool = True
+    sequence: bool = False  # the `sequence` section's next-item model (training/sequence.py)
+
+
+class SequenceConfig(_Section):
+    architecture: Literal["sasrec", "gru"] = "gru"
+    dim: int = Field(64, gt=0)
+    blocks: int = Field(1, gt=0)
+    heads: int = Field(1, gt=0)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    max_len: int = Field(50, gt=1)
+    epochs: int = Field(10, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(128, gt=0)
+    negatives: int = Field(256, ge=0)  # sampled-softmax negatives shared by a batch; 0: full softmax over all items
+    seed: int = 42
+    threads: int = Field(2, gt=0)
+    device: Literal["cpu", "cuda"] = "cpu"
+    k: int = Field(10, gt=0)  # `patron train sequence`: metrics @k on each customer's last purchase
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> "SequenceConfig":
+        if self.dim % self.heads:
+            raise ValueError(f"sequence.heads ({self.heads}) must divide sequence.dim ({self.dim})")
+        return self
 
 
 class TwoStageConfig(_Section):
@@ -213,6 +329,24 @@ class RecsysBenchConfig(_Section):
     ablation: bool = True  # also run the two-stage pipeline without the ranker and without each source
 
 
+class TuneConfig(_Section):
+    """`patron tune recommender`: an Optuna study of the ALS recommender on the validation window."""
+
+    trials: int = Field(20, gt=0)
+    study: str = "recommender"
+    seed: int = 42
+    storage: str | None = None          # None: optuna.db beside a SQLite tracking store (MLflow's own file cannot
+    sqlite_file: str = "optuna.db"      # hold both: they share alembic's version table); set it for a server
+    iteration_block: int = Field(5, gt=0)   # ALS iterations between intermediate validation scores (pruning)
+    max_iterations: int = Field(40, gt=0)
+    pruner_startup_trials: int = Field(3, ge=0)
+    pruner_warmup_blocks: int = Field(1, ge=0)
+    factors: tuple[int, int] = (16, 256)                  # log-uniform search ranges
+    regularization: tuple[float, float] = (1e-3, 10.0)
+    alpha: tuple[float, float] = (0.1, 50.0)
+    candidate_alias: str = "candidate"
+
+
 class Settings(_Section):
     """All of Patron's configuration."""
 
@@ -226,10 +360,18 @@ class Settings(_Section):
     serving: ServingConfig = ServingConfig()
     bench: BenchConfig = BenchConfig()
     clv: CLVConfig = CLVConfig()
+    segments: SegmentsConfig = SegmentsConfig()
+    uplift: UpliftConfig = UpliftConfig()
+    retention: RetentionConfig = RetentionConfig()
     online: OnlineConfig = OnlineConfig()
     rules: RulesConfig = RulesConfig()
+    repurchase: RepurchaseConfig = RepurchaseConfig()
+    batch_recommend: BatchRecommendConfig = BatchRecommendConfig()
+    alerts: AlertsConfig = AlertsConfig()
     two_stage: TwoStageConfig = TwoStageConfig()
+    sequence: SequenceConfig = SequenceConfig()
     recsys_bench: RecsysBenchConfig = RecsysBenchConfig()
+    tune: TuneConfig = TuneConfig()
 
     # --- workspace layout -------------------------------------------------
     @property
@@ -263,6 +405,10 @@ class Settings(_Section):
     @property
     def rules_file(self) -> Path:
         return self.online.rules_path or self.workspace / "rules.yaml"
+
+    @property
+    def alerts_log(self) -> Path:
+        return self.alerts.log_path or self.workspace / "alerts.jsonl"
 
     @property
     def tracking_uri(self) -> str:

@@ -61,12 +61,39 @@ def load_churn_champion(settings: Settings) -> tuple[lgb.Booster | CalibratedBoo
     return (booster if calibrator is None else CalibratedBooster(booster, calibrator)), version
 
 
+def champion_or_latest(settings: Settings, name: str, train_command: str) -> str:
+    """The version a model's champion alias names, else its latest version (LookupError when none is registered)."""
+    client = _client(settings)
+    try:
+        return champion_version(client, name, settings.tracking.champion_alias)
+    except MlflowException:
+        versions = client.search_model_versions(f"name='{name}'")
+        if not versions:
+            raise LookupError(f"no {name} model registered: run `{train_command}`") from None
+        return str(max(int(v.version) for v in versions))
+
+
+def load_clv_champion(settings: Settings) -> tuple[lgb.Booster, str]:
+    """The CLV booster registered by `patron train clv`: its champion when one is aliased, else the latest version."""
+    name = settings.tracking.clv_model
+    version = champion_or_latest(settings, name, "patron train clv")
+    return mlflow.lightgbm.load_model(f"models:/{name}/{version}"), version
+
+
 def load_recommender_champion(settings: Settings) -> tuple[Any, str]:
     """The champion `training.recommender.Recommender` and its registry version."""
     t = settings.tracking
     version = champion_version(_client(settings), t.recommender_model, t.champion_alias)
     model = mlflow.pyfunc.load_model(f"models:/{t.recommender_model}/{version}")
     return model.unwrap_python_model().recommender, version
+
+
+def load_uplift_champion(settings: Settings) -> tuple[Any, str]:
+    """The `training.uplift.UpliftModel` (offer effects on churn): its champion, else the latest; and its version."""
+    name = settings.tracking.uplift_model
+    version = champion_or_latest(settings, name, "patron train uplift")
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return model.unwrap_python_model().model, version
 
 
 def load_champions(settings: Settings) -> Champions:

@@ -46,6 +46,12 @@ def _descriptions() -> dict[str, str]:
     return FEATURE_DESCRIPTIONS
 
 
+def _groups() -> tuple[dict[str, str], dict[str, str]]:
+    from features.customer_features import FEATURE_GROUPS, GROUP_PHRASES
+
+    return FEATURE_GROUPS, GROUP_PHRASES
+
+
 def _plain(value: Any) -> float | str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return None
@@ -69,25 +75,58 @@ def reason_text(feature: str, row: pd.Series, descriptions: dict[str, str]) -> s
     return text
 
 
+def group_text(group: str, members: list[str], lead: str, row: pd.Series, descriptions: dict[str, str],
+               phrases: dict[str, str]) -> str:
+    """One phrase for a group of features (e.g. "2 unresolved support tickets, the oldest open for 40 days").
+
+    Falls back to the lead feature's own phrase when the group has none or a member has no value.
+    """
+    values = {m: _plain(row.get(m)) for m in members}
+    phrase = phrases.get(group)
+    if phrase is not None and len(members) > 1:
+        try:
+            return phrase.format(**values)
+        except (KeyError, ValueError, TypeError):
+            pass
+    return reason_text(lead, row, descriptions)
+
+
 def score_frame(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, churn: ChurnConfig,
-                descriptions: dict[str, str] | None = None) -> pd.DataFrame:
-    """customer_id, churn_probability, risk_tier and reasons (top positive LightGBM contributions) per row."""
+                descriptions: dict[str, str] | None = None,
+                groups: tuple[dict[str, str], dict[str, str]] | None = None) -> pd.DataFrame:
+    """customer_id, churn_probability, risk_tier and reasons per row.
+
+    Reasons: the top positive LightGBM contributions, those of features in one group (feature -> group, group ->
+    phrase; default FEATURE_GROUPS and GROUP_PHRASES) summed into one reason named by its largest member.
+    """
     columns = ["customer_id", "churn_probability", "risk_tier", "reasons"]
     if features.empty:
         return pd.DataFrame(columns=columns)
     descriptions = _descriptions() if descriptions is None else descriptions
+    feature_group, phrases = _groups() if groups is None else groups
     names = booster.feature_name()
     X = features[names]
     probability = booster.predict(X)
     contrib = booster.predict(X, pred_contrib=True)[:, : len(names)]  # last column is the expected value
-    top = np.argsort(-contrib, axis=1, kind="stable")[:, :TOP_REASONS]
+    keys = pd.Categorical([feature_group.get(n, n) for n in names])
+    membership = np.zeros((len(names), len(keys.categories)))
+    membership[np.arange(len(names)), keys.codes] = 1.0
+    summed = contrib @ membership
+    top = np.argsort(-summed, axis=1, kind="stable")[:, :TOP_REASONS]
+    members = [np.flatnonzero(keys.codes == g) for g in range(len(keys.categories))]
     reasons = []
     for i, (_, row) in enumerate(features.iterrows()):
-        reasons.append([
-            {"feature": names[j], "value": _plain(row[names[j]]), "contribution": float(contrib[i, j]),
-             "text": reason_text(names[j], row, descriptions)}
-            for j in top[i] if contrib[i, j] > 0
-        ])
+        explained = []
+        for g in top[i]:
+            if summed[i, g] <= 0:
+                continue
+            lead = names[members[g][np.argmax(contrib[i, members[g]])]]
+            explained.append({
+                "feature": lead, "group": str(keys.categories[g]), "value": _plain(row[lead]),
+                "contribution": float(summed[i, g]),
+                "text": group_text(str(keys.categories[g]), [names[j] for j in members[g]], lead, row,
+                                   descriptions, phrases)})
+        reasons.append(explained)
     return pd.DataFrame({
         "customer_id": features["customer_id"].astype(str).to_numpy(),
         "churn_probability": probability.astype(float),

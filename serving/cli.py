@@ -11,11 +11,13 @@ from patron.context import settings_from
 
 score_app = typer.Typer(no_args_is_help=True)
 events_app = typer.Typer(no_args_is_help=True)
+retention_app = typer.Typer(no_args_is_help=True)
+recommend_app = typer.Typer(no_args_is_help=True)
 
 
 @events_app.command("sync")
 def sync_events_command(ctx: typer.Context) -> None:
-    """Merge the events posted to the service (online store) into the workspace events table, each once."""
+    """Merge the events, tickets and survey answers posted to the service into the workspace tables, each once."""
     from features.ingest import IngestError
     from serving.event_sync import sync_online_events
 
@@ -63,6 +65,57 @@ def score_churn_command(
     typer.echo(report.summary())
 
 
+@recommend_app.command("batch")
+def recommend_batch_command(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="CSV or Parquet file (by extension), written atomically."),
+    k: Optional[int] = typer.Option(None, "--k", help="Items per customer (default: batch_recommend.k, 20)."),
+    customers: Optional[Path] = typer.Option(None, "--customers", help="Only these customers: a file with a "
+                                             "customer_id column, or one id per line."),
+    segment: Optional[str] = typer.Option(None, "--segment", help="Only this lifecycle stage (new, active, "
+                                          "at_risk, lapsed)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: one per core)."),
+) -> None:
+    """Recommendations for every customer (or a subset) for campaign tools, with rules, stock and consent."""
+    from serving.batch_recommend import read_customer_ids, recommend_batch, segment_customer_ids
+
+    settings = settings_from(ctx)
+    try:
+        ids = read_customer_ids(customers) if customers is not None else None
+        if segment is not None:
+            stage = set(segment_customer_ids(settings, segment))
+            ids = sorted(stage) if ids is None else [c for c in ids if c in stage]
+        report = recommend_batch(settings, out, k=k, customers=ids, workers=workers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(report.summary())
+
+
+@retention_app.command("plan")
+def retention_plan_command(
+    ctx: typer.Context,
+    budget: float = typer.Option(..., "--budget", help="Total the offers may cost."),
+    offers: Optional[Path] = typer.Option(None, "--offers", help="YAML/JSON {offer_type: cost} or CSV offer_type,cost "
+                                          "(default: retention.offers of the config)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="CSV or Parquet file (default: "
+                                       "<workspace>/outputs/retention_plan.parquet)."),
+    max_customers: Optional[int] = typer.Option(None, "--max-customers", help="Contact at most this many customers."),
+) -> None:
+    """At most one offer per consenting active customer, maximising expected net value within the budget."""
+    from serving.retention_plan import read_offers, workspace_plan, write_plan
+
+    settings = settings_from(ctx)
+    path = Path(out) if out is not None else settings.outputs_dir / "retention_plan.parquet"
+    if path.suffix.lower() not in {".csv", ".parquet"}:
+        raise typer.BadParameter(f"out: {path} must end in .csv or .parquet")
+    try:
+        plan = workspace_plan(settings, budget, read_offers(offers) if offers else None, max_customers)
+    except (ValueError, LookupError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    write_plan(plan, path)
+    typer.echo(f"{plan.summary()} -> {path}")
+
+
 def serve_bench_command(
     ctx: typer.Context,
     rates: str = typer.Option("50,100,200,400", "--rates", help="Offered request rates per second, comma-separated."),
@@ -89,6 +142,8 @@ def register_serving_commands(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(score_app, name="score", help="Batch scores written to files.")
     app.add_typer(events_app, name="events", help="Live events recorded by the service.")
+    app.add_typer(retention_app, name="retention", help="Retention plans: whom to contact with which offer.")
+    app.add_typer(recommend_app, name="recommend", help="Batch recommendations written to files.")
     from training.cli import bench_app
 
     bench_app.command("serve")(serve_bench_command)

@@ -1,4 +1,4 @@
-"""Validate live events against the data contract, row by row, so a batch keeps its good rows."""
+"""Validate live events and service signals against the data contract, row by row, so a batch keeps its good rows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, Collection, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from features.contract import CHANNELS, EVENT_TYPES
-from serving.online_store import Event
+from features.contract import CHANNELS, EVENT_TYPES, TICKET_CATEGORIES
+from serving.online_store import Event, Signal
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # fixed width, so stored timestamps sort as text
 
@@ -27,6 +27,34 @@ class LiveEvent(BaseModel):
     unit_price: Optional[float] = Field(None, ge=0)
     channel: Literal[CHANNELS] = "online"
     order_id: Optional[str] = None
+
+
+class LiveTicket(BaseModel):
+    """One support ticket as the contract's `tickets` table defines it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticket_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    opened_at: datetime
+    resolved_at: Optional[datetime] = None
+    category: Literal[TICKET_CATEGORIES]
+    satisfaction: Optional[int] = Field(None, ge=1, le=5)
+
+
+class LiveSurvey(BaseModel):
+    """One survey answer as the contract's `surveys` table defines it (at least one score)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field(min_length=1)
+    ts: datetime
+    nps: Optional[int] = Field(None, ge=0, le=10)
+    csat: Optional[int] = Field(None, ge=1, le=5)
+
+
+SIGNAL_MODELS: dict[str, type[BaseModel]] = {"tickets": LiveTicket, "surveys": LiveSurvey}
+_TIMES = {"tickets": ("opened_at", "resolved_at"), "surveys": ("ts",)}
 
 
 def _reason(exc: ValidationError) -> str:
@@ -59,5 +87,36 @@ def validate_events(rows: list[Any], known_items: Collection[str]) -> tuple[list
             continue
         out = event.model_dump()
         out["ts"] = _naive_utc(event.ts).strftime(TS_FORMAT)
+        valid.append(out)
+    return valid, rejected
+
+
+def _signal_problem(kind: str, signal: BaseModel) -> str | None:
+    """A rule across fields that pydantic does not check per field, naming the field (None when fine)."""
+    if kind == "tickets" and signal.resolved_at is not None and _naive_utc(signal.resolved_at) < _naive_utc(
+            signal.opened_at):
+        return f"resolved_at: must not be before opened_at, got {signal.resolved_at.isoformat()!r}"
+    if kind == "surveys" and signal.nps is None and signal.csat is None:
+        return "nps: a survey answer needs nps or csat"
+    return None
+
+
+def validate_signals(kind: str, rows: list[Any]) -> tuple[list[Signal], list[dict[str, Any]]]:
+    """Tickets or survey answers that fit the contract (timestamps normalised) and {index, reason} for the others."""
+    valid, rejected = [], []
+    for index, row in enumerate(rows):
+        try:
+            signal = SIGNAL_MODELS[kind].model_validate(row)
+        except ValidationError as exc:
+            rejected.append({"index": index, "kind": kind, "reason": _reason(exc)})
+            continue
+        problem = _signal_problem(kind, signal)
+        if problem is not None:
+            rejected.append({"index": index, "kind": kind, "reason": problem})
+            continue
+        out = signal.model_dump()
+        for name in _TIMES[kind]:
+            if out[name] is not None:
+                out[name] = _naive_utc(out[name]).strftime(TS_FORMAT)
         valid.append(out)
     return valid, rejected

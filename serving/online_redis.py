@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import redis
 
-from serving.online_store import EVENT_FIELDS, Event
+from serving.online_store import EVENT_FIELDS, SIGNAL_FIELDS, SIGNAL_TIME, Event, Signal, signal_key
 
 # Per event: claim the event id (SET NX), then append it to the log, the customer's history and purchases.
 # One script per batch, so a batch is applied atomically and in one round trip.
@@ -29,6 +29,22 @@ end
 return accepted
 """
 
+# Per signal: claim its key (SET NX), then append it to the kind's log and the customer's list; returns new keys.
+RECORD_SIGNALS = """
+local p, kind = ARGV[1], ARGV[2]
+local new = {}
+for i = 3, #ARGV, 4 do
+  local key, customer, score, body = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  if redis.call('SET', p .. ':sig:' .. kind .. ':key:' .. key, '1', 'NX') then
+    local seq = redis.call('INCR', p .. ':sig:' .. kind .. ':seq')
+    redis.call('ZADD', p .. ':sig:' .. kind .. ':log', seq, body)
+    redis.call('ZADD', p .. ':c:' .. customer .. ':sig:' .. kind, score, body)
+    table.insert(new, key)
+  end
+end
+return new
+"""
+
 
 def _score(ts: str) -> float:
     # Stored timestamps carry no zone and mean UTC.
@@ -42,6 +58,7 @@ class RedisStore:
         self.prefix = prefix
         self.client = redis.Redis.from_url(url, decode_responses=True)
         self._record = self.client.register_script(RECORD)
+        self._record_signals = self.client.register_script(RECORD_SIGNALS)
 
     def _key(self, *parts: str) -> str:
         return ":".join([self.prefix, *parts])
@@ -75,6 +92,24 @@ class RedisStore:
     def event_log(self, after: int = 0, limit: int = 100_000) -> list[tuple[int, Event]]:
         """Stored events in arrival order after sequence number `after`."""
         rows = self.client.zrangebyscore(self._key("log"), f"({after}", "+inf", start=0, num=limit, withscores=True)
+        return [(int(seq), json.loads(body)) for body, seq in rows]
+
+    def record_signals(self, kind: str, signals: list[Signal]) -> list[str]:
+        """Store the signals atomically; returns the keys not stored before."""
+        args: list[str] = [self.prefix, kind]
+        for s in signals:
+            body = json.dumps({k: s.get(k) for k in SIGNAL_FIELDS[kind]}, sort_keys=True)
+            args += [signal_key(kind, s), s["customer_id"], repr(_score(s[SIGNAL_TIME[kind]])), body]
+        return list(self._record_signals(keys=[], args=args)) if signals else []
+
+    def customer_signals(self, kind: str, customer_id: str) -> list[Signal]:
+        """The customer's stored signals of one kind, oldest first."""
+        return [json.loads(b) for b in self.client.zrange(self._key("c", customer_id, "sig", kind), 0, -1)]
+
+    def signal_log(self, kind: str, after: int = 0, limit: int = 100_000) -> list[tuple[int, Signal]]:
+        """Stored signals of one kind in arrival order after sequence number `after`."""
+        rows = self.client.zrangebyscore(self._key("sig", kind, "log"), f"({after}", "+inf", start=0, num=limit,
+                                         withscores=True)
         return [(int(seq), json.loads(body)) for body, seq in rows]
 
     def clear(self) -> None:

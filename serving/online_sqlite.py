@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from serving.online_store import EVENT_FIELDS, Event
+from serving.online_store import EVENT_FIELDS, SIGNAL_FIELDS, SIGNAL_TIME, Event, Signal, signal_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -21,6 +21,16 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, ts);
 CREATE TABLE IF NOT EXISTS stock (item_id TEXT PRIMARY KEY, in_stock INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS signals (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (kind, key)
+);
+CREATE INDEX IF NOT EXISTS signals_by_customer ON signals (kind, customer_id, ts);
 """
 
 
@@ -88,12 +98,39 @@ class SqliteStore:
         cur = self._conn().execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
         return [(seq, json.loads(body)) for seq, body in cur]
 
+    def record_signals(self, kind: str, signals: list[Signal]) -> list[str]:
+        """Insert the signals in one transaction; returns the keys not stored before."""
+        fields, new = SIGNAL_FIELDS[kind], []
+        conn = self._conn()
+        with conn:
+            for s in signals:
+                key = signal_key(kind, s)
+                cur = conn.execute("INSERT OR IGNORE INTO signals (kind, key, customer_id, ts, body) "
+                                   "VALUES (?, ?, ?, ?, ?)", (kind, key, s["customer_id"], s[SIGNAL_TIME[kind]],
+                                                            json.dumps({k: s.get(k) for k in fields})))
+                if cur.rowcount:
+                    new.append(key)
+        return new
+
+    def customer_signals(self, kind: str, customer_id: str) -> list[Signal]:
+        """The customer's stored signals of one kind, oldest first."""
+        cur = self._conn().execute("SELECT body FROM signals WHERE kind = ? AND customer_id = ? ORDER BY ts, seq",
+                                   (kind, customer_id))
+        return [json.loads(body) for (body,) in cur]
+
+    def signal_log(self, kind: str, after: int = 0, limit: int = 100_000) -> list[tuple[int, Signal]]:
+        """Stored signals of one kind in arrival order after sequence number `after`."""
+        cur = self._conn().execute("SELECT seq, body FROM signals WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                   (kind, after, limit))
+        return [(seq, json.loads(body)) for seq, body in cur]
+
     def clear(self) -> None:
-        """Delete every event and stock override."""
+        """Delete every event, signal and stock override."""
         conn = self._conn()
         with conn:
             conn.execute("DELETE FROM events")
             conn.execute("DELETE FROM stock")
+            conn.execute("DELETE FROM signals")
 
     def close(self) -> None:
         """Close every connection this store opened."""

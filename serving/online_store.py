@@ -9,6 +9,16 @@ from patron.config import Settings
 # One event as stored: the contract's events columns, `ts` as an ISO 8601 string without time zone.
 Event = dict[str, Any]
 EVENT_FIELDS = ("event_id", "customer_id", "item_id", "ts", "type", "quantity", "unit_price", "channel", "order_id")
+# Service signals (the contract's tickets and surveys tables), timestamps stored like events' `ts`.
+Signal = dict[str, Any]
+SIGNAL_FIELDS = {"tickets": ("ticket_id", "customer_id", "opened_at", "resolved_at", "category", "satisfaction"),
+                 "surveys": ("customer_id", "ts", "nps", "csat")}
+SIGNAL_TIME = {"tickets": "opened_at", "surveys": "ts"}
+
+
+def signal_key(kind: str, signal: Signal) -> str:
+    """The contract key of a signal as one string: ticket_id, or customer_id and ts for a survey answer."""
+    return signal["ticket_id"] if kind == "tickets" else f"{signal['customer_id']}|{signal['ts']}"
 
 
 class OnlineStore(Protocol):
@@ -31,6 +41,15 @@ class OnlineStore(Protocol):
 
     def event_log(self, after: int = 0, limit: int = 100_000) -> list[tuple[int, Event]]:
         """Stored events in arrival order with their sequence numbers, those after `after` only."""
+
+    def record_signals(self, kind: str, signals: list[Signal]) -> list[str]:
+        """Store new tickets or survey answers durably (idempotent by contract key); returns the keys stored now."""
+
+    def customer_signals(self, kind: str, customer_id: str) -> list[Signal]:
+        """The customer's stored tickets or survey answers, oldest first."""
+
+    def signal_log(self, kind: str, after: int = 0, limit: int = 100_000) -> list[tuple[int, Signal]]:
+        """Stored signals of one kind in arrival order with their sequence numbers, those after `after` only."""
 
     def clear(self) -> None:
         """Remove everything this store holds (tests, resets)."""

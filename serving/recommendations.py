@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from features.repurchase import RepurchaseCycles
 from patron.config import RulesConfig, Settings
 from serving import rules as business
 from serving.state import OnlineState
 
 OVERFETCH = 4  # candidates per answer slot when rules may drop or reorder items
 RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al.): blends rankings whose scores are not comparable
+RESTOCK_REASON = "time to restock"
 
 
 @dataclass
@@ -34,36 +36,48 @@ def _history_weights(events: list[dict[str, Any]], event_weights: dict[str, floa
     return [e["item_id"] for e in events], [event_weights.get(e["type"], 0.0) for e in events]
 
 
-def _blend(base: list[tuple[str, float]], context: dict[str, tuple[int, str]], weight: float
+def _blend(base: list[tuple[str, float]], extra: dict[str, tuple[int, str]], weight: float
            ) -> tuple[list[tuple[str, float]], dict[str, str]]:
-    """Reciprocal-rank fusion of the base ranking with the best rank of each item among the context's neighbours."""
+    """Reciprocal-rank fusion of the base ranking with a second one given as item -> (rank, reason)."""
     fused: dict[str, float] = {}
     for rank, (item, _) in enumerate(base):
         fused[item] = (1 - weight) / (RRF_K + rank)
-    for item, (rank, _) in context.items():
+    for item, (rank, _) in extra.items():
         fused[item] = fused.get(item, 0.0) + weight / (RRF_K + rank)
     ranked = sorted(fused.items(), key=lambda p: -p[1])
-    return ranked, {i: f"goes with {name}" for i, (_, name) in context.items()}
+    return ranked, {i: reason for i, (_, reason) in extra.items()}
+
+
+def due_consumables(cycles: RepurchaseCycles | None, customer_id: str, live: list[dict[str, Any]],
+                    pool: set[str]) -> list[str]:
+    """The customer's items due for a restock among `pool`, most overdue first, at most `max_items`."""
+    if cycles is None or not cycles.config.enabled or not cycles.config.max_items:
+        return []
+    return [i for i, _ in cycles.due(customer_id, live) if i in pool][:cycles.config.max_items]
 
 
 def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, exclude_purchased: bool,
               categories: list[str] | None, context_item_ids: list[str] | None, rules: RulesConfig,
-              settings: Settings) -> Answer:
-    """Up to k items: trained factors, else live history folded in, else popularity; then context and rules."""
+              settings: Settings, cycles: RepurchaseCycles | None = None) -> Answer:
+    """Up to k items: trained factors, else live history folded in, else popularity; then restocks, context, rules."""
     bought = state.purchased_items(customer_id)
-    exclude = set(bought) if exclude_purchased else set()
     applied = ["exclude_purchased"] if exclude_purchased else []
     context = [i for i in (context_item_ids or []) if recommender.knows_item(i)]
-    exclude |= set(context)
     allowed, narrowed = business.candidates(rules, state, categories)
     applied += narrowed
-    n = k * OVERFETCH if business.needs_overfetch(rules) or context else k
     consent = state.personalization_allowed(customer_id)
+    known = recommender.knows_customer(customer_id)
+    restocks = cycles is not None and cycles.config.enabled
+    live = consent and (restocks or not known)  # one store read, only when something uses it
+    events = state.live_events(customer_id, settings.online.history_events) if live else []
+    # Consumables due again are exempt from "exclude purchased"; the others bought stay hidden.
+    restock = due_consumables(cycles, customer_id, events, allowed - set(context)) if consent else []
+    exclude = (set(bought) - set(restock) if exclude_purchased else set()) | set(context)
+    n = k * OVERFETCH if business.needs_overfetch(rules) or context or restock else k
     ranked, source = [], "popular"
-    if consent and recommender.knows_customer(customer_id):
+    if consent and known:
         ranked, source = recommender.recommend(customer_id, n, exclude=exclude, allowed=allowed), "personal"
     elif consent:
-        events = state.live_events(customer_id, settings.online.history_events)
         if events:
             items, weights = _history_weights(events, settings.features.interactions.event_weights)
             ranked = recommender.recommend_from_history(items, weights, n, exclude=exclude, allowed=allowed,
@@ -74,24 +88,29 @@ def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, ex
         applied.append("no_personalisation_consent")
     if source == "popular":
         ranked = recommender.popular(n, exclude=exclude, allowed=allowed)
-    context_reasons: dict[str, str] = {}
+    reasons: dict[str, str] = {}
     if context:
         weight = settings.online.context_weight
         near: dict[str, tuple[int, str]] = {}
         pool = allowed - exclude
         for ctx in context:
-            name = state.name_of.get(ctx, ctx)
+            reason = f"goes with {state.name_of.get(ctx, ctx)}"
             for rank, (item, _) in enumerate(recommender.similar_items(ctx, n, allowed=pool)):
                 if item not in near or rank < near[item][0]:
-                    near[item] = (rank, name)
-        ranked, context_reasons = _blend(ranked, near, weight)
+                    near[item] = (rank, reason)
+        ranked, reasons = _blend(ranked, near, weight)
         applied.append("context")
+    if restock:
+        due = {item: (rank, RESTOCK_REASON) for rank, item in enumerate(restock)}
+        ranked, restock_reasons = _blend(ranked, due, cycles.config.weight)
+        reasons.update(restock_reasons)
+        applied.append("restock")
     ranked, reranked = business.rerank(ranked, rules, state.category_of, k)
     applied += reranked
     items = []
     for item, score in ranked:
-        if item in context_reasons:
-            reason = context_reasons[item]
+        if item in reasons:
+            reason = reasons[item]
         elif source == "popular":
             reason = f"popular in {state.category_of.get(item, 'the shop')}"
         elif source == "live_history":

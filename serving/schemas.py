@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from patron.config import OnlineConfig, ServingConfig
 
@@ -68,22 +68,44 @@ class SimilarItemsResponse(BaseModel):
 
 
 class ChurnReason(BaseModel):
-    """One feature pushing a customer's churn probability up."""
+    """One reason pushing a customer's churn probability up: a feature, or a group of features summed."""
 
     feature: str
+    group: Optional[str] = None
     value: Optional[float | str]
     contribution: float
     text: str
 
 
+class CustomerSegment(BaseModel):
+    """RFM score, lifecycle stage and CLV value tier of one customer."""
+
+    lifecycle_stage: Optional[str]
+    value_tier: Optional[str]
+    rfm_score: Optional[str]
+
+
+class BestOffer(BaseModel):
+    """The default offer worth most for one customer (only positive values; none without marketing consent)."""
+
+    offer_type: str
+    expected_net_value: float
+
+
 class ChurnScore(BaseModel):
-    """Churn probability, risk tier and reasons for one customer (null probability when unknown)."""
+    """Churn probability, risk tier and reasons for one customer (null probability when unknown).
+
+    segment, clv and best_offer are filled when the CLV and uplift models are registered.
+    """
 
     customer_id: str
     churn_probability: Optional[float]
     risk_tier: Optional[str]
     reasons: list[ChurnReason]
     known: bool
+    segment: Optional[CustomerSegment] = None
+    clv: Optional[float] = None
+    best_offer: Optional[BestOffer] = None
 
 
 class ChurnResponse(BaseModel):
@@ -93,25 +115,87 @@ class ChurnResponse(BaseModel):
     model_version: str
 
 
-class EventsRequest(_Request):
-    """Body of POST /events: rows are validated one by one, so good rows are kept beside bad ones."""
+class RetentionOffer(_Request):
+    """One offer type the plan may send and what each costs."""
 
-    events: list[dict[str, Any]] = Field(min_length=1, max_length=_LIMITS_EVENTS)
+    offer_type: str = Field(min_length=1)
+    cost: float = Field(gt=0)
+
+
+class RetentionPlanRequest(_Request):
+    """Body of POST /retention/plan (offers default to retention.offers of the config)."""
+
+    budget: float = Field(ge=0)
+    offers: Optional[list[RetentionOffer]] = Field(None, min_length=1)
+    max_customers: Optional[int] = Field(None, ge=0)
+
+
+class PlanRow(BaseModel):
+    """One customer to contact, with which offer, and why."""
+
+    customer_id: str
+    lifecycle_stage: Optional[str]
+    value_tier: Optional[str]
+    rfm_score: Optional[str]
+    churn_probability: float
+    clv: float
+    offer_type: str
+    cost: float
+    expected_net_value: float
+    top_reasons: str
+    preferred_channel: Optional[str]
+
+
+class PlanTotals(BaseModel):
+    """What the plan spends and is expected to keep, and how it was solved."""
+
+    customers: int
+    spend: float
+    expected_net_value: float
+    eligible_customers: int
+    skipped_no_consent: int
+    solver: str
+    optimal: bool
+    upper_bound: float
+
+
+class RetentionPlanResponse(BaseModel):
+    """Answer of POST /retention/plan: the rows, highest expected net value first, and totals."""
+
+    plan: list[PlanRow]
+    totals: PlanTotals
+    model_versions: dict[str, str]
+
+
+class EventsRequest(_Request):
+    """Body of POST /events: events, tickets and survey answers, each row validated alone (good rows are kept)."""
+
+    events: list[dict[str, Any]] = Field([], max_length=_LIMITS_EVENTS)
+    tickets: list[dict[str, Any]] = Field([], max_length=_LIMITS_EVENTS)
+    surveys: list[dict[str, Any]] = Field([], max_length=_LIMITS_EVENTS)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "EventsRequest":
+        if not (self.events or self.tickets or self.surveys):
+            raise ValueError("events: at least one event, ticket or survey answer is needed")
+        return self
 
 
 class RejectedRow(BaseModel):
-    """A row refused, by its position in the request, and why (naming the field)."""
+    """A row refused, by its list and position in the request, and why (naming the field)."""
 
     index: int
     reason: str
+    kind: str = "events"
 
 
 class EventsResponse(BaseModel):
-    """Answer of POST /events."""
+    """Answer of POST /events (accepted and duplicates count events, tickets and survey answers together)."""
 
     accepted: int
     duplicates: int
     rejected: list[RejectedRow]
+    alerts: int = 0  # churn alerts raised by this request's service signals
 
 
 class StockUpdate(_Request):
@@ -153,3 +237,29 @@ class StatusResponse(BaseModel):
     rules: dict[str, Any]
     rules_error: Optional[str]
     online_backend: str
+
+
+class ChurnAlert(BaseModel):
+    """A customer's churn risk moved up a tier after service signals; sent to the CRM webhook."""
+
+    alert_id: str
+    customer_id: str
+    old_tier: str
+    new_tier: str
+    old_probability: float
+    churn_probability: float
+    reasons: list[ChurnReason]  # what changed: the signals' features whose contributions rose most
+    risk_reasons: list[ChurnReason] = []  # the new score's top reasons overall, as /churn gives them
+    signals: list[str]
+    best_offer: Optional[dict[str, Any]] = None
+    at: str
+    model_version: str
+    delivery: str  # off (no webhook), pending, delivered or failed
+    attempts: int
+    last_error: Optional[str] = None
+
+
+class AlertsResponse(BaseModel):
+    """Answer of GET /alerts: alerts raised at or after `since`, oldest first."""
+
+    alerts: list[ChurnAlert]

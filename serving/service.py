@@ -6,21 +6,28 @@ import logging
 import os
 import threading
 import time
+from datetime import datetime, timezone
 
 import bentoml
 from bentoml.exceptions import BadInput, NotFound, ServiceUnavailable
+from fastapi import FastAPI, Query
 
+from features.repurchase import RepurchaseCycles
 from patron.config import Settings, load_settings
 from serving.champions import Champions, load_champions
 from serving.churn_scoring import score_customers
 from serving import recommendations
-from serving.events import validate_events
+from serving.alerts import AlertDispatcher
+from serving.events import validate_events, validate_signals
+from serving.live_churn import LiveChurn, new_signals
 from serving.online_store import OnlineStore, open_store
 from serving.reload import ChampionWatcher
+from serving.retention_plan import CustomerValue, load_customer_value, plan_for
 from serving.rules import RuleBook
-from serving.schemas import (ChurnRequest, ChurnResponse, EventsRequest, EventsResponse, ModelStatus,
+from serving.schemas import (AlertsResponse, ChurnRequest, ChurnResponse, EventsRequest, EventsResponse, ModelStatus,
                              RecommendRequest, RecommendResponse, SimilarItemsRequest, SimilarItemsResponse,
                              StatusResponse, StockRequest, StockResponse)
+from serving.schemas import RetentionPlanRequest, RetentionPlanResponse
 from serving.state import OnlineState
 
 # A child of BentoML's logger, so messages land in the server log with BentoML's formatting.
@@ -37,6 +44,11 @@ def load_online_state(settings: Settings, store: OnlineStore | None = None) -> O
     return OnlineState.from_workspace(settings, customer_features(settings, data_end(settings)), store)
 
 
+# Plain GET routes (BentoML APIs are POST only), mounted passively: only these paths reach it.
+http_api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@bentoml.asgi_app(http_api, path="/")
 @bentoml.service(name="patron", workers=SETTINGS.serving.workers,
                  traffic={"timeout": SETTINGS.serving.request_timeout_s})
 class Patron:
@@ -47,11 +59,17 @@ class Patron:
         self.champions: Champions | None = None
         self.state: OnlineState | None = None
         self.store: OnlineStore | None = None
+        self.cycles: RepurchaseCycles | None = None
         self.rules = RuleBook(self.settings)
         self._last_attempt = 0.0
         self._lock = threading.Lock()
+        self.retention: CustomerValue | None = None  # CLV, offer effects, segments when their models exist
+        self._retention_tried = float("-inf")
+        self._retention_error = "not loaded yet"
+        self.live_churn = LiveChurn(self.settings, AlertDispatcher(self.settings))
         self.watcher = ChampionWatcher(self.settings, lambda: self.champions, self._swap_champions)
         self._try_load()
+        self._retention_value()
         self.watcher.start()
 
     def _swap_champions(self, champions: Champions) -> None:
@@ -69,6 +87,7 @@ class Patron:
                 if self.store is None:
                     self.store = open_store(self.settings)
                 if self.state is None:
+                    self.cycles = RepurchaseCycles.from_workspace(self.settings)
                     self.state = load_online_state(self.settings, self.store)
                     logger.info("online state loaded: %d customers with features", len(self.state.features))
             except Exception as exc:  # noqa: BLE001 - any failure just means "not ready yet"
@@ -96,21 +115,48 @@ class Patron:
         champions, state = self._ready()
         answer = recommendations.recommend(champions.recommender, state, request.customer_id, request.k,
                                            request.exclude_purchased, request.categories, request.context_item_ids,
-                                           self.rules.current(), self.settings)
+                                           self.rules.current(), self.settings, self.cycles)
         return RecommendResponse(customer_id=request.customer_id, items=answer.items,
                                  model_version=champions.recommender_version, fallback=answer.fallback,
                                  rules_applied=answer.rules_applied, source=answer.source)
 
     @bentoml.api(route="/events")
     def events(self, request: EventsRequest, /) -> EventsResponse:
-        """Record live events (idempotent by event_id, committed before the answer); bad rows are listed."""
-        _, state = self._ready()
+        """Record live events, tickets and survey answers (idempotent, committed before the answer); bad rows are
+        listed. Service signals rescore the customer's churn risk and may raise an alert (see GET /alerts)."""
+        champions, state = self._ready()
         valid, rejected = validate_events(request.events, state.category_of)
+        signals = {kind: validate_signals(kind, rows) for kind, rows in
+                   (("tickets", request.tickets), ("surveys", request.surveys))}
+        rejected += [r for _, bad in signals.values() for r in bad]
         try:
             accepted, duplicates = state.store.record_events(valid) if valid else (0, 0)
+            stored = {kind: state.store.record_signals(kind, good) for kind, (good, _) in signals.items()}
         except Exception as exc:  # noqa: BLE001 - nothing was acknowledged: the client must retry
             raise ServiceUnavailable(f"online store unavailable, events not recorded: {exc}") from exc
-        return EventsResponse(accepted=accepted, duplicates=duplicates, rejected=rejected)
+        new = new_signals(valid, accepted > 0, signals, stored)
+        for kind, (good, _) in signals.items():
+            accepted, duplicates = accepted + len(stored[kind]), duplicates + len(good) - len(stored[kind])
+        alerts = 0
+        try:  # the rows are stored: a rescoring failure must not fail the request
+            alerts = self.live_churn.on_signals(champions.churn, champions.churn_version, state, new,
+                                                self._best_offer)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("churn rescoring after service signals failed: %s: %s", type(exc).__name__, exc)
+        return EventsResponse(accepted=accepted, duplicates=duplicates, rejected=rejected, alerts=alerts)
+
+    def _best_offer(self, customer_id: str) -> dict | None:
+        """The customer's best retention offer once the plan's inputs are loaded (None before, or without one)."""
+        value = self._retention_value()
+        return None if value is None else value.customer_extras([customer_id], self.settings.retention.offers)[0].get(
+            "best_offer")
+
+    @http_api.get("/alerts")
+    def alerts(self, since: datetime | None = None, limit: int = Query(100, ge=1)) -> AlertsResponse:
+        """GET /alerts?since=&limit=: churn alerts raised at or after `since` (UTC), oldest first, with delivery."""
+        limit = min(limit, self.settings.alerts.max_list)
+        since = since.astimezone(timezone.utc).replace(tzinfo=None) if since and since.tzinfo else since
+        return AlertsResponse(alerts=self.live_churn.dispatcher.log.alerts(since, limit))
 
     @bentoml.api(route="/items/stock")
     def items_stock(self, request: StockRequest, /) -> StockResponse:
@@ -157,4 +203,45 @@ class Patron:
         champions, state = self._ready()
         scores = score_customers(champions.churn, state.customer_features(request.customer_ids),
                                  request.customer_ids, self.settings.churn)
+        value = self._retention_value()
+        if value is not None:
+            extras = value.customer_extras(request.customer_ids, self.settings.retention.offers)
+            scores = [{**s, **extra} for s, extra in zip(scores, extras)]
         return ChurnResponse(scores=scores, model_version=champions.churn_version)
+
+    def _retention_value(self) -> CustomerValue | None:
+        """CLV, offer effects and segments of the state's customers; None (reason kept) until their models exist."""
+        if self.retention is not None or self.state is None:
+            return self.retention
+        with self._lock:
+            if self.retention is None and (time.monotonic() - self._retention_tried
+                                           >= self.settings.serving.champion_retry_s):
+                self._retention_tried = time.monotonic()
+                from features.build import data_end
+
+                try:
+                    self.retention = load_customer_value(self.settings, self.state.features.reset_index(drop=True),
+                                                         data_end(self.settings))
+                    logger.info("retention inputs loaded: clv v%s, uplift v%s", self.retention.clv_version,
+                                self.retention.uplift_version)
+                except Exception as exc:  # noqa: BLE001 - /churn answers without the extras meanwhile
+                    self._retention_error = f"{type(exc).__name__}: {exc}"
+                    logger.warning("retention plan not available: %s", self._retention_error)
+        return self.retention
+
+    @bentoml.api(route="/retention/plan")
+    def retention_plan(self, request: RetentionPlanRequest, /) -> RetentionPlanResponse:
+        """At most one offer per consenting active customer, maximising expected net value within the budget."""
+        champions, state = self._ready()
+        value = self._retention_value()
+        if value is None:
+            raise ServiceUnavailable(f"retention plan unavailable: {self._retention_error}")
+        offers = None if request.offers is None else [o.model_dump() for o in request.offers]
+        try:
+            plan = plan_for(self.settings, champions.churn, state.customer_features(sorted(value.active)), value,
+                            offers, request.budget, request.max_customers)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from exc
+        rows = plan.rows.astype(object).where(plan.rows.notna(), None).to_dict(orient="records")
+        return RetentionPlanResponse(plan=rows, totals=plan.totals(), model_versions={
+            "churn": champions.churn_version, "clv": value.clv_version, "uplift": value.uplift_version})

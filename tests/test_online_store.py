@@ -94,6 +94,34 @@ def test_concurrent_writers_store_each_event_once(store):
     assert len(store.event_log()) == 70
 
 
+def ticket(n: int, customer: str = "c1", day: int = 1, category: str = "delivery") -> dict:
+    return {"ticket_id": f"t{n}", "customer_id": customer, "opened_at": f"2026-01-{day:02d}T10:00:00.000000",
+            "resolved_at": None, "category": category, "satisfaction": None}
+
+
+def test_signals_are_idempotent_by_contract_key_and_listed_per_customer_oldest_first(store):
+    assert store.record_signals("tickets", [ticket(1, day=5), ticket(2, day=3)]) == ["t1", "t2"]
+    assert store.record_signals("tickets", [ticket(2, day=3), ticket(3, customer="c2")]) == ["t3"]
+    assert [t["ticket_id"] for t in store.customer_signals("tickets", "c1")] == ["t2", "t1"]
+    assert store.customer_signals("tickets", "c1")[0] == ticket(2, day=3)
+    survey = {"customer_id": "c1", "ts": "2026-01-02T00:00:00.000000", "nps": 3, "csat": None}
+    assert store.record_signals("surveys", [survey, survey]) == ["c1|2026-01-02T00:00:00.000000"]
+    assert store.customer_signals("surveys", "c1") == [survey]
+    assert store.customer_signals("surveys", "c2") == []
+
+
+def test_signal_log_pages_by_sequence_number_per_kind(store):
+    store.record_signals("tickets", [ticket(n) for n in range(1, 5)])
+    store.record_signals("surveys", [{"customer_id": "c1", "ts": "2026-01-02T00:00:00.000000", "nps": 9,
+                                      "csat": 5}])
+    first = store.signal_log("tickets", limit=3)
+    rest = store.signal_log("tickets", after=first[-1][0])
+    assert [t["ticket_id"] for _, t in first + rest] == ["t1", "t2", "t3", "t4"]
+    assert [s["nps"] for _, s in store.signal_log("surveys")] == [9]
+    store.clear()
+    assert store.signal_log("tickets") == [] and store.customer_signals("tickets", "c1") == []
+
+
 def test_sqlite_store_is_in_wal_mode_and_committed_for_another_connection(tmp_path):
     s = SqliteStore(tmp_path / "online.db")
     s.record_events([event(1, kind="purchase")])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+import mlflow
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -84,7 +85,7 @@ def test_a_purchase_is_excluded_from_the_next_recommendation_on_every_worker(rt,
     customer = personalised_customer(rt, refusing_customer)
     top = ids(post(rt, "/recommend", {"customer_id": customer, "k": 5}).json())[0]
     r = post(rt, "/events", {"events": [event(customer, top, "purchase")]})
-    assert r.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert r.json() == {"accepted": 1, "duplicates": 0, "rejected": [], "alerts": 0}
     for body in fan_out(rt, "/recommend", {"customer_id": customer, "k": 20}):
         assert top not in ids(body) and "exclude_purchased" in body["rules_applied"]
         assert body["fallback"] is False and body["source"] == "personal"
@@ -121,7 +122,7 @@ def test_a_customer_who_refused_personalisation_stays_unpersonalised_with_live_e
 def test_duplicates_count_once_and_bad_rows_are_named(rt):
     item = read_table(rt.workspace.settings.tables_dir, "products")["item_id"].iloc[0]
     batch = [event("rt-dup", item, "view", n) for n in range(3)]
-    assert post(rt, "/events", {"events": batch}).json() == {"accepted": 3, "duplicates": 0, "rejected": []}
+    assert post(rt, "/events", {"events": batch}).json() == {"accepted": 3, "duplicates": 0, "rejected": [], "alerts": 0}
     again = post(rt, "/events", {"events": batch + [{**batch[0], "event_id": "rt-dup-new", "quantity": 0},
                                                     {**batch[0], "event_id": "rt-dup-ok"}]}).json()
     assert again["accepted"] == 1 and again["duplicates"] == 3
@@ -182,6 +183,8 @@ def test_rules_file_changes_apply_without_restart(rt):
 def test_a_moved_alias_is_served_with_no_failed_request_and_a_broken_one_is_refused(rt, tmp_path):
     s = rt.workspace.settings
     client = MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.tracking_uri)  # not the process-wide one
+    # create_model_version resolves a models:/ source through the process-wide tracking URI
+    mlflow.set_tracking_uri(s.tracking_uri)
     name, alias = s.tracking.recommender_model, s.tracking.champion_alias
     old = client.get_model_version_by_alias(name, alias)
     failures, versions, stop = [], set(), threading.Event()

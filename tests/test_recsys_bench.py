@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 from scipy.sparse import csr_matrix
 from typer.testing import CliRunner
 
@@ -16,7 +18,9 @@ from patron.cli import app
 from tests.conftest import Workspace, small_workspace
 from training.peers import PEERS, make_peer
 from training.recsys_bench import tune_peer
-from training.recsys_protocol import evaluate, metrics_per_user, split_interactions, split_sizes, targets, top_k
+from training.recsys_oracle import ORACLE_ROW
+from training.recsys_protocol import (Split, evaluate, metrics_per_user, shift_back, split_interactions, split_sizes,
+                                     targets, top_k)
 
 
 def _events(seed: int = 0, customers: int = 40, items: int = 30) -> pd.DataFrame:
@@ -151,10 +155,21 @@ def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, t
                                       str(ingested_workspace.settings.workspace), "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "recsys_bench.json").read_text())
-    assert [r["model"] for r in report["results"]] == ["popularity", "ease", "patron two-stage"]
+    assert [r["model"] for r in report["results"]] == ["popularity", "ease", "patron two-stage", ORACLE_ROW]
     assert report["trials_per_peer"] == 1 and report["data_fingerprint"]
     assert all(0.0 <= r["test"]["ndcg@10"] <= 1.0 for r in report["results"])
+    two_stage = report["results"][2]
+    assert two_stage["valid_ndcg"] is not None and two_stage["note"].startswith("1 trials")
+    assert set(report["search_spaces"]["patron two-stage"]) >= {"sources", "candidates_per_source", "num_leaves"}
     assert "| patron two-stage |" in (out / "recsys_bench.md").read_text()
+    # the run is in MLflow with its parameters, every model's metrics and both tables
+    client = MlflowClient(ws.settings.tracking_uri)
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.data.params["dataset"] == str(ingested_workspace.settings.workspace)
+    assert run.data.params["trials"] == "1" and run.data.params["data_fingerprint"] == report["data_fingerprint"]
+    assert run.data.metrics["ease.ndcg_10"] == pytest.approx(report["results"][1]["test"]["ndcg@10"])
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "bench")} == {
+        "bench/recsys_bench.json", "bench/recsys_bench.md"}
 
 
 def test_bench_command_names_a_bad_dataset(tmp_path) -> None:
@@ -162,3 +177,70 @@ def test_bench_command_names_a_bad_dataset(tmp_path) -> None:
                                 env={"PATRON_HOME": str(tmp_path / "ws")})
     assert result.exit_code == 2
     assert "dataset" in result.output
+
+
+def test_shift_back_is_the_same_protocol_one_period_earlier() -> None:
+    split = split_interactions(_events(3))
+    inner = shift_back(split)
+    assert inner.test.equals(split.valid)
+    merged = pd.concat([inner.train, inner.valid]).sort_values(["u", "ts"], kind="stable").reset_index(drop=True)
+    assert merged[["u", "i"]].equals(split.train.sort_values(["u", "ts"], kind="stable")[["u", "i"]]
+                                     .reset_index(drop=True))
+    valid_n = np.bincount(split.valid["u"], minlength=split.shape[0])
+    assert np.bincount(inner.valid["u"], minlength=split.shape[0]).tolist() == np.minimum(
+        valid_n, split.train_counts()).tolist()
+    last_train = inner.train.groupby("u")["ts"].max()
+    first_valid = inner.valid.groupby("u")["ts"].min()
+    both = first_valid.index.intersection(last_train.index)
+    assert (first_valid[both] >= last_train[both]).all()
+
+
+def test_oracle_ranks_the_favourite_category_first(ingested_workspace: Workspace, tmp_path) -> None:
+    from features.store import read_table, write_table
+    from training.recsys_bench import load_interactions
+    from training.recsys_oracle import oracle_scorer
+
+    truth = tmp_path / "truth"
+    shutil.copytree(ingested_workspace.settings.ground_truth_dir, truth)
+    events, products = load_interactions(ingested_workspace.settings.workspace)
+    split = split_interactions(events)
+    seen = split.matrix(split.train, split.valid)
+    test = targets(split, split.test, seen)
+    users = np.flatnonzero(np.diff(test.indptr))[:3]
+    category = products.astype(str).drop_duplicates("item_id").set_index("item_id")["category"]
+    cats = category.reindex(split.items).to_numpy()
+    names = sorted(set(cats))
+    favourite = {str(split.customers[u]): names[n * 2] for n, u in enumerate(users)}
+    taste = read_table(truth, "taste")
+    taste = pd.concat([taste[~taste["customer_id"].isin(favourite)],
+                       pd.DataFrame({"customer_id": list(favourite), "category": list(favourite.values()),
+                                     "weight": np.float32(1.0)})], ignore_index=True)
+    write_table(taste, truth, "taste")
+    # accessories of the customers' own purchases may rank first (pending complements): leave them out of the check
+    pairs = read_table(truth, "complements")
+    history = pd.concat([split.train, split.valid])
+    accessory = set(pairs["complement_item_id"][pairs["item_id"].isin(split.items[history["i"]])])
+    scores = oracle_scorer(truth, split)(users, seen)
+    scores[:, np.isin(split.items, list(accessory))] = -np.inf
+    top = top_k(scores, seen[users], 3)
+    for row, u in enumerate(users):
+        assert set(cats[top[row]]) == {favourite[str(split.customers[u])]}
+    assert oracle_scorer(tmp_path / "nothing", split) is None
+
+
+def test_two_stage_tuning_never_reads_test() -> None:
+    from patron.config import TwoStageConfig
+    from training.ranker import ItemInfo
+    from training.recsys_bench import tune_two_stage
+
+    split = split_interactions(_events(5, customers=120, items=40))
+    config = TwoStageConfig(num_boost_round=20, candidates_per_source=20, label_windows=1, threads=1,
+                            ranker_params={"objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "verbose": -1})
+    cold = split.train_counts() < 5
+    items = ItemInfo.empty(split.shape[1])
+    first = tune_two_stage(split, items, config, {}, 2, 0, 10, cold)
+    scrambled = split.test.assign(i=(split.test["i"] + 7) % split.shape[1])
+    second = tune_two_stage(Split(split.customers, split.items, split.train, split.valid, scrambled), items, config,
+                            {}, 2, 0, 10, cold)
+    assert first[1] == second[1] and first[0] == second[0] and first[2] == 2
+    assert 0.0 < first[1] <= 1.0

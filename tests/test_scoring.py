@@ -37,7 +37,7 @@ def frame_and_booster() -> tuple[pd.DataFrame, lgb.Booster]:
 def test_scores_are_probabilities_with_tiers_and_top_positive_reasons(frame_and_booster):
     df, booster = frame_and_booster
     churn = load_settings().churn
-    scored = score_frame(booster, df, churn, DESCRIPTIONS)
+    scored = score_frame(booster, df, churn, DESCRIPTIONS, groups=({}, {}))
     assert list(scored["customer_id"]) == list(df["customer_id"])
     assert scored["churn_probability"].between(0, 1).all()
     assert np.allclose(scored["churn_probability"], booster.predict(df[booster.feature_name()]))
@@ -49,6 +49,31 @@ def test_scores_are_probabilities_with_tiers_and_top_positive_reasons(frame_and_
         assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
         positive = sorted((c for c in contrib[i, :-1] if c > 0), reverse=True)[:3]
         assert np.allclose(values, positive)
+
+
+def test_grouped_features_make_one_reason_with_the_summed_contribution(frame_and_booster):
+    df, booster = frame_and_booster
+    groups = ({"days_since_last_purchase": "recency", "gap_mean_days": "recency"},
+              {"recency": "no purchase in {days_since_last_purchase:.0f} days, usually every {gap_mean_days:.0f}"})
+    scored = score_frame(booster, df, load_settings().churn, DESCRIPTIONS, groups=groups)
+    names = booster.feature_name()
+    contrib = booster.predict(df[names], pred_contrib=True)
+    pair = [names.index("days_since_last_purchase"), names.index("gap_mean_days")]
+    seen = 0
+    for i, reasons in enumerate(scored["reasons"]):
+        keys = [r["group"] for r in reasons]
+        assert len(keys) == len(set(keys))  # a group appears once
+        assert not {"days_since_last_purchase", "gap_mean_days"} <= {r["feature"] for r in reasons}
+        values = [r["contribution"] for r in reasons]
+        assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
+        for r in reasons:
+            if r["group"] == "recency":
+                seen += 1
+                assert r["contribution"] == pytest.approx(contrib[i, pair].sum())
+                row = df.iloc[i]
+                assert r["text"] == (f"no purchase in {row['days_since_last_purchase']:.0f} days, "
+                                     f"usually every {row['gap_mean_days']:.0f}")
+    assert seen > len(df) // 2  # recency drives this label: the grouped reason shows for most customers
 
 
 def test_reason_text_combines_recency_with_usual_gap():

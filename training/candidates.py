@@ -1,4 +1,5 @@
-"""Candidate sources of the two-stage recommender: ALS, item-item, EASE, co-purchase, repeat, trending, popular."""
+"""Candidate sources of the two-stage recommender: ALS, item-item, EASE, co-purchase, repeat, trending, popular,
+sequence."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 
-from patron.config import TwoStageConfig
+from patron.config import SequenceConfig, TwoStageConfig
 from training.peers import PEERS, make_peer
 from training.recsys_protocol import top_k
+from training.sequence import fit_cached, user_sequences
 
 # source -> the peer whose (tuned) params it uses; the other sources are computed here
 PEER_SOURCES = {"als": "als", "item_item": "cosine", "ease": "ease"}
-SOURCES = ("als", "item_item", "ease", "copurchase", "repeat", "trending", "popular")
+SOURCES = ("als", "item_item", "ease", "copurchase", "repeat", "trending", "popular", "sequence")
 
 
 def _binary(frame: pd.DataFrame, shape: tuple[int, int]) -> csr_matrix:
@@ -45,8 +47,10 @@ def transitions(history: pd.DataFrame, n_items: int, window: int) -> csr_matrix:
 class CandidateSources:
     """Fits every enabled source on a history of events and scores users against every item."""
 
-    def __init__(self, config: TwoStageConfig, peer_params: dict[str, dict[str, Any]], seed: int) -> None:
+    def __init__(self, config: TwoStageConfig, peer_params: dict[str, dict[str, Any]], seed: int,
+                 sequence: SequenceConfig | None = None) -> None:
         self.config, self.peer_params, self.seed = config, peer_params, seed
+        self.sequence_config = sequence or SequenceConfig()
 
     @property
     def enabled(self) -> list[str]:
@@ -72,6 +76,9 @@ class CandidateSources:
         self.counts = csr_matrix((np.ones(len(history), np.float32), (history["u"], history["i"])), shape=shape)
         self.counts.sum_duplicates()
         self.last_ts = history.groupby("u")["ts"].max()
+        if "sequence" in self.enabled:
+            self.sequences = user_sequences(history, shape[0])
+            self.sequence_model = fit_cached(self.sequence_config, self.sequences, shape[1])
         return self
 
     def _recent_weights(self, users: np.ndarray) -> csr_matrix:
@@ -96,6 +103,8 @@ class CandidateSources:
             return np.tile(trend, (len(users), 1))
         if source == "popular":
             return np.tile(self.popularity, (len(users), 1))
+        if source == "sequence":
+            return self.sequence_model.score_all([self.sequences[u] for u in users])
         raise KeyError(f"unknown or disabled source {source!r}")
 
     def all_scores(self, users: np.ndarray) -> dict[str, np.ndarray]:

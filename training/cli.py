@@ -15,6 +15,8 @@ class Trainable(str, Enum):
     recommender = "recommender"
     churn = "churn"
     clv = "clv"
+    uplift = "uplift"
+    sequence = "sequence"
     all = "all"
 
 
@@ -24,15 +26,19 @@ class Promotable(str, Enum):
 
 
 def train(ctx: typer.Context,
-          model: Trainable = typer.Argument(..., help="recommender, churn, clv, or all (recommender and churn)")
+          model: Trainable = typer.Argument(..., help="recommender, churn, clv, uplift, sequence, or all "
+                                                                    "(recommender and churn)")
           ) -> None:
     """Train, evaluate and register a model (an MLflow run each); prints metrics and registered versions."""
     from training.churn import train_churn
     from training.clv import train_clv
     from training.recommender import train_recommender
+    from training.sequence import train_sequence
+    from training.uplift import train_uplift
 
     settings = settings_from(ctx)
-    trainers = {"recommender": train_recommender, "churn": train_churn, "clv": train_clv}
+    trainers = {"recommender": train_recommender, "churn": train_churn, "clv": train_clv, "uplift": train_uplift,
+                "sequence": train_sequence}
     chosen = ["recommender", "churn"] if model is Trainable.all else [model.value]
     started = time.perf_counter()
     for name in chosen:
@@ -99,6 +105,16 @@ def clv_bench(ctx: typer.Context,
     _run_table_bench(ctx, run_clv_bench, dataset)
 
 
+@bench_app.command("uplift")
+def uplift_bench(ctx: typer.Context) -> None:
+    """Offer uplift on held-out synthetic customers: Qini, AUUC and value kept against the generator's truth."""
+    from training.uplift_bench import run_uplift_bench
+
+    report, paths = run_uplift_bench(settings_from(ctx), echo=typer.echo)
+    typer.echo(report.markdown())
+    typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
 @bench_app.command("recsys")
 def recsys(ctx: typer.Context,
            dataset: str = typer.Option(..., "--dataset", help="ml100k, synthetic or the folder of an ingested "
@@ -120,8 +136,30 @@ def recsys(ctx: typer.Context,
     typer.echo(f"wrote {', '.join(report['written'])} in {report['seconds']:.0f}s")
 
 
+tune_app = typer.Typer(no_args_is_help=True, help="Hyper-parameter studies (Optuna) stored beside MLflow.")
+
+
+@tune_app.command("recommender")
+def tune_recommender_command(
+        ctx: typer.Context,
+        trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Trials to run (default: tune.trials)"),
+        study: Optional[str] = typer.Option(None, "--study", help="Study name; an existing one is continued "
+                                                                   "(default: tune.study)")) -> None:
+    """Optuna study (TPE, median pruning per ALS iteration block) of the recommender on the validation window;
+    trials are nested MLflow runs; the best version is registered with the candidate alias."""
+    from training.tune import TuneError, tune_recommender
+
+    try:
+        result = tune_recommender(settings_from(ctx), trials, study, echo=typer.echo)
+    except TuneError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(result.summary())
+
+
 def register_training_commands(app: typer.Typer) -> None:
     """Add the training commands to the root command."""
     app.command("train")(train)
     app.command("promote")(promote)
     app.add_typer(bench_app, name="bench")
+    app.add_typer(tune_app, name="tune")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 
-from patron.config import TwoStageConfig
+from patron.config import SequenceConfig, TwoStageConfig
 from training.candidates import CandidateSources, candidate_recall
 
 COUNT_SOURCES = ("item_item", "copurchase", "repeat", "trending", "popular")
@@ -141,7 +141,8 @@ def _hold_out_last(history: pd.DataFrame, shape: tuple[int, int]) -> tuple[pd.Da
 
 def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_full: pd.DataFrame,
               test_relevant: csr_matrix, shape: tuple[int, int], items: ItemInfo, config: TwoStageConfig,
-              peer_params: dict[str, dict[str, Any]], seed: int) -> TwoStageResult:
+              peer_params: dict[str, dict[str, Any]], seed: int, sequence: SequenceConfig | None = None
+              ) -> TwoStageResult:
     """Train the ranker on validation labels with sources fitted on train, then rank test with sources refitted
     on train + validation; returns dense test scores for the customers with test items (row order = their codes)."""
     windows = [(history_train, labels_valid)]
@@ -150,7 +151,7 @@ def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_ful
         windows.append((history, held))
     parts, labels, recall_v = [], [], float("nan")
     for w, (history, relevant) in enumerate(windows):
-        src = CandidateSources(config, peer_params, seed).fit(history, shape)
+        src = CandidateSources(config, peer_params, seed, sequence).fit(history, shape)
         users = np.flatnonzero(np.diff(relevant.indptr))
         feats, cands, _ = pair_features(src, users, items, src.X[users])
         rel = relevant[users]
@@ -159,7 +160,7 @@ def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_ful
         parts.append(feats.assign(user=feats["user"] + w * shape[0]))  # one ranking group per user and window
     feats_v, y = pd.concat(parts, ignore_index=True), np.concatenate(labels).astype(np.float32)
 
-    full = CandidateSources(config, peer_params, seed).fit(history_full, shape)
+    full = CandidateSources(config, peer_params, seed, sequence).fit(history_full, shape)
     users_t = np.flatnonzero(np.diff(test_relevant.indptr))
     feats_t, cands_t, scores_t = pair_features(full, users_t, items, full.X[users_t])
     recall_t = candidate_recall(cands_t, test_relevant[users_t])

@@ -15,11 +15,12 @@ import optuna
 import pandas as pd
 
 from features.store import atomic_write_bytes, fingerprint, read_table, write_json
-from patron.config import Settings, TwoStageConfig
+from patron.config import SequenceConfig, Settings, TwoStageConfig
 from training.candidates import SOURCES
 from training.peers import PEERS, make_peer
 from training.ranker import ItemInfo, TwoStageResult, two_stage
-from training.recsys_protocol import Split, evaluate, split_interactions, targets
+from training.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
+from training.recsys_protocol import Split, evaluate, shift_back, split_interactions, targets
 
 PACKAGES = ("patron", "implicit", "lightgbm", "optuna", "numpy", "scipy", "pandas")
 
@@ -105,6 +106,60 @@ def tune_peer(name: str, split: Split, trials: int, seed: int, k: int, threads: 
     return dict(study.best_params), float(study.best_value), len(study.trials)
 
 
+TWO_STAGE_SPACE = {"sources": "each source enabled in config: on/off (at least one on; first trial all on at the "
+                              "configured candidates_per_source)",
+                   "candidates_per_source": "int 50..400 log", "learning_rate": "0.005..0.2 log",
+                   "num_leaves": "int 3..63 log", "min_data_in_leaf": "int 5..200 log", "lambda_l2": "1e-3..100 log",
+                   "feature_fraction": "0.5..1"}
+
+
+def two_stage_space(trial: optuna.Trial, base: TwoStageConfig) -> TwoStageConfig:
+    """A two-stage config drawn from TWO_STAGE_SPACE around `base` (the ranker's other settings kept)."""
+    on = {s: trial.suggest_categorical(f"source_{s}", [True, False]) for s in SOURCES if getattr(base.sources, s)}
+    if not any(on.values()):
+        raise optuna.TrialPruned("no candidate source switched on")
+    ranker = {**base.ranker_params,
+              "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.2, log=True),
+              "num_leaves": trial.suggest_int("num_leaves", 3, 63, log=True),
+              "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 200, log=True),
+              "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 100.0, log=True),
+              "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0)}
+    return base.model_copy(update={"sources": base.sources.model_copy(update=on), "ranker_params": ranker,
+                                   "candidates_per_source": trial.suggest_int("candidates_per_source", 50, 400,
+                                                                              log=True)})
+
+
+def dense_scorer(matrix: np.ndarray, relevant: Any) -> Callable[[np.ndarray, Any], np.ndarray]:
+    """A scorer over dense scores whose rows are the customers with relevant items, in code order."""
+    position = pd.Series(np.arange(matrix.shape[0]), index=np.flatnonzero(np.diff(relevant.indptr)))
+    return lambda users, _history: matrix[position[users].to_numpy()]
+
+
+def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_params: dict[str, dict[str, Any]],
+                   trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None
+                   ) -> tuple[TwoStageConfig, float, int]:
+    """Optuna TPE over sources, candidates and ranker settings on validation NDCG@k, test never read: the pipeline
+    runs one period earlier (ranker labels from the end of train, sources fit before it, validation ranked)."""
+    inner = shift_back(split)
+    labels = targets(inner, inner.valid, inner.matrix(inner.train))
+    seen = split.matrix(split.train)
+    valid = targets(split, split.valid, seen)
+
+    def objective(trial: optuna.Trial) -> float:
+        config = two_stage_space(trial, base)
+        result = two_stage(inner.train, labels, split.train, valid, split.shape, items, config, peer_params, seed,
+                           sequence)
+        return evaluate(dense_scorer(result.scorer_scores, valid), seen, seen, valid, k, cold)[f"ndcg@{k}"]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    # first trial: every source the config enables at its candidate count (the ranker's settings still drawn)
+    study.enqueue_trial({f"source_{s}": True for s in SOURCES if getattr(base.sources, s)}
+                        | {"candidates_per_source": base.candidates_per_source})
+    study.optimize(objective, n_trials=trials)
+    return two_stage_space(study.best_trial, base), float(study.best_value), len(study.trials)
+
+
 def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: Path | None = None,
               echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Tune every peer, run the two-stage pipeline, evaluate all on test; write Markdown + JSON tables."""
@@ -132,17 +187,24 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     labels = targets(split, split.valid, split.matrix(split.train))
     history_full = pd.concat([split.train, split.valid], ignore_index=True)
     items = item_info(split, events, products)
-    users_t = np.flatnonzero(np.diff(test.indptr))
-    position = pd.Series(np.arange(len(users_t)), index=users_t)
 
     def rows_of(matrix: np.ndarray) -> Callable[[np.ndarray, Any], np.ndarray]:
-        return lambda users, _history: matrix[position[users].to_numpy()]
+        return dense_scorer(matrix, test)
+
+    t0 = time.perf_counter()
+    ts_cfg, ts_valid, ts_trials = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold,
+                                                 settings.sequence)
+    tuning_s = time.perf_counter() - t0
+    echo(f"two-stage tuning: valid ndcg@{cfg.k} {ts_valid:.4f} ({ts_trials} trials, {tuning_s:.0f}s)")
 
     def pipeline(name: str, config: TwoStageConfig) -> tuple[Row, TwoStageResult]:
         t0 = time.perf_counter()
-        result = two_stage(split.train, labels, history_full, test, split.shape, items, config, tuned, config.seed)
+        result = two_stage(split.train, labels, history_full, test, split.shape, items, config, tuned, config.seed,
+                           settings.sequence)
         row = Row(name, evaluate(rows_of(result.scorer_scores), full, full, test, cfg.k, cold), None,
                   {"sources": [s for s in SOURCES if getattr(config.sources, s)], "ranker": config.ranker,
+                   "candidates_per_source": config.candidates_per_source,
+                   "ranker_params": config.ranker_params if config.ranker else None,
                    "best_iteration": result.best_iteration}, time.perf_counter() - t0,
                   f"candidate recall valid {result.candidate_recall_valid:.3f} / test "
                   f"{result.candidate_recall_test:.3f}")
@@ -150,7 +212,12 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         return row, result
 
     main, result = pipeline("patron two-stage" + ("" if ts_cfg.ranker else " (no ranker)"), ts_cfg)
+    main.valid_ndcg, main.seconds = ts_valid, main.seconds + tuning_s
+    main.note = f"{ts_trials} trials; {main.note}"
     rows.append(main)
+    truth = oracle_scorer(settings.model_copy(update={"workspace": workspace}).ground_truth_dir, split)
+    if truth is not None:
+        rows.append(Row(ORACLE_ROW, evaluate(truth, full, full, test, cfg.k, cold), note=ORACLE_NOTE))
     ablation = [Row(f"source alone: {s}", evaluate(rows_of(m), full, full, test, cfg.k, cold))
                 for s, m in result.source_scores.items()]
     if cfg.ablation:
@@ -159,6 +226,12 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
             (f"without {s}", {"sources": ts_cfg.sources.model_copy(update={s: False})})
             for s in enabled if len(enabled) > 1]
         ablation += [pipeline(n, ts_cfg.model_copy(update=u))[0] for n, u in variants]
+        if not ts_cfg.sources.sequence:  # switched off: show what switching the sequence model on would give
+            with_seq, seq_result = pipeline("with the sequence model",
+                                            ts_cfg.model_copy(update={"sources": ts_cfg.sources.model_copy(
+                                                update={"sequence": True})}))
+            ablation += [Row("source alone: sequence", evaluate(rows_of(seq_result.source_scores["sequence"]),
+                                                                full, full, test, cfg.k, cold)), with_seq]
     report = {
         "command": f"patron bench recsys --dataset {dataset} --trials {trials}",
         "dataset": dataset, "workspace": str(workspace),
@@ -170,9 +243,12 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
                     "items; items seen in train (validation) / train+validation (test) excluded; peers tuned on "
                     "validation with a model fit on train, then refit on train+validation with the best params "
                     "and scored on test; two-stage: ranker trained on validation labels over candidates from "
-                    "sources fit on train, sources refit on train+validation for test",
+                    "sources fit on train, sources refit on train+validation for test; its sources, candidate "
+                    "count and ranker settings tuned with the peers' trial budget on validation NDCG, the pipeline "
+                    "shifted one period earlier (ranker labels: each customer's last validation-sized slice of "
+                    "train; sources fit before it), so test is read once, by the chosen config",
         "k": cfg.k, "trials_per_peer": trials, "seed": cfg.seed, "sampler": "optuna TPESampler(seed)",
-        "search_spaces": {n: PEERS[n].space_text for n in cfg.peers},
+        "search_spaces": {n: PEERS[n].space_text for n in cfg.peers} | {"patron two-stage": TWO_STAGE_SPACE},
         "two_stage": ts_cfg.model_dump(mode="json"),
         "two_stage_feature_importance": result.feature_importance,
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
@@ -180,11 +256,37 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         "results": [r.__dict__ for r in rows], "ablation": [r.__dict__ for r in ablation],
     }
     target = Path(out) if out else settings.workspace / "bench" / Path(dataset).name
-    stem = "recsys_bench"
-    write_json(json.loads(json.dumps(report, default=float)), target / f"{stem}.json")
-    atomic_write_bytes(target / f"{stem}.md", markdown(report).encode())
-    report["written"] = [str(target / f"{stem}.json"), str(target / f"{stem}.md")]
+    write_and_log(settings, report, target)
     return report
+
+
+def _metric_key(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_")
+
+
+def write_and_log(settings: Settings, report: dict[str, Any], target: Path, stem: str = "recsys_bench") -> None:
+    """Write the Markdown + JSON tables inside an MLflow run that logs dataset, trials, seeds, fingerprint, every
+    model's test metrics and both tables; the report gains `mlflow_run_id` and `written`."""
+    import mlflow
+
+    from training import tracking
+
+    tracking.configure(settings)
+    with mlflow.start_run(run_name=f"bench-recsys-{Path(report['dataset']).name}") as run:
+        report["mlflow_run_id"] = run.info.run_id
+        write_json(json.loads(json.dumps(report, default=float)), target / f"{stem}.json")
+        atomic_write_bytes(target / f"{stem}.md", markdown(report).encode())
+        report["written"] = [str(target / f"{stem}.json"), str(target / f"{stem}.md")]
+        mlflow.set_tags({tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: "recsys_bench",
+                         tracking.FINGERPRINT_TAG: report["data_fingerprint"]})
+        mlflow.log_params({"dataset": report["dataset"], "trials": report["trials_per_peer"], "seed": report["seed"],
+                           "two_stage_seed": report["two_stage"]["seed"], "k": report["k"],
+                           "data_fingerprint": report["data_fingerprint"]})
+        for r in report["results"] + report["ablation"]:
+            mlflow.log_metrics({f"{_metric_key(r['model'])}.{_metric_key(m)}": float(v)
+                                for m, v in r["test"].items() if v is not None and not np.isnan(v)})
+        for path in report["written"]:
+            mlflow.log_artifact(path, "bench")
 
 
 def _fmt(v: float | None) -> str:

@@ -127,3 +127,16 @@ def evaluate(scorer: Scorer, history: csr_matrix, seen: csr_matrix, relevant: cs
     out["coverage"] = len(shown) / history.shape[1]
     out["users"], out["cold_users"] = float(len(users)), float(is_cold.sum())
     return out
+
+
+def shift_back(split: Split) -> Split:
+    """The same protocol one period earlier: train minus each customer's last validation-sized slice becomes the
+    training part, that slice the validation part, and validation the test part (test is dropped).
+
+    Choices evaluated on it (the two-stage ranker's settings, its sources) see only train and validation."""
+    valid_n = np.bincount(split.valid["u"], minlength=split.shape[0])
+    train = split.train  # already time-ordered per customer
+    position = train.groupby("u").cumcount().to_numpy()
+    cut = (split.train_counts() - valid_n)[train["u"].to_numpy()]
+    return Split(split.customers, split.items, train[position < cut].reset_index(drop=True),
+                 train[position >= cut].reset_index(drop=True), split.valid)

@@ -1,0 +1,89 @@
+"""`patron tune recommender`: a stored Optuna study, nested MLflow runs, the best version registered as candidate."""
+
+from __future__ import annotations
+
+import shutil
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from patron.cli import app
+from patron.config import load_settings
+from tests.conftest import Workspace, small_workspace
+from training.recommender import train_recommender
+from training.registry import promote
+from training.tune import TuneError, study_storage, tune_recommender
+
+
+@pytest.fixture()
+def tune_workspace(ingested_workspace: Workspace, tmp_path) -> Workspace:
+    """A private copy of the ingested tables with a champion recommender, tuned over a narrow, fast space."""
+    ws = small_workspace(tmp_path / "tune")
+    shutil.copytree(ingested_workspace.settings.tables_dir, ws.settings.tables_dir)
+    config = yaml.safe_load(ws.config.read_text())
+    config["tune"] = {"trials": 3, "study": "rec", "iteration_block": 2, "max_iterations": 6, "factors": [4, 16],
+                      "pruner_startup_trials": 1}
+    ws.config.write_text(yaml.safe_dump(config))
+    ws = Workspace(load_settings(ws.config), ws.config)
+    train_recommender(ws.settings)
+    promote(ws.settings, "recommender")
+    return ws
+
+
+def _children(client: MlflowClient, parent_id: str) -> list:
+    experiment = client.get_run(parent_id).info.experiment_id
+    return client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+def test_tune_stores_the_study_nests_trials_and_registers_a_candidate(tune_workspace: Workspace) -> None:
+    settings = tune_workspace.settings
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    name = settings.tracking.recommender_model
+    champion = int(client.get_model_version_by_alias(name, settings.tracking.champion_alias).version)
+
+    first = tune_recommender(settings)
+    trials = _children(client, first.parent_run_id)
+    assert len(trials) == 3
+    assert {t.data.tags["optuna.trial"] for t in trials} == {"0", "1", "2"}
+    for t in trials:
+        assert 4 <= int(t.data.params["factors"]) <= 16 and int(t.data.params["iterations"]) in (2, 4, 6)
+        assert "valid_ndcg_at_10" in t.data.metrics
+    study = optuna.load_study(study_name="rec", storage=study_storage(settings))
+    assert len(study.trials) == 3 and first.trials_total == 3
+    assert study.best_value == pytest.approx(first.best_value)
+    assert int(client.get_model_version_by_alias(name, "candidate").version) == first.model_version
+    assert int(client.get_model_version_by_alias(name, settings.tracking.champion_alias).version) == champion
+    assert champion < first.model_version
+    registered = client.get_model_version(name, str(first.model_version))
+    assert registered.tags["patron.tune.study"] == "rec"
+    train_run = client.get_run(registered.run_id)
+    assert int(train_run.data.params["recommender.factors"]) == first.best_params["factors"]
+
+    # a second invocation (another worker) continues the same study under its own parent run
+    result = CliRunner().invoke(app, ["--config", str(tune_workspace.config), "tune", "recommender",
+                                      "--trials", "2"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="rec", storage=study_storage(settings))
+    assert len(study.trials) == 5
+    parents = client.search_runs([client.get_run(first.parent_run_id).info.experiment_id],
+                                 "tags.`patron.tune.study` = 'rec'")
+    assert len(parents) == 2
+    second = next(p for p in parents if p.info.run_id != first.parent_run_id)
+    assert len(_children(client, second.info.run_id)) == 2
+    candidate = client.get_model_version_by_alias(name, "candidate").version
+    assert int(candidate) == first.model_version + 1
+    assert int(client.get_model_version_by_alias(name, settings.tracking.champion_alias).version) == champion
+
+
+def test_storage_must_be_named_when_tracking_is_not_a_sqlite_file(tmp_path) -> None:
+    ws = small_workspace(tmp_path)
+    remote = ws.settings.model_copy(update={"tracking": ws.settings.tracking.model_copy(
+        update={"uri": "http://127.0.0.1:5000"})})
+    with pytest.raises(TuneError, match="tune.storage"):
+        study_storage(remote)
+    named = remote.model_copy(update={"tune": remote.tune.model_copy(update={"storage": "sqlite:///x.db"})})
+    assert study_storage(named) == "sqlite:///x.db"
+    assert study_storage(ws.settings).endswith("/workspace/optuna.db")

@@ -1,0 +1,160 @@
+"""`patron tune recommender`: an Optuna study of the ALS recommender, stored beside MLflow, best version registered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import mlflow
+import optuna
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from patron.config import RecommenderConfig, Settings
+from training import registry, tracking
+from training.evaluation import ranking_metrics
+from training.recommender import MODEL, consenting_customers, fit_recommender, holdout_matrices, train_recommender
+
+PARENT_TAG = "patron.tune.study"
+
+
+class TuneError(RuntimeError):
+    """The study cannot be stored or run (a message names the setting at fault)."""
+
+
+@dataclass
+class TuneResult:
+    """The study, its best trial and the version registered from it."""
+
+    study: str
+    storage: str
+    trials_run: int
+    trials_total: int
+    best_value: float
+    best_params: dict[str, Any]
+    parent_run_id: str
+    model_version: int
+    test_metrics: dict[str, float]
+    k: int
+
+    def summary(self) -> str:
+        """What was tuned, what won and where it went."""
+        return (f"study {self.study!r}: {self.trials_run} trials run, {self.trials_total} in the study; best "
+                f"validation ndcg@{self.k} {self.best_value:.4f} with {self.best_params}; registered version "
+                f"{self.model_version} as candidate (test ndcg@{self.k} {self.test_metrics[f'ndcg_at_{self.k}']:.4f}); "
+                f"promote with `patron promote recommender --version {self.model_version}`")
+
+
+def study_storage(settings: Settings) -> str:
+    """The study's storage URL: tune.storage, or optuna.db beside the SQLite tracking store."""
+    cfg = settings.tune
+    if cfg.storage:
+        return cfg.storage
+    uri = settings.tracking_uri
+    if not uri.startswith("sqlite:///"):
+        raise TuneError(f"tune.storage: the tracking URI {uri} is not a SQLite file, so set tune.storage to a "
+                        f"database URL the workers share (e.g. the tracking server's PostgreSQL, another schema)")
+    return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).with_name(cfg.sqlite_file)}"
+
+
+def _space(trial: optuna.Trial, settings: Settings) -> RecommenderConfig:
+    """Recommender settings drawn from the tune section's ranges (iterations in whole blocks)."""
+    cfg = settings.tune
+    return settings.recommender.model_copy(update={
+        "factors": trial.suggest_int("factors", *cfg.factors, log=True),
+        "regularization": trial.suggest_float("regularization", *cfg.regularization, log=True),
+        "alpha": trial.suggest_float("alpha", *cfg.alpha, log=True),
+        "iterations": trial.suggest_int("iterations", cfg.iteration_block, cfg.max_iterations,
+                                        step=cfg.iteration_block)})
+
+
+def validation_data(settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp, pd.Timestamp]:
+    """Interactions before the validation window and the window: the holdout_days before train's test holdout."""
+    from features import build
+
+    days = pd.Timedelta(days=settings.recommender.holdout_days)
+    test_start = build.data_end(settings) - days  # train_recommender's test holdout: never read here
+    valid_start = test_start - days
+    return build.interactions(settings, valid_start), valid_start, test_start
+
+
+def objective(settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+              ) -> Callable[[optuna.Trial], float]:
+    """Validation NDCG@k of ALS with the trial's params, reported after every block of iterations (a nested run)."""
+    consent = consenting_customers(settings, train["customer_id"])
+    block = settings.tune.iteration_block
+
+    def run(trial: optuna.Trial) -> float:
+        cfg = _space(trial, settings)
+        pruned = False
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+            mlflow.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number)})
+            mlflow.log_params(cfg.model_dump(mode="json"))
+            rec = fit_recommender(train, cfg.model_copy(update={"iterations": block}), consent)
+            valid, _ = holdout_matrices(settings, rec, train, start, end)
+            model = rec.model  # continue the same factors block by block: fit() keeps existing factors
+            model.regularization, model.alpha, model.iterations = cfg.regularization, cfg.alpha, block
+            model.random_state, model.calculate_training_loss = cfg.seed, False
+            done = block
+            while True:
+                value = ranking_metrics(model, rec.user_items, valid, cfg.k)[f"ndcg_at_{cfg.k}"]
+                mlflow.log_metric(f"valid_ndcg_at_{cfg.k}", value, step=done)
+                trial.report(value, done // block)
+                if done >= cfg.iterations or trial.should_prune():
+                    pruned = done < cfg.iterations
+                    break
+                with threadpool_limits(1, "blas"):
+                    model.fit(rec.user_items, show_progress=False)
+                done += block
+            mlflow.set_tag("optuna.state", "PRUNED" if pruned else "COMPLETE")
+            mlflow.log_metric("iterations_run", done)
+        if pruned:
+            raise optuna.TrialPruned(f"pruned after {done} iterations at validation ndcg {value:.4f}")
+        return value
+
+    return run
+
+
+def tune_recommender(settings: Settings, trials: int | None = None, study_name: str | None = None,
+                     echo: Callable[[str], None] = print) -> TuneResult:
+    """Run (or continue) the study under one parent MLflow run, then register the best params' model as candidate."""
+    cfg = settings.tune
+    trials, study_name = trials or cfg.trials, study_name or cfg.study
+    storage = study_storage(settings)
+    client = tracking.configure(settings)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
+                                               n_warmup_steps=cfg.pruner_warmup_blocks))
+    except Exception as exc:  # bad URLs and unreachable servers surface as many exception types
+        raise TuneError(f"tune.storage: cannot open the study storage {storage}: {exc}") from exc
+    # a worker joining the study draws its own sequence: the seed moves on with the trials already stored
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
+    train, start, end = validation_data(settings)
+    with mlflow.start_run(run_name=f"tune-{MODEL}-{study_name}") as parent:
+        mlflow.set_tags({tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: MODEL,
+                         PARENT_TAG: study_name})
+        mlflow.log_params({"study": study_name, "storage": storage.split("@")[-1], "trials": trials,
+                           "seed": cfg.seed + len(study.trials), "sampler": "TPESampler",
+                           "pruner": f"MedianPruner(startup={cfg.pruner_startup_trials}, "
+                                     f"warmup_blocks={cfg.pruner_warmup_blocks})",
+                           "valid_start": start.date().isoformat(), "valid_end": end.date().isoformat()})
+        mlflow.log_params(tracking.flat_params(cfg, "tune"))
+        tracking.log_dataset_digest(train, "interactions_before_validation", "training")
+        study.optimize(objective(settings, train, start, end), n_trials=trials)
+        mlflow.log_metric(f"best_valid_ndcg_at_{settings.recommender.k}", study.best_value)
+        mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
+    best = settings.recommender.model_copy(update=study.best_params)
+    echo(f"best validation ndcg {study.best_value:.4f} ({study.best_params}); refitting and registering")
+    result = train_recommender(settings.model_copy(update={"recommender": best}))
+    name = registry.registered_name(settings, MODEL)
+    client.set_registered_model_alias(name, cfg.candidate_alias, str(result.model_version))
+    client.set_model_version_tag(name, str(result.model_version), PARENT_TAG, study_name)
+    client.set_tag(parent.info.run_id, "patron.registered_version", str(result.model_version))
+    client.set_tag(parent.info.run_id, "patron.train_run", result.run_id)
+    return TuneResult(study_name, storage, trials, len(study.trials), float(study.best_value),
+                      dict(study.best_params), parent.info.run_id, result.model_version, result.metrics,
+                      settings.recommender.k)
