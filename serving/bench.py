@@ -74,13 +74,13 @@ def _load(url: str, bodies: list[dict], rate: float, seconds: float, folder: Pat
     return json.loads(out.stdout)
 
 
-def _settle(url: str, timeout_s: float = 60.0) -> None:  # url: a POST endpoint that does no work
-    """Wait until the server has drained the previous point's backlog (a probe answers quickly), so points don't mix."""
+def _settle(url: str, timeout_s: float = 60.0) -> None:
+    """Wait until the server has drained the previous point's backlog (/livez answers quickly), so points don't mix."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         started = time.perf_counter()
         try:
-            httpx.post(url, json={}, timeout=5)
+            httpx.get(url + "/livez", timeout=5)
         except httpx.HTTPError:
             pass
         if time.perf_counter() - started < 0.02:
@@ -150,7 +150,7 @@ def run_serve_bench(settings: Settings, config: Path | None, rates: list[float],
                     p = _point(name, rate, _load(url + path, bodies.get(name, [{}]), rate, seconds, out, name))
                     points.append(p)
                     echo(p.row())
-                    _settle(url + ("/ping" if name == "floor" else "/status"))
+                    _settle(url)
             report[f"rss_mb_{target.split(':')[1].lower()}"] = [round(x) for x in _rss_mb(proc)]
         finally:
             stop_server(proc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, Iterable
 
 import lightgbm as lgb
@@ -38,6 +39,37 @@ class CalibratedBooster:
         from training.calibration import apply_calibrator
 
         return apply_calibrator(self.calibrator, out)
+
+
+def booster_matrix(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame) -> np.ndarray:
+    """The booster's features as the float matrix LightGBM predicts from: categoricals as its training codes."""
+    # LightGBM converts a DataFrame on every predict call (milliseconds for one row); converting once serves the
+    # probability and the contributions alike. Same rule as LightGBM: the training categories' codes, NaN if unseen.
+    inner = booster.booster if isinstance(booster, CalibratedBooster) else booster
+    X = features[inner.feature_name()]
+    categorical = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
+    if len(categorical) != len(inner.pandas_categorical or []):
+        raise ValueError(f"features: categorical columns {categorical} do not match the churn model's")
+    if not categorical:
+        return X.to_numpy(dtype=np.float64)
+    X = X.copy(deep=False)
+    for column, categories in zip(categorical, inner.pandas_categorical):
+        codes = pd.Categorical(X[column].astype(object), categories=categories).codes.astype(np.float64)
+        X[column] = np.where(codes < 0, np.nan, codes)
+    return X.to_numpy(dtype=np.float64)
+
+
+class EncodedFeatures:
+    """A feature frame encoded once for one booster (see booster_matrix), its rows looked up by customer id."""
+
+    def __init__(self, booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame) -> None:
+        self.booster = booster
+        self.matrix = booster_matrix(booster, features) if len(features) else np.empty((0, 0))
+        self.row_of = {c: i for i, c in enumerate(features["customer_id"].astype(str))}
+
+    def rows(self, features: pd.DataFrame) -> np.ndarray:
+        """The encoded rows of `features` (customers of the encoded frame, in its order)."""
+        return self.matrix[[self.row_of[c] for c in features["customer_id"].astype(str)]]
 
 
 def _descriptions() -> dict[str, str]:
@@ -91,13 +123,26 @@ def group_text(group: str, members: list[str], lead: str, row: pd.Series, descri
     return reason_text(lead, row, descriptions)
 
 
+@lru_cache(maxsize=16)
+def _grouping(names: tuple[str, ...],
+              feature_group: tuple[tuple[str, str], ...]) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+    """Group names, the feature x group membership matrix and each group's feature positions (cached per model)."""
+    keys = pd.Categorical([dict(feature_group).get(n, n) for n in names])
+    membership = np.zeros((len(names), len(keys.categories)))
+    membership[np.arange(len(names)), keys.codes] = 1.0
+    members = [np.flatnonzero(keys.codes == g) for g in range(len(keys.categories))]
+    return [str(c) for c in keys.categories], membership, members
+
+
 def score_frame(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, churn: ChurnConfig,
                 descriptions: dict[str, str] | None = None,
-                groups: tuple[dict[str, str], dict[str, str]] | None = None) -> pd.DataFrame:
+                groups: tuple[dict[str, str], dict[str, str]] | None = None,
+                encoded: EncodedFeatures | None = None) -> pd.DataFrame:
     """customer_id, churn_probability, risk_tier and reasons per row.
 
     Reasons: the top positive LightGBM contributions, those of features in one group (feature -> group, group ->
     phrase; default FEATURE_GROUPS and GROUP_PHRASES) summed into one reason named by its largest member.
+    `encoded`: the same rows already encoded for this booster (the service's per-request path).
     """
     columns = ["customer_id", "churn_probability", "risk_tier", "reasons"]
     if features.empty:
@@ -105,15 +150,12 @@ def score_frame(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame
     descriptions = _descriptions() if descriptions is None else descriptions
     feature_group, phrases = _groups() if groups is None else groups
     names = booster.feature_name()
-    X = features[names]
+    X = encoded.rows(features) if encoded is not None and encoded.booster is booster else features[names]
     probability = booster.predict(X)
     contrib = booster.predict(X, pred_contrib=True)[:, : len(names)]  # last column is the expected value
-    keys = pd.Categorical([feature_group.get(n, n) for n in names])
-    membership = np.zeros((len(names), len(keys.categories)))
-    membership[np.arange(len(names)), keys.codes] = 1.0
+    group_names, membership, members = _grouping(tuple(names), tuple(sorted(feature_group.items())))
     summed = contrib @ membership
     top = np.argsort(-summed, axis=1, kind="stable")[:, :TOP_REASONS]
-    members = [np.flatnonzero(keys.codes == g) for g in range(len(keys.categories))]
     reasons = []
     for i, (_, row) in enumerate(features.iterrows()):
         explained = []
@@ -122,9 +164,9 @@ def score_frame(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame
                 continue
             lead = names[members[g][np.argmax(contrib[i, members[g]])]]
             explained.append({
-                "feature": lead, "group": str(keys.categories[g]), "value": _plain(row[lead]),
+                "feature": lead, "group": group_names[g], "value": _plain(row[lead]),
                 "contribution": float(summed[i, g]),
-                "text": group_text(str(keys.categories[g]), [names[j] for j in members[g]], lead, row,
+                "text": group_text(group_names[g], [names[j] for j in members[g]], lead, row,
                                    descriptions, phrases)})
         reasons.append(explained)
     return pd.DataFrame({
@@ -136,11 +178,11 @@ def score_frame(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame
 
 
 def score_customers(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, customer_ids: Iterable[str],
-                    churn: ChurnConfig) -> list[dict[str, Any]]:
+                    churn: ChurnConfig, encoded: EncodedFeatures | None = None) -> list[dict[str, Any]]:
     """One score record per requested id, in request order; ids without a feature row come back known=False."""
     ids = list(customer_ids)
     known = features[features["customer_id"].isin(set(ids))].drop_duplicates("customer_id")
-    scored = score_frame(booster, known, churn).set_index("customer_id")
+    scored = score_frame(booster, known, churn, encoded=encoded).set_index("customer_id")
     out = []
     for cid in ids:
         if cid in scored.index:

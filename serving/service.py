@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -15,7 +16,7 @@ from fastapi import FastAPI, Query
 from features.repurchase import RepurchaseCycles
 from patron.config import Settings, load_settings
 from serving.champions import Champions, load_champions
-from serving.churn_scoring import score_customers
+from serving.churn_scoring import EncodedFeatures, score_customers
 from serving import recommendations
 from serving.alerts import AlertDispatcher
 from serving.events import validate_events, validate_signals
@@ -61,6 +62,7 @@ class Patron:
         self.store: OnlineStore | None = None
         self.cycles: RepurchaseCycles | None = None
         self.rules = RuleBook(self.settings)
+        self._encoded: EncodedFeatures | None = None
         self._last_attempt = 0.0
         self._lock = threading.Lock()
         self.retention: CustomerValue | None = None  # CLV, offer effects, segments when their models exist
@@ -73,7 +75,16 @@ class Patron:
         self.watcher.start()
 
     def _swap_champions(self, champions: Champions) -> None:
+        if self.state is not None:
+            self._churn_rows(champions, self.state)  # before the swap: no request pays for it
         self.champions = champions
+
+    def _churn_rows(self, champions: Champions, state: OnlineState) -> EncodedFeatures:
+        """Every customer's churn features encoded once for the churn champion (per-request scoring reads rows)."""
+        rows = self._encoded
+        if rows is None or rows.booster is not champions.churn:
+            rows = self._encoded = EncodedFeatures(champions.churn, state.features.reset_index(drop=True))
+        return rows
 
     def _try_load(self) -> None:
         """Load what is missing; failures are logged and leave the service not ready, never crash it."""
@@ -90,6 +101,11 @@ class Patron:
                     self.cycles = RepurchaseCycles.from_workspace(self.settings)
                     self.state = load_online_state(self.settings, self.store)
                     logger.info("online state loaded: %d customers with features", len(self.state.features))
+                if self.champions is not None and self.state is not None:
+                    self._churn_rows(self.champions, self.state)
+                    # The loaded models and state live as long as the worker: keep the collector from
+                    # re-scanning them, which shows up as latency spikes.
+                    gc.freeze()
             except Exception as exc:  # noqa: BLE001 - any failure just means "not ready yet"
                 logger.warning("not ready: %s: %s", type(exc).__name__, exc)
 
@@ -202,7 +218,7 @@ class Patron:
             raise BadInput(f"customer_ids: at most {self.settings.serving.max_batch} ids per request")
         champions, state = self._ready()
         scores = score_customers(champions.churn, state.customer_features(request.customer_ids),
-                                 request.customer_ids, self.settings.churn)
+                                 request.customer_ids, self.settings.churn, self._churn_rows(champions, state))
         value = self._retention_value()
         if value is not None:
             extras = value.customer_extras(request.customer_ids, self.settings.retention.offers)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from patron.config import load_settings
-from serving.churn_scoring import flatten_reasons, reason_text, score_customers, score_frame, score_population
+from serving.churn_scoring import EncodedFeatures, flatten_reasons, reason_text, score_customers, score_frame, score_population
 
 DESCRIPTIONS = {"days_since_last_purchase": "no purchase in {value:.0f} days",
                 "gap_mean_days": "usually buys every {value:.0f} days",
@@ -146,3 +146,24 @@ def test_unknown_output_format_is_refused_naming_out(tmp_path):
         write_scores(pd.DataFrame({"a": [1]}), tmp_path / "scores.xlsx")
     written = write_scores(pd.DataFrame({"a": [1]}), tmp_path / "scores.csv")
     assert pd.read_csv(written)["a"].tolist() == [1]
+
+
+def test_rows_encoded_once_score_exactly_as_the_frame_does(frame_and_booster):
+    df, booster = frame_and_booster
+    churn = load_settings().churn
+    df = df.copy()
+    # a region the model never saw and a categorical with other category order must encode as LightGBM does
+    df["region"] = pd.Categorical(df["region"].astype(str).where(df.index % 7 != 0, "east"),
+                                  categories=["south", "east", "north"])
+    encoded = EncodedFeatures(booster, df)
+    some = df.sample(40, random_state=1)
+    ids = some["customer_id"].tolist()
+    plain = score_customers(booster, some, ids, churn)
+    fast = score_customers(booster, some, ids, churn, encoded)
+    assert fast == plain and len(plain) == 40
+    assert np.array_equal(booster.predict(encoded.rows(some), pred_contrib=True),
+                          booster.predict(some[booster.feature_name()], pred_contrib=True))
+    other = lgb.train({"objective": "binary", "verbose": -1, "seed": 1}, lgb.Dataset(
+        df[booster.feature_name()], (df["orders_total"] > 15).astype(int)), num_boost_round=5)
+    # rows encoded for another booster are not used for this one
+    assert score_customers(other, some, ids, churn, encoded) == score_customers(other, some, ids, churn)
