@@ -41,6 +41,11 @@ def rt(request, trained_workspace, refusing_customer, tmp_path_factory) -> Itera
     }))
     ws = Workspace(settings=load_settings(config), config=config)
     proc, server = start_patron_server(ws, root / "server.log")
+    # /readyz answers as soon as one worker is up: wait for the other before testing "on every worker"
+    deadline, pids = time.monotonic() + 90, set()
+    while len(pids) < WORKERS and time.monotonic() < deadline:
+        pids |= {b["worker_pid"] for b in fan_out(server, "/status", {}, n=WORKERS * 8)}
+        time.sleep(0.2)
     yield server
     stop_server(proc)
     store = open_store(ws.settings)
