@@ -152,17 +152,6 @@ def realised_value(rows: pd.DataFrame, true_effects: pd.DataFrame) -> float:
 
 # --- the workspace's inputs ------------------------------------------------------------------------------------
 
-def marketing_refusals(settings: Settings) -> frozenset[str]:
-    """Customers whose latest consent record refuses marketing (no record: no refusal, as in the contract)."""
-    from features.store import read_table
-
-    consent = read_table(settings.tables_dir, "consent")
-    if consent is None or "marketing" not in consent:
-        return frozenset()
-    latest = consent.sort_values("updated_at").drop_duplicates("customer_id", keep="last")
-    return frozenset(latest.loc[~latest["marketing"].astype(bool), "customer_id"].astype(str))
-
-
 def clv_horizon_days(settings: Settings, version: str) -> int:
     """The horizon a registered CLV version was trained for (its run's horizon_days; else the configured one)."""
     from serving.champions import _client
@@ -197,6 +186,7 @@ def offer_effects(model: Any, features: pd.DataFrame) -> pd.DataFrame:
 
 def load_customer_value(settings: Settings, features: pd.DataFrame, cutoff: pd.Timestamp) -> CustomerValue:
     """CLV, offer effects and segments of every customer in `features` from the registered models; consent."""
+    from features.consent import consent_refusals
     from features.segments import customer_segments
     from serving import champions
     from serving.churn_scoring import active_customer_ids
@@ -206,7 +196,7 @@ def load_customer_value(settings: Settings, features: pd.DataFrame, cutoff: pd.T
     clv = predict_clv(settings, clv_booster, features, cutoff, clv_horizon_days(settings, clv_version))
     segments = customer_segments(features, clv, settings.segments).set_index("customer_id")
     return CustomerValue(clv=clv, effects=offer_effects(uplift, features), segments=segments[SEGMENT_COLUMNS],
-                         marketing_refused=marketing_refusals(settings),
+                         marketing_refused=consent_refusals(settings, "marketing"),
                          active=frozenset(active_customer_ids(settings, cutoff)), clv_version=str(clv_version),
                          uplift_version=str(uplift_version))
 

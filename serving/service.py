@@ -66,12 +66,12 @@ class Patron:
         self._last_attempt = 0.0
         self._lock = threading.Lock()
         self.retention: CustomerValue | None = None  # CLV, offer effects, segments when their models exist
-        self._retention_tried = float("-inf")
         self._retention_error = "not loaded yet"
         self.live_churn = LiveChurn(self.settings, AlertDispatcher(self.settings))
         self.watcher = ChampionWatcher(self.settings, lambda: self.champions, self._swap_champions)
         self._try_load()
-        self._retention_value()
+        if not self._load_retention():  # first try before serving; retries in the background, never in a request
+            threading.Thread(target=self._retry_retention, name="retention-inputs", daemon=True).start()
         self.watcher.start()
 
     def _swap_champions(self, champions: Champions) -> None:
@@ -163,7 +163,7 @@ class Patron:
 
     def _best_offer(self, customer_id: str) -> dict | None:
         """The customer's best retention offer once the plan's inputs are loaded (None before, or without one)."""
-        value = self._retention_value()
+        value = self.retention
         return None if value is None else value.customer_extras([customer_id], self.settings.retention.offers)[0].get(
             "best_offer")
 
@@ -219,37 +219,40 @@ class Patron:
         champions, state = self._ready()
         scores = score_customers(champions.churn, state.customer_features(request.customer_ids),
                                  request.customer_ids, self.settings.churn, self._churn_rows(champions, state))
-        value = self._retention_value()
+        value = self.retention
         if value is not None:
             extras = value.customer_extras(request.customer_ids, self.settings.retention.offers)
             scores = [{**s, **extra} for s, extra in zip(scores, extras)]
         return ChurnResponse(scores=scores, model_version=champions.churn_version)
 
-    def _retention_value(self) -> CustomerValue | None:
-        """CLV, offer effects and segments of the state's customers; None (reason kept) until their models exist."""
-        if self.retention is not None or self.state is None:
-            return self.retention
-        with self._lock:
-            if self.retention is None and (time.monotonic() - self._retention_tried
-                                           >= self.settings.serving.champion_retry_s):
-                self._retention_tried = time.monotonic()
-                from features.build import data_end
+    def _load_retention(self) -> bool:
+        """Load CLV, offer effects and segments of the state's customers; False (reason kept) until their models exist."""
+        if self.retention is not None:
+            return True
+        if self.state is None:
+            return False
+        from features.build import data_end
 
-                try:
-                    self.retention = load_customer_value(self.settings, self.state.features.reset_index(drop=True),
-                                                         data_end(self.settings))
-                    logger.info("retention inputs loaded: clv v%s, uplift v%s", self.retention.clv_version,
-                                self.retention.uplift_version)
-                except Exception as exc:  # noqa: BLE001 - /churn answers without the extras meanwhile
-                    self._retention_error = f"{type(exc).__name__}: {exc}"
-                    logger.warning("retention plan not available: %s", self._retention_error)
-        return self.retention
+        try:
+            self.retention = load_customer_value(self.settings, self.state.features.reset_index(drop=True),
+                                                 data_end(self.settings))
+        except Exception as exc:  # noqa: BLE001 - /churn answers without the extras meanwhile
+            self._retention_error = f"{type(exc).__name__}: {exc}"
+            logger.warning("retention plan not available: %s", self._retention_error)
+            return False
+        logger.info("retention inputs loaded: clv v%s, uplift v%s", self.retention.clv_version,
+                    self.retention.uplift_version)
+        return True
+
+    def _retry_retention(self) -> None:
+        while not self._load_retention():
+            time.sleep(self.settings.serving.champion_retry_s)
 
     @bentoml.api(route="/retention/plan")
     def retention_plan(self, request: RetentionPlanRequest, /) -> RetentionPlanResponse:
         """At most one offer per consenting active customer, maximising expected net value within the budget."""
         champions, state = self._ready()
-        value = self._retention_value()
+        value = self.retention
         if value is None:
             raise ServiceUnavailable(f"retention plan unavailable: {self._retention_error}")
         offers = None if request.offers is None else [o.model_dump() for o in request.offers]

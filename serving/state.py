@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from features.consent import consent_refusals
 from features.store import read_table
 from patron.config import Settings
 from serving.online_store import Event, OnlineStore
@@ -37,12 +38,7 @@ class OnlineState:
         purchases = events[events["type"] == "purchase"].sort_values("ts", ascending=False)
         # Most recent purchase first, one entry per item, so reasons can name the latest relevant purchase.
         purchases = purchases.drop_duplicates(["customer_id", "item_id"])
-        consent = read_table(settings.tables_dir, "consent")
-        if consent is not None:
-            consent = consent.sort_values("updated_at").drop_duplicates("customer_id", keep="last")
-        # No consent row means no refusal recorded: personalise.
-        refused = (frozenset() if consent is None
-                   else frozenset(consent.loc[~consent["personalization"].astype(bool), "customer_id"]))
+        refused = consent_refusals(settings, "personalization")
         return cls(
             in_stock=frozenset(products.loc[products["in_stock"].astype(bool), "item_id"]),
             category_of=dict(zip(products["item_id"], products["category"].astype(str))),

@@ -16,6 +16,7 @@ from mlflow.models import infer_signature
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
+from features.consent import consent_refusals
 from features.store import atomic_write_bytes, fingerprint, read_table, write_json
 from patron.config import RecommenderConfig, Settings
 from training import plots, registry, tracking
@@ -210,12 +211,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
 def consenting_customers(settings: Settings, customers: pd.Series) -> set[str]:
     """Customers whose latest consent record allows personalisation (everyone when there is no consent table)."""
-    consent = read_table(settings.tables_dir, "consent")
-    if consent is None:
-        return set(customers.astype(str))
-    latest = consent.sort_values("updated_at").drop_duplicates("customer_id", keep="last")
-    refused = set(latest.loc[~latest["personalization"].astype(bool), "customer_id"].astype(str))
-    return set(customers.astype(str)) - refused
+    return set(customers.astype(str)) - consent_refusals(settings, "personalization")
 
 
 def holdout_matrices(settings: Settings, rec: Recommender, train: pd.DataFrame, start: pd.Timestamp,

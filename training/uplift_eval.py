@@ -19,7 +19,9 @@ def _grid(n: int, bins: int) -> np.ndarray:
     return np.unique(np.ceil(np.linspace(0, 1, bins + 1)[1:] * n).astype(int) - 1)
 
 
-def _cumulative(score: np.ndarray, treated: np.ndarray, retained: np.ndarray) -> tuple[np.ndarray, ...]:
+def _cumulative(score: np.ndarray, treated: np.ndarray, retained: np.ndarray, curve: str) -> tuple[np.ndarray, ...]:
+    if len(score) == 0 or not np.any(treated) or np.all(treated):
+        raise ValueError(f"{curve}: need both treated and control rows")
     order = np.argsort(-np.asarray(score, dtype=float), kind="stable")
     t = np.asarray(treated, dtype=float)[order]
     r = np.asarray(retained, dtype=float)[order]
@@ -29,9 +31,7 @@ def _cumulative(score: np.ndarray, treated: np.ndarray, retained: np.ndarray) ->
 def qini_curve(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
                bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """(share targeted, incremental retained per treated customer), starting at (0, 0)."""
-    if len(score) == 0 or not np.any(treated) or np.all(treated):
-        raise ValueError("qini: need both treated and control rows")
-    nt, nc, rt, rc = _cumulative(score, treated, retained)
+    nt, nc, rt, rc = _cumulative(score, treated, retained, "qini")
     idx = _grid(len(score), bins)
     q = (rt - rc * nt / np.maximum(nc, 1))[idx] / nt[-1]
     return np.r_[0.0, (idx + 1) / len(score)], np.r_[0.0, q]
@@ -46,9 +46,7 @@ def qini_coefficient(score: np.ndarray, treated: np.ndarray, retained: np.ndarra
 def uplift_curve(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
                  bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """(share targeted, retention difference within the top share x that share), starting at (0, 0)."""
-    if len(score) == 0 or not np.any(treated) or np.all(treated):
-        raise ValueError("uplift curve: need both treated and control rows")
-    nt, nc, rt, rc = _cumulative(score, treated, retained)
+    nt, nc, rt, rc = _cumulative(score, treated, retained, "uplift curve")
     idx = _grid(len(score), bins)
     x = (idx + 1) / len(score)
     gap = np.where((nt[idx] > 0) & (nc[idx] > 0), rt[idx] / np.maximum(nt[idx], 1) - rc[idx] / np.maximum(nc[idx], 1),
