@@ -28,8 +28,10 @@ def prepare(settings: Settings, echo: Callable[[str], None] = print) -> None:
     from features.ingest import ingest_source
     from features.synth import generate
     from training.churn import train_churn
+    from training.clv import train_clv
     from training.recommender import train_recommender
     from training.registry import promote
+    from training.uplift import train_uplift
 
     start = time.perf_counter()
     raw = settings.raw_dir / "synthetic"
@@ -53,6 +55,16 @@ def prepare(settings: Settings, echo: Callable[[str], None] = print) -> None:
         echo(f"trained {model_name} v{result.model_version}: "
              + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())))
         echo(promote(settings, kind).message)
+    # The retention plan's inputs (CLV and offer effects): the service uses their champion, else the latest version.
+    for kind, model_name, train in (
+        ("clv", settings.tracking.clv_model, train_clv),
+        ("uplift", settings.tracking.uplift_model, train_uplift),
+    ):
+        if MlflowClient(settings.tracking_uri).search_model_versions(f"name='{model_name}'"):
+            echo(f"{model_name} already registered: reusing it (retrain with `patron train {kind}`)")
+            continue
+        result = train(settings)
+        echo(f"trained {model_name} v{result.model_version}")
     echo(f"data and training ready in {time.perf_counter() - start:.0f} s")
 
 
@@ -65,4 +77,5 @@ def curl_lines(settings: Settings, port: int) -> list[str]:
         f"curl -s -X POST {base}/recommend {h} -d '{{\"customer_id\": \"C0000001\", \"k\": 5}}'",
         f"curl -s -X POST {base}/similar_items {h} -d '{{\"item_id\": \"I00001\", \"k\": 5}}'",
         f"curl -s -X POST {base}/churn {h} -d '{{\"customer_ids\": [\"C0000001\", \"C0000002\"]}}'",
+        f"curl -s -X POST {base}/retention/plan {h} -d '{{\"budget\": 200}}'",
     ]
