@@ -178,7 +178,8 @@ class Patron:
     def items_stock(self, request: StockRequest, /) -> StockResponse:
         """Set items in or out of stock for every worker, effective from the next request."""
         _, state = self._ready()
-        rejected = [{"index": n, "reason": f"item_id: unknown item (not in products), got {u.item_id!r}"}
+        rejected = [{"index": n, "kind": "items",
+                     "reason": f"item_id: unknown item (not in products), got {u.item_id!r}"}
                     for n, u in enumerate(request.items) if u.item_id not in state.category_of]
         known = {u.item_id: u.in_stock for u in request.items if u.item_id in state.category_of}
         if known:

@@ -143,6 +143,7 @@ def test_stock_changes_apply_on_the_next_request(rt, refusing_customer):
     r = post(rt, "/items/stock", {"items": [{"item_id": top, "in_stock": False},
                                             {"item_id": "nope", "in_stock": True}]})
     assert r.json()["updated"] == 1 and r.json()["rejected"][0]["index"] == 1
+    assert r.json()["rejected"][0]["kind"] == "items" and "item_id" in r.json()["rejected"][0]["reason"]
     try:
         for body in fan_out(rt, "/recommend", {"customer_id": customer, "k": 20}):
             assert top not in ids(body) and "in_stock_only" in body["rules_applied"]
