@@ -47,11 +47,13 @@ def _source_signature(settings: Settings) -> dict:
         if path.exists():
             stat = path.stat()
             tables[name] = [stat.st_size, stat.st_mtime_ns]
-    return {"version": FEATURES_VERSION, "windows_days": settings.features.windows_days, "tables": tables}
+    return {"version": FEATURES_VERSION, "windows_days": settings.features.windows_days,
+            "decay_half_lives_days": settings.features.decay_half_lives_days, "tables": tables}
 
 
 def _compute_and_cache(wh: Warehouse, settings: Settings, cutoff: pd.Timestamp) -> pd.DataFrame:
-    df = compute_customer_features(wh, cutoff, settings.features.windows_days)
+    f = settings.features
+    df = compute_customer_features(wh, cutoff, f.windows_days, f.decay_half_lives_days)
     path = write_parquet(df, _features_path(settings, "customer_features", cutoff))
     write_json(_source_signature(settings), path.with_suffix(".json"))
     return df

@@ -15,112 +15,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from features.contract import CHANNELS, LOYALTY_TIERS, TICKET_CATEGORIES
+from features.feature_text import (  # noqa: F401  (re-exported: callers read the phrases from here)
+    FEATURE_DESCRIPTIONS, FEATURE_GROUPS, GROUP_PHRASES, register_decay_descriptions, register_window_descriptions)
 from features.warehouse import Warehouse
 from patron.config import FeatureConfig
 
-_DEFAULT_WINDOWS: list[int] = FeatureConfig.model_fields["windows_days"].default
-
-# Feature name -> plain-language phrase with a `{value}` placeholder, used to explain churn scores.
-FEATURE_DESCRIPTIONS: dict[str, str] = {
-    "days_since_last_purchase": "no purchase in {value:.0f} days",
-    "days_since_first_purchase": "first purchase {value:.0f} days ago",
-    "days_since_last_event": "no activity (views, carts, purchases) in {value:.0f} days",
-    "orders_total": "{value:.0f} orders in total",
-    "spend_total": "{value:.2f} spent in total",
-    "avg_order_value": "average order worth {value:.2f}",
-    "basket_size_mean": "{value:.1f} items per order on average",
-    "item_breadth": "bought {value:.0f} different products",
-    "category_breadth": "bought from {value:.0f} product categories",
-    "gap_mean_days": "usually buys every {value:.0f} days",
-    "gap_std_days": "time between purchases varies by {value:.0f} days",
-    "recency_gap_ratio": "{value:.1f} times their usual time between purchases since the last one",
-    "returns_rate": "returned {value:.0%} of the items bought",
-    "view_to_purchase": "{value:.2f} purchases per product view",
-    "views_total": "{value:.0f} product views in total",
-    **{f"channel_share_{c}": f"{{value:.0%}} of purchases via {c}" for c in CHANNELS},
-    "tenure_days": "customer for {value:.0f} days",
-    "age": "{value:.0f} years old",
-    "region": "lives in region {value}",
-    "preferred_channel": "prefers the {value} channel",
-    "tickets_total": "{value:.0f} support tickets in total",
-    **{f"tickets_{c}": f"{{value:.0f}} support tickets about {c.replace('_', ' ')}" for c in TICKET_CATEGORIES},
-    "open_tickets": "{value:.0f} unresolved support tickets",
-    "open_ticket_age_days": "oldest unresolved ticket open for {value:.0f} days",
-    "resolution_days_mean": "tickets took {value:.1f} days to resolve on average",
-    "ticket_satisfaction_mean": "rated ticket handling {value:.1f} out of 5",
-    "days_since_last_ticket": "last support ticket {value:.0f} days ago",
-    "nps_last": "last NPS answer {value:.0f} out of 10",
-    "nps_trend": "NPS changed by {value:+.0f} since the previous answer",
-    "csat_last": "last satisfaction score {value:.0f} out of 5",
-    "csat_trend": "satisfaction score changed by {value:+.0f} since the previous answer",
-    "days_since_last_survey": "last survey answer {value:.0f} days ago",
-    "loyalty_tier": "loyalty tier {value}",
-    "points_balance": "{value:.0f} loyalty points",
-    "days_since_loyalty_activity": "no loyalty-points activity in {value:.0f} days",
-    "offers_received": "{value:.0f} retention offers received",
-    "offers_redeemed": "{value:.0f} retention offers redeemed",
-    "offer_redemption_rate": "redeemed {value:.0%} of offers received",
-    "days_since_last_offer": "last offer {value:.0f} days ago",
-}
-
-_WINDOW_DESCRIPTIONS = {
-    "orders_{w}d": "{{value:.0f}} orders in the last {w} days",
-    "spend_{w}d": "{{value:.2f}} spent in the last {w} days",
-    "views_{w}d": "{{value:.0f}} product views in the last {w} days",
-    "orders_trend_{w}d": "{{value:+.0f}} orders in the last {w} days compared with the {w} days before",
-    "spend_trend_{w}d": "{{value:+.2f}} spent in the last {w} days compared with the {w} days before",
-    "tickets_{w}d": "{{value:.0f}} support tickets in the last {w} days",
-}
-
-
-# Features about one concept: their contributions to a churn score are summed into one reason, worded by the
-# group's phrase (placeholders name member features; a member without a value: the top member's own phrase).
-FEATURE_GROUPS: dict[str, str] = {
-    "days_since_last_purchase": "purchase_recency", "gap_mean_days": "purchase_recency",
-    "recency_gap_ratio": "purchase_recency",
-    "tickets_total": "support_tickets", "days_since_last_ticket": "support_tickets",
-    "open_tickets": "open_tickets", "open_ticket_age_days": "open_tickets",
-    "resolution_days_mean": "ticket_handling", "ticket_satisfaction_mean": "ticket_handling",
-    "nps_last": "nps", "nps_trend": "nps", "csat_last": "csat", "csat_trend": "csat",
-    "offers_received": "offers", "offers_redeemed": "offers", "offer_redemption_rate": "offers",
-    "points_balance": "loyalty_points", "days_since_loyalty_activity": "loyalty_points",
-}
-GROUP_PHRASES: dict[str, str] = {
-    "purchase_recency": "no purchase in {days_since_last_purchase:.0f} days, usually every {gap_mean_days:.0f}",
-    "support_tickets": "{tickets_total:.0f} support tickets, the last {days_since_last_ticket:.0f} days ago",
-    "open_tickets": "{open_tickets:.0f} unresolved support tickets, the oldest open for "
-                    "{open_ticket_age_days:.0f} days",
-    "ticket_handling": "tickets took {resolution_days_mean:.1f} days to resolve, handling rated "
-                       "{ticket_satisfaction_mean:.1f} out of 5",
-    "nps": "last NPS answer {nps_last:.0f} out of 10 ({nps_trend:+.0f} since the previous answer)",
-    "csat": "last satisfaction score {csat_last:.0f} out of 5 ({csat_trend:+.0f} since the previous answer)",
-    "offers": "redeemed {offers_redeemed:.0f} of {offers_received:.0f} retention offers received",
-    "loyalty_points": "{points_balance:.0f} loyalty points, no points activity in "
-                      "{days_since_loyalty_activity:.0f} days",
-}
-_WINDOW_GROUPS = {
-    "orders_{w}d": ("orders_{w}d", "{{orders_{w}d:.0f}} orders in the last {w} days "
-                                   "({{orders_trend_{w}d:+.0f}} compared with the {w} days before)"),
-    "orders_trend_{w}d": ("orders_{w}d", None),
-    "spend_{w}d": ("spend_{w}d", "{{spend_{w}d:.2f}} spent in the last {w} days "
-                                 "({{spend_trend_{w}d:+.2f}} compared with the {w} days before)"),
-    "spend_trend_{w}d": ("spend_{w}d", None),
-    "tickets_{w}d": ("support_tickets", None),
-}
-
-
-def register_window_descriptions(windows: list[int]) -> None:
-    """Add FEATURE_DESCRIPTIONS, FEATURE_GROUPS and GROUP_PHRASES entries for the per-window features."""
-    for w in windows:
-        for name, phrase in _WINDOW_DESCRIPTIONS.items():
-            FEATURE_DESCRIPTIONS.setdefault(name.format(w=w), phrase.format(w=w))
-        for name, (group, phrase) in _WINDOW_GROUPS.items():
-            FEATURE_GROUPS.setdefault(name.format(w=w), group.format(w=w))
-            if phrase is not None:
-                GROUP_PHRASES.setdefault(group.format(w=w), phrase.format(w=w))
-
-
-register_window_descriptions(_DEFAULT_WINDOWS)
+_DEFAULT_HALF_LIVES: list[int] = FeatureConfig.model_fields["decay_half_lives_days"].default
 
 # Days between two timestamps, fractional.
 _DAYS = "(epoch({end}) - epoch({start})) / 86400.0"
@@ -142,6 +42,7 @@ class _Family:
     ctes: list[str]
     selects: dict[str, str] = field(default_factory=dict)  # feature -> SQL expression
     categoricals: dict[str, list[str]] = field(default_factory=dict)
+    also_joined: list[str] = field(default_factory=list)  # further one-row-per-customer CTEs the selects read
 
 
 def _events_family(wh: Warehouse, windows: list[int]) -> list[_Family]:
@@ -216,7 +117,41 @@ def _events_family(wh: Warehouse, windows: list[int]) -> list[_Family]:
     return families
 
 
-def _tickets_family(windows: list[int]) -> _Family:
+def _decay(age_days: str, h: int) -> str:
+    return f"pow(0.5, {age_days} / {int(h)})"
+
+
+def _recent_experience_family(half_lives: list[int]) -> _Family:
+    # Exponentially decayed counts (half-life h days, age counted back from the cutoff) of purchase days, activity
+    # days, returns and carts left without buying that item that day (stock-outs and second thoughts), and the
+    # customer's own activity cadence: how many active days their usual rate would have had since the last one.
+    age = _days("d")
+    ctes = ["""act_days AS (SELECT customer_id, CAST(ts AS DATE) AS d, bool_or(type = 'purchase') AS bought
+                           FROM ev GROUP BY 1, 2)""",
+            """missed AS (SELECT c.customer_id, CAST(c.ts AS DATE) AS d FROM ev c
+                          WHERE c.type = 'cart' AND NOT EXISTS (
+                              SELECT 1 FROM ev p WHERE p.type = 'purchase' AND p.customer_id = c.customer_id
+                                AND p.item_id = c.item_id AND CAST(p.ts AS DATE) = CAST(c.ts AS DATE)))"""]
+    aggs = ["count(*) AS n_act", f"max({age}) AS first_age", f"min({age}) AS last_age"]
+    for h in half_lives:
+        aggs += [f"sum({_decay(age, h)}) FILTER (WHERE bought) AS pd_{h}", f"sum({_decay(age, h)}) AS ad_{h}"]
+    ctes.append(f"f_act AS (SELECT customer_id, {', '.join(aggs)} FROM act_days GROUP BY 1)")
+    ret = [f"sum({_decay(_days('ts'), h)}) AS r_{h}" for h in half_lives]
+    ctes.append(f"f_ret AS (SELECT customer_id, {', '.join(ret)} FROM ev WHERE type = 'return' GROUP BY 1)")
+    miss = [f"sum({_decay(age, h)}) AS m_{h}" for h in half_lives]
+    ctes.append(f"f_miss AS (SELECT customer_id, {', '.join(miss)} FROM missed GROUP BY 1)")
+    rate = "f_act.n_act / greatest(f_act.first_age, 1)"
+    selects = {"activity_days_total": "coalesce(f_act.n_act, 0)", "activity_days_rate": rate,
+               "activity_days_overdue": f"f_act.last_age * {rate}"}
+    for h in half_lives:
+        selects[f"purchase_days_decayed_{h}d"] = f"coalesce(f_act.pd_{h}, 0)"
+        selects[f"activity_days_decayed_{h}d"] = f"coalesce(f_act.ad_{h}, 0)"
+        selects[f"returns_decayed_{h}d"] = f"coalesce(f_ret.r_{h}, 0)"
+        selects[f"missed_carts_decayed_{h}d"] = f"coalesce(f_miss.m_{h}, 0)"
+    return _Family("f_act", ctes, selects, also_joined=["f_ret", "f_miss"])
+
+
+def _tickets_family(windows: list[int], half_lives: list[int]) -> _Family:
     # Only what was known at the cutoff: resolution and satisfaction count once resolved_at < cutoff.
     aggs = [
         "count(*) AS n",
@@ -227,6 +162,11 @@ def _tickets_family(windows: list[int]) -> _Family:
         "max(opened_at) AS last_ts",
         *[f"count(*) FILTER (WHERE category = '{c}') AS c_{c}" for c in TICKET_CATEGORIES],
         *[f"count(*) FILTER (WHERE opened_at >= {_since(w)}) AS n_{w}" for w in windows],
+        *[f"sum({_decay(_days('opened_at'), h)}) AS d_{h}" for h in half_lives],
+        # a ticket still unresolved a week after opening hurts most (known only once that week has passed)
+        *[f"coalesce(sum({_decay(_days('opened_at'), h)}) FILTER (WHERE (resolved_at IS NULL OR resolved_at >= "
+          f"$cutoff OR resolved_at > opened_at + INTERVAL 7 DAY) AND opened_at < $cutoff - INTERVAL 7 DAY), 0) "
+          f"AS u_{h}" for h in half_lives],
     ]
     cte = f"f_tk AS (SELECT customer_id, {', '.join(aggs)} FROM tickets WHERE opened_at < $cutoff GROUP BY 1)"
     return _Family("f_tk", [cte], {
@@ -238,6 +178,8 @@ def _tickets_family(windows: list[int]) -> _Family:
         "resolution_days_mean": "f_tk.res_days",
         "ticket_satisfaction_mean": "f_tk.sat",
         "days_since_last_ticket": _days("f_tk.last_ts"),
+        **{f"tickets_decayed_{h}d": f"coalesce(f_tk.d_{h}, 0)" for h in half_lives},
+        **{f"slow_tickets_decayed_{h}d": f"coalesce(f_tk.u_{h}, 0)" for h in half_lives},
     })
 
 
@@ -305,12 +247,12 @@ def _customers_family(wh: Warehouse) -> _Family:
     return fam
 
 
-def _families(wh: Warehouse, windows: list[int]) -> list[_Family]:
-    families = _events_family(wh, windows)
+def _families(wh: Warehouse, windows: list[int], half_lives: list[int]) -> list[_Family]:
+    families = [*_events_family(wh, windows), _recent_experience_family(half_lives)]
     if wh.has("customers"):
         families.append(_customers_family(wh))
     if wh.has("tickets"):
-        families.append(_tickets_family(windows))
+        families.append(_tickets_family(windows, half_lives))
     if wh.has("surveys"):
         families.append(_surveys_family())
     if wh.has("loyalty"):
@@ -320,9 +262,10 @@ def _families(wh: Warehouse, windows: list[int]) -> list[_Family]:
     return families
 
 
-def customer_features_sql(wh: Warehouse, windows: list[int]) -> tuple[str, dict[str, list[str]]]:
+def customer_features_sql(wh: Warehouse, windows: list[int],
+                          half_lives: list[int] | None = None) -> tuple[str, dict[str, list[str]]]:
     """The feature query (parameter `$cutoff`) for the tables present, and the categorical vocabularies."""
-    families = _families(wh, windows)
+    families = _families(wh, windows, _DEFAULT_HALF_LIVES if half_lives is None else half_lives)
     base = "SELECT DISTINCT customer_id FROM ev"
     if wh.has("customers"):
         base += " UNION SELECT customer_id FROM customers WHERE signup_date < $cutoff"
@@ -332,16 +275,19 @@ def customer_features_sql(wh: Warehouse, windows: list[int]) -> tuple[str, dict[
     for fam in families:
         for name, expr in fam.selects.items():
             selects.append(f"{expr} AS {name}" if name in categoricals else f"CAST({expr} AS DOUBLE) AS {name}")
-    joins = " ".join(f"LEFT JOIN {fam.alias} ON {fam.alias}.customer_id = base.customer_id" for fam in families)
+    aliases = [a for fam in families for a in (fam.alias, *fam.also_joined)]
+    joins = " ".join(f"LEFT JOIN {a} ON {a}.customer_id = base.customer_id" for a in aliases)
     sql = (f"WITH {', '.join(ctes)}\nSELECT base.customer_id, {', '.join(selects)}\n"
            f"FROM base {joins}\nORDER BY base.customer_id")
     return sql, categoricals
 
 
-def compute_customer_features(wh: Warehouse, cutoff: pd.Timestamp, windows: list[int]) -> pd.DataFrame:
+def compute_customer_features(wh: Warehouse, cutoff: pd.Timestamp, windows: list[int],
+                              half_lives: list[int] | None = None) -> pd.DataFrame:
     """One row per customer known before the cutoff: customer_id, numeric features and categoricals."""
     register_window_descriptions(windows)
-    sql, categoricals = customer_features_sql(wh, windows)
+    register_decay_descriptions(_DEFAULT_HALF_LIVES if half_lives is None else half_lives)
+    sql, categoricals = customer_features_sql(wh, windows, half_lives)
     df = wh.df(sql, {"cutoff": cutoff})
     df["customer_id"] = df["customer_id"].astype(str)
     for name, categories in categoricals.items():

@@ -13,8 +13,10 @@ import pandas as pd
 from pandera.errors import SchemaErrors
 
 from features.contract import INGEST_ORDER, TABLES, TS
+from features.erasure import drop_erased, erased_keys
 from features.sources import AUTO, Loaded, SourceError, parse_timestamps, load_source
-from features.store import read_table, write_parquet, write_table
+from features.store import read_table, write_parquet, write_tables
+from patron.progress import bar
 from patron.config import Settings
 
 TRUE = {"true", "t", "yes", "y", "1"}
@@ -174,6 +176,14 @@ def _keys(df: pd.DataFrame | None, key: tuple[str, ...]) -> set[str]:
     return set() if df is None else set(df[key[0]].astype(str))
 
 
+def _drop_erased(settings: Settings, loaded: Loaded) -> None:
+    """Leave out the rows of customers in the erasure log, valid or not: an erased customer never comes back."""
+    keys = erased_keys(settings)
+    if keys:
+        loaded.tables = {name: drop_erased(settings, df, keys) for name, df in loaded.tables.items()}
+        loaded.rejected = {name: drop_erased(settings, df, keys) for name, df in loaded.rejected.items()}
+
+
 def ingest_source(settings: Settings, source: str, path: Path | None = None, mapping: Path | None = None,
                   max_quarantine_share: float | None = None) -> IngestReport:
     """Read a source, validate it against the contract and merge it into the workspace tables (bad rows quarantined)."""
@@ -183,8 +193,9 @@ def ingest_source(settings: Settings, source: str, path: Path | None = None, map
         loaded: Loaded = load_source(source, settings, path=path, mapping=mapping)
     except SourceError as exc:
         raise IngestError(str(exc)) from exc
+    _drop_erased(settings, loaded)
     reports, merged, quarantine, known = {}, {}, {}, {}
-    for name in INGEST_ORDER:
+    for name in bar(INGEST_ORDER, desc="ingest", unit="table"):
         table = TABLES[name]
         existing = read_table(settings.tables_dir, name)
         if name not in loaded.tables:
@@ -214,8 +225,12 @@ def ingest_source(settings: Settings, source: str, path: Path | None = None, map
         if len(table.key) == 1:
             known[name] = _keys(merged[name], table.key)
 
-    for name, bad in quarantine.items():  # written whether or not the ingest is accepted
-        write_parquet(bad.astype(object).astype("string"), settings.quarantine_dir / f"{name}.parquet")
+    try:
+        for name, bad in quarantine.items():  # written whether or not the ingest is accepted
+            write_parquet(bad.astype(object).astype("string"), settings.quarantine_dir / f"{name}.parquet")
+    except OSError as exc:
+        raise IngestError(f"could not write the quarantine to {settings.quarantine_dir}: {exc}; "
+                          "workspace tables left unchanged") from exc
     over = [r for r in reports.values() if r.quarantine_share > limit]
     if over:
         lines = [f"{r.table}: {r.quarantined} of {r.rows_read} rows quarantined ({r.quarantine_share:.1%} > "
@@ -223,6 +238,9 @@ def ingest_source(settings: Settings, source: str, path: Path | None = None, map
                  + ", ".join(f"{rule} ({n})" for rule, n in r.reasons.most_common(3)) for r in over]
         raise IngestError("; ".join(lines) + f". Quarantine written to {settings.quarantine_dir}; "
                           "workspace tables left unchanged.")
-    for name, df in merged.items():
-        write_table(df, settings.tables_dir, name)
+    try:
+        write_tables(merged, settings.tables_dir)
+    except OSError as exc:  # e.g. the disk is full: no table was replaced
+        raise IngestError(f"could not write the workspace tables to {settings.tables_dir}: {exc}; "
+                          "workspace tables left unchanged") from exc
     return IngestReport(source, loaded.origin, reports, time.perf_counter() - started)

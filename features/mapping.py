@@ -8,8 +8,10 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from features.bounded_read import read_delimited, read_parquet_bounded
 from features.contract import TABLES, TS
 from features.sources import AUTO, Loaded, SourceError
+from patron.config import InputLimitsConfig
 
 
 class TableMapping(BaseModel):
@@ -73,16 +75,18 @@ def read_mapping(path: Path) -> Mapping:
         raise SourceError(f"{path}: invalid mapping: {problems}") from exc
 
 
-def _read_file(file: Path, tm: TableMapping) -> pd.DataFrame:
+def _read_file(file: Path, tm: TableMapping, limits: InputLimitsConfig) -> pd.DataFrame:
     if not file.is_file():
         raise SourceError(f"{file}: file not found")
     if file.suffix.lower() == ".parquet":
-        return pd.read_parquet(file)
-    sep = tm.separator or ("\t" if file.suffix.lower() in (".tsv", ".tab") else ",")
-    return pd.read_csv(file, sep=sep, dtype=str, encoding=tm.encoding, keep_default_na=False, na_values=[""])
+        return read_parquet_bounded(file, limits)
+    plain = Path(file.stem) if file.suffix.lower() in (".gz", ".bz2", ".xz") else file  # data.tsv.gz is a .tsv
+    sep = tm.separator or ("\t" if plain.suffix.lower() in (".tsv", ".tab") else ",")
+    return read_delimited(file, limits, sep=sep, encoding=tm.encoding)
 
 
-def load_mapped(mapping_path: Path, path: Path | None = None) -> Loaded:
+def load_mapped(mapping_path: Path, path: Path | None = None,
+                limits: InputLimitsConfig = InputLimitsConfig()) -> Loaded:
     """Contract-shaped tables from the files a mapping file names."""
     mapping = read_mapping(mapping_path)
     base = path if path is not None and path.is_dir() else mapping_path.parent
@@ -91,7 +95,7 @@ def load_mapped(mapping_path: Path, path: Path | None = None) -> Loaded:
         if tm.file is None and (path is None or not path.is_file()):
             raise SourceError(f"{mapping_path}: tables.{name}.file is not set and --path is not a file")
         file = base / tm.file if tm.file else path
-        raw = _read_file(file, tm)
+        raw = _read_file(file, tm, limits)
         absent = [c for c in tm.columns if c not in raw.columns]
         if absent:
             raise SourceError(f"{file}: column(s) {', '.join(absent)} named in tables.{name}.columns not found; "

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.bounded_read import (EncodingError, SourceError, read_delimited, read_parquet_bounded,
+                                   split_oversized)
 from features.contract import TABLES
-from patron.config import Settings
+from patron.config import InputLimitsConfig, Settings
 
 SOURCES = ("synthetic", "cdnow", "ml100k", "online-retail", "csv")
 AUTO = "auto"  # timestamp format: ISO 8601, else whatever pandas can read element by element
@@ -23,10 +25,6 @@ RETAIL_COLUMNS = {  # Online Retail (I and II) header names -> our names
     "Quantity": "quantity", "InvoiceDate": "ts", "Price": "price", "UnitPrice": "price",
     "Customer ID": "customer_id", "CustomerID": "customer_id", "Country": "country",
 }
-
-
-class SourceError(ValueError):
-    """A source cannot be read (missing file, wrong layout, bad mapping)."""
 
 
 @dataclass
@@ -54,10 +52,9 @@ def parse_timestamps(values: pd.Series, fmt: str) -> pd.Series:
     return pd.to_datetime(values, format=fmt, errors="coerce")
 
 
-def _read_text_table(path: Path, sep: str, names: list[str], encoding: str = "utf-8") -> pd.DataFrame:
+def _read_text_table(path: Path, sep: str, names: list[str], limits: InputLimitsConfig) -> pd.DataFrame:
     """A headerless (or one-header-line) delimited file as strings; a first line that is not numeric is a header."""
-    df = pd.read_csv(path, sep=sep, header=None, dtype=str, engine="python" if len(sep) > 1 else "c",
-                     encoding=encoding, keep_default_na=False, na_values=[""])
+    df = read_delimited(path, limits, sep=sep, header=None)
     if df.shape[1] != len(names):
         raise SourceError(f"{path}: expected {len(names)} columns ({', '.join(names)}), found {df.shape[1]}")
     df.columns = names
@@ -83,18 +80,19 @@ def _find(path: Path, names: tuple[str, ...]) -> Path:
     raise SourceError(f"{path}: none of {', '.join(names)} found (run `patron data get` or pass --path)")
 
 
-def load_synthetic(path: Path) -> Loaded:
+def load_synthetic(path: Path, limits: InputLimitsConfig = InputLimitsConfig()) -> Loaded:
     """The Parquet tables written by `patron data synth`."""
-    tables = {name: pd.read_parquet(path / f"{name}.parquet") for name in TABLES if (path / f"{name}.parquet").exists()}
+    tables = {name: read_parquet_bounded(path / f"{name}.parquet", limits) for name in TABLES
+              if (path / f"{name}.parquet").exists()}
     if "events" not in tables:
         raise SourceError(f"{path}: no events.parquet (run `patron data synth` first)")
     return Loaded(tables, origin=str(path))
 
 
-def load_cdnow(path: Path) -> Loaded:
+def load_cdnow(path: Path, limits: InputLimitsConfig = InputLimitsConfig()) -> Loaded:
     """CDNOW master log: one purchase event per line (customer, YYYYMMDD, CDs, dollars)."""
     file = _find(path, ("CDNOW_master.txt",))
-    raw = _read_text_table(file, r"\s+", ["customer_id", "date", "cds", "value"])
+    raw = _read_text_table(file, r"\s+", ["customer_id", "date", "cds", "value"], limits)
     cds, value = pd.to_numeric(raw["cds"], errors="coerce"), pd.to_numeric(raw["value"], errors="coerce")
     per_cd = value / cds
     # Keep the raw text where the price cannot be computed so that validation names it.
@@ -133,13 +131,13 @@ def _ml_products(folder: Path) -> tuple[pd.DataFrame | None, str]:
     return None, AUTO
 
 
-def load_ml100k(path: Path) -> Loaded:
+def load_ml100k(path: Path, limits: InputLimitsConfig = InputLimitsConfig()) -> Loaded:
     """MovieLens-100K ratings (u.data or RecBole .inter) as purchase events, titles as products when present."""
     file = path if path.is_file() else None
     if file is None:
         inters = sorted(path.glob("*.inter"))
         file = _find(path, ("u.data",)) if (path / "u.data").is_file() or not inters else inters[0]
-    raw = _read_text_table(file, "\t", ["user", "item", "rating", "timestamp"])
+    raw = _read_text_table(file, "\t", ["user", "item", "rating", "timestamp"], limits)
     rating = pd.to_numeric(raw["rating"], errors="coerce")
     interaction = rating >= 1
     events = pd.DataFrame({
@@ -159,23 +157,25 @@ def load_ml100k(path: Path) -> Loaded:
     return Loaded(tables, formats, {"events": rejected} if len(rejected) else {}, origin=str(file))
 
 
-def _read_retail(path: Path) -> pd.DataFrame:
+def _read_retail(path: Path, limits: InputLimitsConfig) -> pd.DataFrame:
     """Online Retail rows as strings from CSV, or from every sheet of an .xlsx when openpyxl is installed."""
     if path.suffix.lower() in (".xlsx", ".xls"):
         if importlib.util.find_spec("openpyxl") is None:
             raise SourceError(f"{path}: reading Excel needs openpyxl (pip install openpyxl); "
                               "or export the sheets to CSV")
+        if path.stat().st_size > limits.max_file_bytes:
+            raise SourceError(f"{path}: more than {limits.max_file_bytes} bytes; raise input_limits.max_file_bytes")
         sheets = pd.read_excel(path, sheet_name=None, dtype=str)
         return pd.concat(sheets.values(), ignore_index=True)
     try:
-        return pd.read_csv(path, dtype=str, encoding="utf-8")
-    except UnicodeDecodeError:
-        return pd.read_csv(path, dtype=str, encoding="latin-1")
+        return read_delimited(path, limits, encoding="utf-8", keep_default_na=True, na_values=None)
+    except EncodingError:
+        return read_delimited(path, limits, encoding="latin-1", keep_default_na=True, na_values=None)
 
 
-def load_online_retail(path: Path) -> Loaded:
+def load_online_retail(path: Path, limits: InputLimitsConfig = InputLimitsConfig()) -> Loaded:
     """UCI Online Retail (II): invoice lines as purchases, "C" invoices as returns; products and customers beside."""
-    raw = _read_retail(path).rename(columns=RETAIL_COLUMNS)
+    raw = _read_retail(path, limits).rename(columns=RETAIL_COLUMNS)
     missing = sorted(set(RETAIL_COLUMNS.values()) - set(raw.columns))
     if missing:
         raise SourceError(f"{path}: Online Retail columns missing: {', '.join(missing)}")
@@ -217,8 +217,20 @@ def default_path(source: str, settings: Settings) -> Path:
     return settings.raw_dir / folders[source]
 
 
+def _reject_oversized(loaded: Loaded, max_chars: int) -> Loaded:
+    """Rows with a value longer than `max_chars` move to `rejected` (quarantined by the ingest, values cut)."""
+    for name, df in list(loaded.tables.items()):
+        kept, bad = split_oversized(df, max_chars)
+        if len(bad):
+            loaded.tables[name] = kept
+            earlier = loaded.rejected.get(name)
+            loaded.rejected[name] = bad if earlier is None else pd.concat([earlier, bad], ignore_index=True)
+    return loaded
+
+
 def load_source(source: str, settings: Settings, path: Path | None = None, mapping: Path | None = None) -> Loaded:
-    """Read a source into contract-shaped tables."""
+    """Read a source into contract-shaped tables, within `settings.input_limits`."""
+    limits = settings.input_limits
     if source not in SOURCES:
         raise SourceError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     if source == "csv":
@@ -226,10 +238,11 @@ def load_source(source: str, settings: Settings, path: Path | None = None, mappi
 
         if mapping is None:
             raise SourceError("--mapping is required for source 'csv'")
-        return load_mapped(Path(mapping), Path(path) if path else None)
+        return _reject_oversized(load_mapped(Path(mapping), Path(path) if path else None, limits),
+                                 limits.max_field_chars)
     path = Path(path) if path else default_path(source, settings)
     if not path.exists():
         raise SourceError(f"{path} does not exist")
     readers = {"synthetic": load_synthetic, "cdnow": load_cdnow, "ml100k": load_ml100k,
                "online-retail": load_online_retail}
-    return readers[source](path)
+    return _reject_oversized(readers[source](path, limits), limits.max_field_chars)

@@ -27,17 +27,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_parquets(frames: dict[Path, pd.DataFrame]) -> None:
+    """Write DataFrames to Parquet all or none: every file is written in full before any is renamed into place."""
+    staged: dict[Path, str] = {}
+    try:
+        for path, df in frames.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, staged[path] = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            df.to_parquet(staged[path], index=False)
+        for path, tmp in staged.items():  # renames need no space: a full disk has already failed above
+            os.replace(tmp, path)
+    finally:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+
+
 def write_parquet(df: pd.DataFrame, path: Path) -> Path:
     """Write a DataFrame to Parquet atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_parquets({path: df})
     return path
 
 
@@ -62,6 +70,11 @@ def read_table(tables_dir: Path, name: str, columns: list[str] | None = None) ->
 def write_table(df: pd.DataFrame, tables_dir: Path, name: str) -> Path:
     """Replace a workspace table atomically."""
     return write_parquet(df, table_path(tables_dir, name))
+
+
+def write_tables(frames: dict[str, pd.DataFrame], tables_dir: Path) -> None:
+    """Replace several workspace tables all or none (a full disk leaves every table as it was)."""
+    write_parquets({table_path(tables_dir, name): df for name, df in frames.items()})
 
 
 def fingerprint(df: pd.DataFrame) -> str:

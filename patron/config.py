@@ -25,6 +25,15 @@ class IngestConfig(_Section):
     max_validation_passes: int = Field(10, ge=1)
 
 
+class InputLimitsConfig(_Section):
+    """Bounds on untrusted input files (features/bounded_read.py): a file past them is refused with a clear error."""
+
+    max_file_bytes: int = Field(4_000_000_000, gt=0)  # bytes read from one file, counted after decompression
+    max_rows: int = Field(100_000_000, gt=0)  # rows of one file (Parquet: as its metadata claims, before reading)
+    max_field_chars: int = Field(10_000, gt=0)  # a longer value quarantines its row (the value is cut in quarantine)
+    chunk_rows: int = Field(500_000, gt=0)  # delimited-text rows parsed at a time
+
+
 class SynthConfig(_Section):
     customers: int = Field(5000, ge=10)
     items: int = Field(1000, ge=20)
@@ -49,6 +58,7 @@ class InteractionConfig(_Section):
 
 class FeatureConfig(_Section):
     windows_days: list[int] = [30, 90, 180, 365]
+    decay_half_lives_days: list[int] = [30, 45]  # exponentially decayed counts (recent purchases, tickets, returns)
     lookback_days: int = Field(180, gt=0)
     horizon_days: int = Field(90, gt=0)
     train_cutoffs_days_before_end: list[int]
@@ -206,8 +216,19 @@ class ServingConfig(_Section):
     workers: int = Field(1, gt=0)
     max_k: int = Field(100, gt=0)
     max_batch: int = Field(1000, gt=0)
+    max_list_items: int = Field(100, gt=0)  # other request lists (categories, offers)
     champion_retry_s: float = Field(30.0, gt=0)
     request_timeout_s: float = Field(60.0, gt=0)
+
+
+class AuthConfig(_Section):
+    """API keys (serving/api_keys.py) and per-request limits checked before any handler (serving/auth.py)."""
+
+    keys_file: Path | None = None  # None: WORKSPACE/api_keys.json; $PATRON_API_KEYS_FILE overrides both
+    reload_check_s: float = Field(2.0, gt=0)  # the keys file is looked at no more often than this
+    rate_per_s: float = Field(100.0, gt=0)  # per key for the whole service, split evenly across workers
+    burst_s: float = Field(2.0, gt=0)  # a key may send this many seconds' worth of its rate at once
+    max_body_bytes: int = Field(1_048_576, gt=0)  # larger request bodies get a 413
 
 
 class OnlineConfig(_Section):
@@ -216,6 +237,7 @@ class OnlineConfig(_Section):
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "patron"
+    redis_require_fsync: bool = False  # refuse a Redis that could lose acknowledged events (no AOF fsync always)
     max_events: int = Field(500, gt=0)
     history_events: int = Field(100, gt=0)
     context_weight: float = Field(0.5, ge=0.0, le=1.0)
@@ -247,6 +269,18 @@ class RepurchaseConfig(_Section):
     max_items: int = Field(3, ge=0)  # due items blended into one answer
     weight: float = Field(0.6, ge=0.0, le=1.0)  # their reciprocal-rank-fusion weight against the base ranking
     clock: Literal["events", "wall"] = "events"  # events: today = latest of batch history and live events
+
+
+class PrivacyConfig(_Section):
+    """Right to be forgotten and pseudonymous customer ids in logs (features/erasure.py, features/pseudonyms.py)."""
+
+    salt_path: Path | None = None  # None: WORKSPACE/privacy/salt (created once, never shown)
+    salt_bytes: int = Field(32, ge=16)
+    erasure_log_path: Path | None = None  # None: WORKSPACE/privacy/erasure_log.jsonl (salted hash + date only)
+    log_id_chars: int = Field(12, ge=8, le=64)  # hex characters of a customer's salted hash shown in logs
+    # Workspace folders `patron forget` leaves as they are: the original source files (a re-ingest consults the
+    # erasure log instead) and the MLflow artifact store (models, plots, aggregates: no customer rows).
+    keep_dirs: list[str] = ["raw", "mlartifacts"]
 
 
 class BatchRecommendConfig(_Section):
@@ -347,11 +381,75 @@ class TuneConfig(_Section):
     candidate_alias: str = "candidate"
 
 
+class ChurnTuneConfig(_Section):
+    """`patron tune churn`: an Optuna study of the churn booster on the validation cutoff (never the test cutoff)."""
+
+    trials: int = Field(20, gt=0)
+    study: str = "churn"
+    seed: int = 42
+    report_every_rounds: int = Field(25, gt=0)  # boosting rounds between validation log-loss reports (pruning)
+    pruner_startup_trials: int = Field(3, ge=0)
+    pruner_warmup_steps: int = Field(2, ge=0)
+    num_leaves: tuple[int, int] = (4, 63)  # search ranges, log-uniform
+    min_data_in_leaf: tuple[int, int] = (10, 400)
+    lambda_l2: tuple[float, float] = (0.01, 100.0)
+    learning_rate: tuple[float, float] = (0.01, 0.1)
+    feature_fraction: tuple[float, float] = (0.4, 1.0)  # uniform
+
+
+class MonitorConfig(_Section):
+    """`patron monitor`: drift of live features, churn scores and recommendation coverage against training."""
+
+    bins: int = Field(10, ge=2)                          # quantile bins per numeric feature (training data's edges)
+    psi_epsilon: float = Field(1e-4, gt=0)               # floor on a bin's share, so an empty bin stays finite
+    feature_psi_max: float = Field(0.25, gt=0)           # PSI above this flags a feature (and event unit prices)
+    score_psi_max: float = Field(0.25, gt=0)             # PSI of the churn scores
+    coverage_drop_max: float = Field(0.5, ge=0, le=1)    # relative drop of recommendation coverage from training
+    ignore_features: list[str] = []                      # patterns (fnmatch) of features reported, never flagged
+    seed: int = 42                                       # customer sample for the coverage check
+
+
+class SoakConfig(_Section):
+    """`patron bench soak` (serving/soak.py): steady mixed traffic on the real service, memory sampled over time."""
+
+    rate_per_s: float = Field(100.0, gt=0)
+    mix: dict[str, float] = {"recommend": 0.6, "churn": 0.2, "events": 0.2}  # share of requests per endpoint
+    interval_s: float = Field(60.0, gt=0)  # latency percentiles and errors are reported per interval
+    sample_s: float = Field(5.0, gt=0)  # resident memory of the server processes is sampled this often
+    warmup_share: float = Field(0.2, ge=0, lt=1)  # memory growth is measured from the end of this share of the run
+    max_memory_growth: float = Field(0.10, gt=0)  # the soak fails at this growth or more (and at any error)
+    port: int = 3918
+    seed: int = 42
+
+
+class DashboardConfig(_Section):
+    """GET /dashboard: the CRM manager's page of at-risk customers, segments and the retention plan."""
+
+    top: int = Field(500, gt=0)                  # riskiest active customers listed
+    history: int = Field(10, gt=0)               # recent events in a customer's detail
+    budget: float = Field(500.0, ge=0)           # retention budget planned (the chart runs from 0 to it)
+    budget_steps: int = Field(8, ge=2)           # budgets on the expected-value chart
+
+
+class ReportsConfig(_Section):
+    """`patron report` (self-contained HTML reports) and `patron compare` (champion vs latest candidate)."""
+
+    out_dir: Path | None = None                  # None: WORKSPACE/reports
+    n_boot: int = Field(1000, ge=10)             # bootstrap resamples of the compared metric's difference
+    ci_level: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = 42                               # bootstrap resampling seed
+    budget_points: int = Field(12, ge=2)         # budgets on the retention profit curve (0 to funding every offer)
+    example_customers: int = Field(5, gt=0)      # recommender report: customers shown with their history
+    history_items: int = Field(8, gt=0)          # their latest purchases shown beside the recommendations
+    lift_bins: int = Field(10, ge=2)             # churn report: quantile bins of the lift chart
+
+
 class Settings(_Section):
     """All of Patron's configuration."""
 
     workspace: Path = Path("./workspace")
     ingest: IngestConfig = IngestConfig()
+    input_limits: InputLimitsConfig = InputLimitsConfig()
     synth: SynthConfig = SynthConfig()
     features: FeatureConfig
     recommender: RecommenderConfig = RecommenderConfig()
@@ -368,10 +466,17 @@ class Settings(_Section):
     repurchase: RepurchaseConfig = RepurchaseConfig()
     batch_recommend: BatchRecommendConfig = BatchRecommendConfig()
     alerts: AlertsConfig = AlertsConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    auth: AuthConfig = AuthConfig()
     two_stage: TwoStageConfig = TwoStageConfig()
     sequence: SequenceConfig = SequenceConfig()
     recsys_bench: RecsysBenchConfig = RecsysBenchConfig()
     tune: TuneConfig = TuneConfig()
+    churn_tune: ChurnTuneConfig = ChurnTuneConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    soak: SoakConfig = SoakConfig()
+    reports: ReportsConfig = ReportsConfig()
 
     # --- workspace layout -------------------------------------------------
     @property
@@ -407,8 +512,16 @@ class Settings(_Section):
         return self.online.rules_path or self.workspace / "rules.yaml"
 
     @property
+    def reports_dir(self) -> Path:
+        return self.reports.out_dir or self.workspace / "reports"
+
+    @property
     def alerts_log(self) -> Path:
         return self.alerts.log_path or self.workspace / "alerts.jsonl"
+
+    @property
+    def api_keys_file(self) -> Path:
+        return self.auth.keys_file or self.workspace / "api_keys.json"
 
     @property
     def tracking_uri(self) -> str:
@@ -445,6 +558,8 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     data = _read_yaml(path)
     if os.environ.get("PATRON_HOME"):
         data["workspace"] = os.environ["PATRON_HOME"]
+    if os.environ.get("PATRON_API_KEYS_FILE"):
+        data = _deep_merge(data, {"auth": {"keys_file": os.environ["PATRON_API_KEYS_FILE"]}})
     data = _deep_merge(data, overrides)
     settings = Settings.model_validate(data)
     ws = settings.workspace

@@ -10,6 +10,8 @@ from mlflow.exceptions import MlflowException
 
 from patron.config import Settings
 
+DEMO_KEY_NAME = "demo"
+
 
 def _has_champion(settings: Settings, model_name: str) -> bool:
     import mlflow
@@ -68,11 +70,27 @@ def prepare(settings: Settings, echo: Callable[[str], None] = print) -> None:
     echo(f"data and training ready in {time.perf_counter() - start:.0f} s")
 
 
-def curl_lines(settings: Settings, port: int) -> list[str]:
-    """Example requests to try against the running demo."""
+def demo_key(settings: Settings) -> str | None:
+    """A fresh all-scope key named 'demo' unless the workspace holds keys of the operator's own (then None).
+
+    Only the key's hash is stored, so each demo run issues a new one to print; the previous demo key stops working.
+    """
+    from serving.api_keys import SCOPES, create_key, read_keys
+
+    if any(k.name != DEMO_KEY_NAME for k in read_keys(settings.api_keys_file)):
+        return None
+    return create_key(settings.api_keys_file, DEMO_KEY_NAME, list(SCOPES), replace=True)
+
+
+def curl_lines(settings: Settings, port: int, key: str | None) -> list[str]:
+    """Example requests to try against the running demo, sending the API key from $PATRON_KEY."""
     base = f"http://127.0.0.1:{port}"
-    h = "-H 'Content-Type: application/json'"
+    h = "-H 'Content-Type: application/json' -H \"Authorization: Bearer $PATRON_KEY\""
+    export = (f"export PATRON_KEY={key}    # the demo's API key, all scopes (shown once; stored hashed in "
+              f"{settings.api_keys_file})" if key else
+              f"export PATRON_KEY=...    # one of your keys in {settings.api_keys_file} (`patron keys list`)")
     return [
+        export,
         f"curl -s {base}/readyz",
         f"curl -s -X POST {base}/recommend {h} -d '{{\"customer_id\": \"C0000001\", \"k\": 5}}'",
         f"curl -s -X POST {base}/similar_items {h} -d '{{\"item_id\": \"I00001\", \"k\": 5}}'",

@@ -18,6 +18,7 @@ from typing import IO, Any, Callable, Iterator
 
 import httpx
 
+from features.pseudonyms import log_id
 from patron.config import AlertsConfig, ChurnConfig, Settings
 
 logger = logging.getLogger("bentoml.patron.alerts")
@@ -120,6 +121,21 @@ class AlertLog:
             self._append(fh, {"record": "delivery", "alert_id": alert_id, "delivery": delivery,
                               "attempts": attempts, "last_error": last_error})
 
+    def remove_customers(self, customer_ids: set[str]) -> int:
+        """Rewrite the log without the customers' alerts and their delivery outcomes; returns the alerts removed."""
+        if not self.path.exists():
+            return 0
+        with self._locked(exclusive=True) as fh:
+            records = self._read(fh)
+            gone = {r["alert_id"] for r in records if r.get("record") == "alert" and r["customer_id"] in customer_ids}
+            if gone:  # in place, under the lock: a rename would leave waiting writers on the old file
+                fh.seek(0)
+                fh.truncate()
+                fh.write("".join(json.dumps(r) + "\n" for r in records if r.get("alert_id") not in gone))
+                fh.flush()
+                os.fsync(fh.fileno())
+        return len(gone)
+
     def alerts(self, since: datetime | None = None, limit: int = 100) -> list[Alert]:
         """Alerts raised at or after `since`, oldest first, at most `limit`, with their latest delivery outcome."""
         if not self.path.exists():
@@ -157,6 +173,7 @@ class AlertDispatcher:
         self.cfg = settings.alerts
         self.churn = settings.churn
         self.log = AlertLog(settings.alerts_log)
+        self._settings = settings
         self._post = post or (webhook_poster(self.cfg.webhook_url, self.cfg.timeout_s) if self.cfg.webhook_url
                               else None)
         self._sleep = sleep
@@ -196,7 +213,7 @@ class AlertDispatcher:
             ok, attempts, error = deliver(alert, self._post, delays, self._sleep)
             if not ok:
                 logger.warning("alert %s for %s not delivered after %d attempts: %s", alert["alert_id"],
-                               alert["customer_id"], attempts, error)
+                               log_id(self._settings, alert["customer_id"]), attempts, error)
             try:
                 self.log.record_delivery(alert["alert_id"], "delivered" if ok else "failed", attempts, error)
             except OSError as exc:

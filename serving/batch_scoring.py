@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.store import atomic_write_bytes, write_parquet
+from features.safe_csv import write_safe_csv
+from features.store import write_parquet
 from patron.config import Settings
 from serving.champions import load_churn_champion
 from serving.churn_scoring import active_customer_ids, flatten_reasons, score_population
@@ -38,13 +39,12 @@ def tiers_at_or_above(settings: Settings, min_tier: str) -> set[str]:
 
 
 def write_scores(df: pd.DataFrame, path: Path) -> Path:
-    """Write CSV or Parquet (by extension) atomically."""
+    """Write CSV (formula-like text escaped, features/safe_csv.py) or Parquet (by extension) atomically."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return write_parquet(df, path)
     if suffix == ".csv":
-        atomic_write_bytes(path, df.to_csv(index=False).encode())
-        return path
+        return write_safe_csv(df, path)
     raise ValueError(f"out: {path} must end in .csv or .parquet")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +14,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from patron.config import Settings
+from serving.champion_copy import find_copy, registry_unreachable, save_copy
 from serving.churn_scoring import CalibratedBooster
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network at run time
+logger = logging.getLogger("bentoml.patron")
+REGISTRY_SOURCE = "registry"
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class Champions:
     recommender_version: str
     churn: lgb.Booster | CalibratedBooster
     churn_version: str
+    recommender_source: str = REGISTRY_SOURCE  # or the local copy it came from, and why
+    churn_source: str = REGISTRY_SOURCE
 
 
 def champion_version(client: MlflowClient, model_name: str, alias: str) -> str:
@@ -59,6 +65,42 @@ def load_churn_champion(settings: Settings) -> tuple[lgb.Booster | CalibratedBoo
     booster = mlflow.lightgbm.load_model(f"models:/{t.churn_model}/{version}")
     calibrator = load_churn_calibrator(client, t.churn_model, version)
     return (booster if calibrator is None else CalibratedBooster(booster, calibrator)), version
+
+
+def champion_artifacts(settings: Settings, model: str, version: str) -> dict[str, str]:
+    """Artifact URIs of a champion version ("model", and the churn "calibrator" when it has one)."""
+    from training.churn import CALIBRATOR_ARTIFACT
+    from training.registry import registered_name
+
+    name = registered_name(settings, model)
+    client = _client(settings)
+    uris = {"model": client.get_model_version_download_uri(name, version)}
+    if model == "churn" and load_churn_calibrator(client, name, version) is not None:
+        uris["calibrator"] = f"runs:/{client.get_model_version(name, version).run_id}/{CALIBRATOR_ARTIFACT}"
+    return uris
+
+
+def keep_local_copy(settings: Settings, model: str, version: str) -> None:
+    """Save a champion just loaded from the registry as the workspace's last good copy (failures only logged)."""
+    try:
+        save_copy(settings, model, version, champion_artifacts(settings, model, version))
+    except Exception as exc:  # noqa: BLE001 - the model serves from the registry; only the fallback is stale
+        logger.warning("could not keep a local copy of %s v%s: %s: %s", model, version, type(exc).__name__, exc)
+
+
+def load_from_copy(settings: Settings, reason: BaseException) -> Champions:
+    """Both champions from their last good local copies, saying why the registry was not used."""
+    rec_version, rec, rec_saved = find_copy(settings, "recommender")
+    churn_version, churn, churn_saved = find_copy(settings, "churn")
+    booster = mlflow.lightgbm.load_model(str(churn["model"]))
+    calibrator = mlflow.sklearn.load_model(str(churn["calibrator"])) if "calibrator" in churn else None
+    why = f"registry unreachable: {type(reason).__name__}: {str(reason).splitlines()[0][:200]}"
+    return Champions(
+        recommender=mlflow.pyfunc.load_model(str(rec["model"])).unwrap_python_model().recommender,
+        recommender_version=rec_version,
+        churn=booster if calibrator is None else CalibratedBooster(booster, calibrator), churn_version=churn_version,
+        recommender_source=f"local copy saved {rec_saved} ({why})",
+        churn_source=f"local copy saved {churn_saved} ({why})")
 
 
 def champion_or_latest(settings: Settings, name: str, train_command: str) -> str:
@@ -97,8 +139,21 @@ def load_uplift_champion(settings: Settings) -> tuple[Any, str]:
 
 
 def load_champions(settings: Settings) -> Champions:
-    """Load both champions from the registry."""
-    recommender, rec_version = load_recommender_champion(settings)
-    booster, churn_version = load_churn_champion(settings)
+    """Load both champions from the registry and keep a local copy; from that copy when the registry is unreachable."""
+    try:
+        recommender, rec_version = load_recommender_champion(settings)
+        booster, churn_version = load_churn_champion(settings)
+    except Exception as exc:
+        if not registry_unreachable(exc):
+            raise
+        try:
+            champions = load_from_copy(settings, exc)
+        except FileNotFoundError:
+            raise exc from None
+        logger.warning("registry unreachable, serving the last good local copies: recommender v%s, churn v%s (%s)",
+                       champions.recommender_version, champions.churn_version, champions.churn_source)
+        return champions
+    keep_local_copy(settings, "recommender", rec_version)
+    keep_local_copy(settings, "churn", churn_version)
     return Champions(recommender=recommender, recommender_version=rec_version,
                      churn=booster, churn_version=churn_version)

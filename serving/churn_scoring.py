@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import lightgbm as lgb
 import numpy as np
@@ -124,14 +125,69 @@ def group_text(group: str, members: list[str], lead: str, row: pd.Series, descri
 
 
 @lru_cache(maxsize=16)
-def _grouping(names: tuple[str, ...],
-              feature_group: tuple[tuple[str, str], ...]) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
-    """Group names, the feature x group membership matrix and each group's feature positions (cached per model)."""
+def _grouping(names: tuple[str, ...], feature_group: tuple[tuple[str, str], ...]) -> tuple[list[str], np.ndarray,
+                                                                                         np.ndarray, list[np.ndarray]]:
+    """Group names, a column order that puts each group's features together, where each group starts in it, and each
+    group's feature positions (cached per model)."""
     keys = pd.Categorical([dict(feature_group).get(n, n) for n in names])
-    membership = np.zeros((len(names), len(keys.categories)))
-    membership[np.arange(len(names)), keys.codes] = 1.0
+    order = np.argsort(keys.codes, kind="stable")
+    starts = np.searchsorted(keys.codes[order], np.arange(len(keys.categories)))
     members = [np.flatnonzero(keys.codes == g) for g in range(len(keys.categories))]
-    return [str(c) for c in keys.categories], membership, members
+    return [str(c) for c in keys.categories], order, starts, members
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Probabilities and top reasons of scored rows as positions; `reasons` renders one row's reason records."""
+
+    probability: np.ndarray  # (n,)
+    group: np.ndarray  # (n, TOP_REASONS): group position of each reason, -1 where the row has fewer
+    lead: np.ndarray  # (n, TOP_REASONS): feature position of the group's largest contribution
+    contribution: np.ndarray  # (n, TOP_REASONS): the group's summed contribution
+    names: list[str]
+    group_names: list[str]
+    members: list[np.ndarray]
+
+    def reasons(self, i: int, row: Mapping[str, Any], descriptions: dict[str, str],
+                phrases: dict[str, str]) -> list[dict[str, Any]]:
+        """Row i's reasons, `row` holding its feature values (a Series or any mapping with .get)."""
+        out = []
+        for g, lead, value in zip(self.group[i], self.lead[i], self.contribution[i]):
+            if g < 0:
+                continue
+            name = self.names[lead]
+            out.append({"feature": name, "group": self.group_names[g], "value": _plain(row.get(name)),
+                        "contribution": float(value),
+                        "text": group_text(self.group_names[g], [self.names[j] for j in self.members[g]], name, row,
+                                           descriptions, phrases)})
+        return out
+
+
+def explain(booster: lgb.Booster | CalibratedBooster, X: pd.DataFrame | np.ndarray, feature_group: dict[str, str],
+            num_threads: int = 0, probability: np.ndarray | None = None,
+            names: list[str] | None = None) -> Explanation:
+    """Probabilities and the top positive LightGBM contributions per row, summed over the features of one group.
+
+    `num_threads`: LightGBM's threads for these predictions (0: its default, every core); `probability` and `names`
+    (the booster's feature names): already known, not asked again."""
+    names = booster.feature_name() if names is None else names
+    if probability is None:
+        probability = np.asarray(booster.predict(X, num_threads=num_threads), dtype=float)
+    contrib = booster.predict(X, pred_contrib=True, num_threads=num_threads)[:, : len(names)]  # last: expected value
+    group_names, order, starts, members = _grouping(tuple(names), tuple(sorted(feature_group.items())))
+    # Sums within each row (not a matrix product, whose BLAS kernel and rounding can depend on the number of rows):
+    # a customer's reasons are the same bits whether scored alone or with the whole population.
+    summed = np.add.reduceat(contrib[:, order], starts, axis=1)
+    top = np.argsort(-summed, axis=1, kind="stable")[:, :TOP_REASONS]
+    rows = np.arange(len(X))[:, None]
+    contribution = summed[rows, top]
+    in_group = np.zeros((len(group_names), len(names)), dtype=bool)
+    for g, m in enumerate(members):
+        in_group[g, m] = True
+    lead = np.stack([np.argmax(np.where(in_group[top[:, r]], contrib, -np.inf), axis=1)
+                     for r in range(top.shape[1])], axis=1)
+    group = np.where(contribution > 0, top, -1)  # only positive reasons (a NaN sum cannot occur in LightGBM)
+    return Explanation(probability, group, lead, contribution, names, group_names, members)
 
 
 def score_frame(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, churn: ChurnConfig,
@@ -151,28 +207,12 @@ def score_frame(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame
     feature_group, phrases = _groups() if groups is None else groups
     names = booster.feature_name()
     X = encoded.rows(features) if encoded is not None and encoded.booster is booster else features[names]
-    probability = booster.predict(X)
-    contrib = booster.predict(X, pred_contrib=True)[:, : len(names)]  # last column is the expected value
-    group_names, membership, members = _grouping(tuple(names), tuple(sorted(feature_group.items())))
-    summed = contrib @ membership
-    top = np.argsort(-summed, axis=1, kind="stable")[:, :TOP_REASONS]
-    reasons = []
-    for i, (_, row) in enumerate(features.iterrows()):
-        explained = []
-        for g in top[i]:
-            if summed[i, g] <= 0:
-                continue
-            lead = names[members[g][np.argmax(contrib[i, members[g]])]]
-            explained.append({
-                "feature": lead, "group": group_names[g], "value": _plain(row[lead]),
-                "contribution": float(summed[i, g]),
-                "text": group_text(group_names[g], [names[j] for j in members[g]], lead, row,
-                                   descriptions, phrases)})
-        reasons.append(explained)
+    ex = explain(booster, X, feature_group)
+    reasons = [ex.reasons(i, row, descriptions, phrases) for i, (_, row) in enumerate(features.iterrows())]
     return pd.DataFrame({
         "customer_id": features["customer_id"].astype(str).to_numpy(),
-        "churn_probability": probability.astype(float),
-        "risk_tier": [churn.tier(float(p)) for p in probability],
+        "churn_probability": ex.probability,
+        "risk_tier": [churn.tier(float(p)) for p in ex.probability],
         "reasons": reasons,
     }, columns=columns)
 
@@ -190,9 +230,13 @@ def score_customers(booster: lgb.Booster | CalibratedBooster, features: pd.DataF
             out.append({"customer_id": cid, "churn_probability": float(r["churn_probability"]),
                         "risk_tier": r["risk_tier"], "reasons": r["reasons"], "known": True})
         else:
-            out.append({"customer_id": cid, "churn_probability": None, "risk_tier": None,
-                        "reasons": [], "known": False})
+            out.append(unknown_score(cid))
     return out
+
+
+def unknown_score(customer_id: str) -> dict[str, Any]:
+    """The score record of a customer without a feature row."""
+    return {"customer_id": customer_id, "churn_probability": None, "risk_tier": None, "reasons": [], "known": False}
 
 
 def flatten_reasons(scored: pd.DataFrame) -> pd.DataFrame:

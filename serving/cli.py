@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from patron.context import settings_from
+from patron.progress import enabled
 
 score_app = typer.Typer(no_args_is_help=True)
 events_app = typer.Typer(no_args_is_help=True)
@@ -59,7 +60,7 @@ def score_churn_command(
 
     settings = settings_from(ctx)
     try:
-        report = score_churn(settings, out=out, min_tier=min_tier)
+        report = score_churn(settings, out=out, min_tier=min_tier, progress=enabled())
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(report.summary())
@@ -85,7 +86,7 @@ def recommend_batch_command(
         if segment is not None:
             stage = set(segment_customer_ids(settings, segment))
             ids = sorted(stage) if ids is None else [c for c in ids if c in stage]
-        report = recommend_batch(settings, out, k=k, customers=ids, workers=workers)
+        report = recommend_batch(settings, out, k=k, customers=ids, workers=workers, progress=enabled())
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(report.summary())
@@ -123,7 +124,8 @@ def serve_bench_command(
     workers: int = typer.Option(2, "--workers", help="Serving workers (production: one per core)."),
     port: int = typer.Option(3917, "--port", help="Port for the servers under test."),
 ) -> None:
-    """Open-loop load at fixed rates on /recommend, /churn and POST /events, beside a constant BentoML endpoint."""
+    """Open-loop load at fixed rates on /recommend, /churn and POST /events, beside constant BentoML and FastAPI
+    endpoints."""
     from serving.bench import TARGET_P99_MS, run_serve_bench
 
     settings = settings_from(ctx)
@@ -133,8 +135,10 @@ def serve_bench_command(
     report = run_serve_bench(settings, config, [float(r) for r in rates.split(",")], seconds, workers,
                              echo=typer.echo, port=port)
     for name, rate in report["highest_rate_held"].items():
-        typer.echo(f"{name}: highest rate held with p99 <= {TARGET_P99_MS[name]:.0f} ms and no error: {rate:.0f}/s")
-    typer.echo(f"resident memory (MB, largest first): Patron {report['rss_mb_patron']}, floor {report['rss_mb_floor']}")
+        typer.echo(f"{name}: highest rate held with p99 <= {TARGET_P99_MS[name]:.0f} ms and no error: {rate:.0f}/s"
+                   f" ({report['share_of_floor'][name]} of the BentoML floor's)")
+    typer.echo(f"resident memory (MB, largest first): Patron {report['rss_mb_patron']}, floor {report['rss_mb_floor']}"
+               f", FastAPI floor {report['rss_mb_fastapi_floor']}; Patron ready in {report['startup_s_patron']} s")
 
 
 def register_serving_commands(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 
 import redis
+from bentoml.exceptions import ServiceUnavailable
 
 from serving.online_store import EVENT_FIELDS, SIGNAL_FIELDS, SIGNAL_TIME, Event, Signal, signal_key
 
@@ -46,6 +47,20 @@ return new
 """
 
 
+class StoreUnavailable(ServiceUnavailable):
+    """Redis cannot be reached: nothing was read or written, the request is answered 503 and may be retried."""
+
+
+class _Client(redis.Redis):
+    """A Redis client whose connection failures surface as StoreUnavailable, so every endpoint fails the same way."""
+
+    def execute_command(self, *args, **options):
+        try:
+            return super().execute_command(*args, **options)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"online store unavailable: {exc}") from exc
+
+
 def _score(ts: str) -> float:
     # Stored timestamps carry no zone and mean UTC.
     return datetime.fromisoformat(ts).replace(tzinfo=timezone.utc).timestamp()
@@ -54,11 +69,29 @@ def _score(ts: str) -> float:
 class RedisStore:
     """OnlineStore on Redis; a write returns once Redis acknowledged it (durable as far as Redis persists)."""
 
-    def __init__(self, url: str, prefix: str = "patron") -> None:
+    def __init__(self, url: str, prefix: str = "patron", require_fsync: bool = False) -> None:
         self.prefix = prefix
-        self.client = redis.Redis.from_url(url, decode_responses=True)
+        self.client = _Client.from_url(url, decode_responses=True)
         self._record = self.client.register_script(RECORD)
         self._record_signals = self.client.register_script(RECORD_SIGNALS)
+        if require_fsync:
+            problem = self.persistence_problem()
+            if problem is not None:
+                self.client.close()
+                raise RuntimeError(f"Redis at {url} would lose acknowledged events on a restart: {problem}; set "
+                                   "`appendonly yes` and `appendfsync always` (or online.redis_require_fsync: false)")
+
+    def persistence_problem(self) -> str | None:
+        """Why a write Redis acknowledged may not survive a Redis crash or restart (None: fsynced to the AOF)."""
+        try:
+            config = self.client.config_get("append*")
+        except redis.ResponseError as exc:  # CONFIG disabled (managed Redis): cannot tell, so cannot promise
+            return f"its persistence settings cannot be read ({exc})"
+        if config.get("appendonly") != "yes":
+            return f"appendonly is {config.get('appendonly')!r}"
+        if config.get("appendfsync") != "always":
+            return f"appendfsync is {config.get('appendfsync')!r} (up to a second of writes lost on a crash)"
+        return None
 
     def _key(self, *parts: str) -> str:
         return ":".join([self.prefix, *parts])
@@ -111,6 +144,39 @@ class RedisStore:
         rows = self.client.zrangebyscore(self._key("sig", kind, "log"), f"({after}", "+inf", start=0, num=limit,
                                          withscores=True)
         return [(int(seq), json.loads(body)) for body, seq in rows]
+
+    def forget(self, customer_ids: list[str], keys: list[str]) -> int:
+        """Delete the customers' events, purchases and signals with their idempotency keys (one transaction) and
+        add their keys to the erased set; returns the events and signals deleted."""
+        deleted = 0
+        with self.client.pipeline(transaction=True) as pipe:
+            if keys:
+                pipe.sadd(self._key("erased"), *keys)
+            for customer in customer_ids:
+                events = self.client.zrange(self._key("c", customer, "ev"), 0, -1)
+                if events:  # the same body strings are members of the log
+                    pipe.zrem(self._key("log"), *events)
+                    pipe.delete(*(self._key("eid", json.loads(b)["event_id"]) for b in events))
+                for kind in SIGNAL_FIELDS:
+                    signals = self.client.zrange(self._key("c", customer, "sig", kind), 0, -1)
+                    if signals:
+                        pipe.zrem(self._key("sig", kind, "log"), *signals)
+                        pipe.delete(*(self._key("sig", kind, "key", signal_key(kind, json.loads(b)))
+                                      for b in signals))
+                    deleted += len(signals)
+                deleted += len(events)
+                pipe.delete(self._key("c", customer, "ev"), self._key("c", customer, "bought"),
+                            *(self._key("c", customer, "sig", kind) for kind in SIGNAL_FIELDS))
+            pipe.execute()
+        return deleted
+
+    def erased_keys(self) -> frozenset[str]:
+        """The salted hashes of every erased customer."""
+        return frozenset(self.client.smembers(self._key("erased")))
+
+    def erased_count(self) -> int:
+        """How many customers were erased."""
+        return int(self.client.scard(self._key("erased")))
 
     def clear(self) -> None:
         """Delete every key under this store's prefix."""

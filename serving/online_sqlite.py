@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS signals (
     UNIQUE (kind, key)
 );
 CREATE INDEX IF NOT EXISTS signals_by_customer ON signals (kind, customer_id, ts);
+CREATE TABLE IF NOT EXISTS erased (key TEXT PRIMARY KEY);
 """
 
 
@@ -124,13 +125,34 @@ class SqliteStore:
                                    (kind, after, limit))
         return [(seq, json.loads(body)) for seq, body in cur]
 
+    def forget(self, customer_ids: list[str], keys: list[str]) -> int:
+        """Delete the customers' events and signals and record their keys as erased, in one transaction."""
+        ids = [(c,) for c in customer_ids]
+        conn = self._conn()
+        with conn:
+            before = conn.total_changes
+            conn.executemany("DELETE FROM events WHERE customer_id = ?", ids)
+            conn.executemany("DELETE FROM signals WHERE customer_id = ?", ids)
+            deleted = conn.total_changes - before
+            conn.executemany("INSERT OR IGNORE INTO erased (key) VALUES (?)", [(k,) for k in keys])
+        return deleted
+
+    def erased_keys(self) -> frozenset[str]:
+        """The salted hashes of every erased customer."""
+        return frozenset(k for (k,) in self._conn().execute("SELECT key FROM erased"))
+
+    def erased_count(self) -> int:
+        """How many customers were erased."""
+        return int(self._conn().execute("SELECT COUNT(*) FROM erased").fetchone()[0])
+
     def clear(self) -> None:
-        """Delete every event, signal and stock override."""
+        """Delete every event, signal, stock override and erased key."""
         conn = self._conn()
         with conn:
             conn.execute("DELETE FROM events")
             conn.execute("DELETE FROM stock")
             conn.execute("DELETE FROM signals")
+            conn.execute("DELETE FROM erased")
 
     def close(self) -> None:
         """Close every connection this store opened."""

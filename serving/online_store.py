@@ -51,6 +51,16 @@ class OnlineStore(Protocol):
     def signal_log(self, kind: str, after: int = 0, limit: int = 100_000) -> list[tuple[int, Signal]]:
         """Stored signals of one kind in arrival order with their sequence numbers, those after `after` only."""
 
+    def forget(self, customer_ids: list[str], keys: list[str]) -> int:
+        """Erase customers: delete their events, purchases and signals (and their idempotency keys), add their
+        salted hashes `keys` to the erased set; returns the rows deleted."""
+
+    def erased_keys(self) -> frozenset[str]:
+        """The salted hashes of every erased customer."""
+
+    def erased_count(self) -> int:
+        """How many customers were erased (a cheap change counter for the erased set)."""
+
     def clear(self) -> None:
         """Remove everything this store holds (tests, resets)."""
 
@@ -86,7 +96,7 @@ def open_store(settings: Settings) -> OnlineStore:
     if settings.online.backend == "redis":
         from serving.online_redis import RedisStore
 
-        return RedisStore(settings.online.redis_url, settings.online.redis_prefix)
+        return RedisStore(settings.online.redis_url, settings.online.redis_prefix, settings.online.redis_require_fsync)
     from serving.online_sqlite import SqliteStore
 
     return SqliteStore(settings.online_db, settings.online.sqlite_synchronous)

@@ -11,7 +11,8 @@ from typing import Any, Callable
 from mlflow import MlflowClient
 
 from patron.config import Settings
-from serving.champions import Champions, champion_version, load_churn_champion, load_recommender_champion
+from serving.champions import (REGISTRY_SOURCE, Champions, champion_version, keep_local_copy, load_churn_champion,
+                               load_recommender_champion)
 
 logger = logging.getLogger("bentoml.patron")
 
@@ -90,11 +91,13 @@ class ChampionWatcher:
         if model == "recommender":
             recommender, version = load_recommender_champion(self.settings)
             smoke_recommender(recommender)
-            new = dataclasses.replace(current, recommender=recommender, recommender_version=version)
+            new = dataclasses.replace(current, recommender=recommender, recommender_version=version,
+                                      recommender_source=REGISTRY_SOURCE)
         else:
             booster, version = load_churn_champion(self.settings)
             smoke_churn(booster, current.churn)
-            new = dataclasses.replace(current, churn=booster, churn_version=version)
+            new = dataclasses.replace(current, churn=booster, churn_version=version, churn_source=REGISTRY_SOURCE)
         self._swap(new)  # one reference assignment: a request sees either the old or the new champions
         status.last_error = None
+        keep_local_copy(self.settings, model, version)  # only a smoke-checked champion becomes the fallback
         logger.info("%s champion swapped to version %s", model, version)

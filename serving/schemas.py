@@ -13,8 +13,17 @@ _LIMITS = ServingConfig()
 _LIMITS_EVENTS = OnlineConfig().max_events
 
 
+def _nullable(schema: dict[str, Any]) -> None:
+    """Mark optional fields `nullable` (OpenAPI 3.0): BentoML keeps only the first alternative of a body's top-level
+    `anyOf`, which would drop `null` from the declared schema."""
+    for prop in schema.get("properties", {}).values():
+        if any(alt.get("type") == "null" for alt in prop.get("anyOf", ())):
+            prop["nullable"] = True
+
+
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON value of another type than declared is a 400 (lax mode took `false` for an integer as 0).
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_nullable)
 
 
 class RecommendRequest(_Request):
@@ -23,7 +32,7 @@ class RecommendRequest(_Request):
     customer_id: str = Field(min_length=1)
     k: int = Field(10, ge=1, le=_LIMITS.max_k)
     exclude_purchased: bool = True
-    categories: Optional[list[str]] = Field(None, min_length=1)
+    categories: Optional[list[str]] = Field(None, min_length=1, max_length=_LIMITS.max_list_items)
     context_item_ids: Optional[list[str]] = Field(None, min_length=1, max_length=50)
 
 
@@ -119,14 +128,15 @@ class RetentionOffer(_Request):
     """One offer type the plan may send and what each costs."""
 
     offer_type: str = Field(min_length=1)
-    cost: float = Field(gt=0)
+    # OpenAPI 3.0 (what BentoML declares) spells an exclusive bound as a boolean beside `minimum`.
+    cost: float = Field(gt=0, json_schema_extra={"minimum": 0, "exclusiveMinimum": True})
 
 
 class RetentionPlanRequest(_Request):
     """Body of POST /retention/plan (offers default to retention.offers of the config)."""
 
     budget: float = Field(ge=0)
-    offers: Optional[list[RetentionOffer]] = Field(None, min_length=1)
+    offers: Optional[list[RetentionOffer]] = Field(None, min_length=1, max_length=_LIMITS.max_list_items)
     max_customers: Optional[int] = Field(None, ge=0)
 
 
@@ -226,10 +236,13 @@ class ModelStatus(BaseModel):
     registry_version: Optional[str]
     last_error: Optional[str]
     last_checked: Optional[str]
+    source: Optional[str] = None  # "registry", or the local copy it serves from when the registry was unreachable
 
 
 class StatusResponse(BaseModel):
     """Answer of GET /status."""
+
+    model_config = ConfigDict(json_schema_extra=_nullable)
 
     ready: bool
     worker_pid: int
@@ -263,3 +276,20 @@ class AlertsResponse(BaseModel):
     """Answer of GET /alerts: alerts raised at or after `since`, oldest first."""
 
     alerts: list[ChurnAlert]
+
+
+class EraseRequest(_Request):
+    """Body of POST /admin/erase: customers who invoked the right to be forgotten."""
+
+    customer_ids: list[str] = Field(min_length=1, max_length=_LIMITS.max_batch)
+
+
+class EraseResponse(BaseModel):
+    """What an erasure removed (no customer id is echoed back)."""
+
+    customers: int
+    newly_erased: int
+    workspace_rows_removed: int
+    workspace_files_changed: int
+    online_rows_removed: int
+    alerts_removed: int

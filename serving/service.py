@@ -11,24 +11,29 @@ from datetime import datetime, timezone
 
 import bentoml
 from bentoml.exceptions import BadInput, NotFound, ServiceUnavailable
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from features.repurchase import RepurchaseCycles
 from patron.config import Settings, load_settings
 from serving.champions import Champions, load_champions
-from serving.churn_scoring import EncodedFeatures, score_customers
+from serving.churn_table import ChurnTable, ExtrasTable
 from serving import recommendations
+from serving import dashboard
 from serving.alerts import AlertDispatcher
+from serving.auth import AccessControl
+from serving.erasure import ErasedCustomers, erase_customers
 from serving.events import validate_events, validate_signals
 from serving.live_churn import LiveChurn, new_signals
 from serving.online_store import OnlineStore, open_store
 from serving.reload import ChampionWatcher
 from serving.retention_plan import CustomerValue, load_customer_value, plan_for
+from serving.openapi_errors import declare_error_responses, error_responses
 from serving.rules import RuleBook
 from serving.schemas import (AlertsResponse, ChurnRequest, ChurnResponse, EventsRequest, EventsResponse, ModelStatus,
                              RecommendRequest, RecommendResponse, SimilarItemsRequest, SimilarItemsResponse,
                              StatusResponse, StockRequest, StockResponse)
-from serving.schemas import RetentionPlanRequest, RetentionPlanResponse
+from serving.schemas import EraseRequest, EraseResponse, RetentionPlanRequest, RetentionPlanResponse
 from serving.state import OnlineState
 
 # A child of BentoML's logger, so messages land in the server log with BentoML's formatting.
@@ -45,8 +50,17 @@ def load_online_state(settings: Settings, store: OnlineStore | None = None) -> O
     return OnlineState.from_workspace(settings, customer_features(settings, data_end(settings)), store)
 
 
+def release_pooled_memory() -> None:
+    """Give back what Arrow's allocator kept after reading the workspace tables (it holds freed buffers for reuse:
+    about 1.2 GB per worker at 100,000 customers, read once at load and never again)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 # Plain GET routes (BentoML APIs are POST only), mounted passively: only these paths reach it.
 http_api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+declare_error_responses()  # the OpenAPI document declares every error status in the shape it is sent
 
 
 @bentoml.asgi_app(http_api, path="/")
@@ -60,13 +74,16 @@ class Patron:
         self.champions: Champions | None = None
         self.state: OnlineState | None = None
         self.store: OnlineStore | None = None
+        self.erased: ErasedCustomers | None = None  # customers erased on any worker answer as unknown ones
         self.cycles: RepurchaseCycles | None = None
         self.rules = RuleBook(self.settings)
-        self._encoded: EncodedFeatures | None = None
+        self._churn_table: ChurnTable | None = None
+        self._extras: ExtrasTable | None = None  # retention extras of every customer, with self.retention
         self._last_attempt = 0.0
         self._lock = threading.Lock()
         self.retention: CustomerValue | None = None  # CLV, offer effects, segments when their models exist
         self._retention_error = "not loaded yet"
+        self._board: tuple[object, dashboard.Dashboard] | None = None  # the dashboard of one churn champion
         self.live_churn = LiveChurn(self.settings, AlertDispatcher(self.settings))
         self.watcher = ChampionWatcher(self.settings, lambda: self.champions, self._swap_champions)
         self._try_load()
@@ -79,12 +96,13 @@ class Patron:
             self._churn_rows(champions, self.state)  # before the swap: no request pays for it
         self.champions = champions
 
-    def _churn_rows(self, champions: Champions, state: OnlineState) -> EncodedFeatures:
-        """Every customer's churn features encoded once for the churn champion (per-request scoring reads rows)."""
-        rows = self._encoded
-        if rows is None or rows.booster is not champions.churn:
-            rows = self._encoded = EncodedFeatures(champions.churn, state.features.reset_index(drop=True))
-        return rows
+    def _churn_rows(self, champions: Champions, state: OnlineState) -> ChurnTable:
+        """The churn champion's answers for every customer with features (/churn looks customers up in it)."""
+        table = self._churn_table
+        if table is None or table.booster is not champions.churn:
+            table = self._churn_table = ChurnTable(champions.churn, state.features.reset_index(drop=True),
+                                                   self.settings.churn)
+        return table
 
     def _try_load(self) -> None:
         """Load what is missing; failures are logged and leave the service not ready, never crash it."""
@@ -93,16 +111,19 @@ class Patron:
             try:
                 if self.champions is None:
                     self.champions = load_champions(self.settings)
-                    logger.info("champions loaded: recommender v%s, churn v%s",
-                                self.champions.recommender_version, self.champions.churn_version)
+                    logger.info("champions loaded: recommender v%s, churn v%s (source: %s)",
+                                self.champions.recommender_version, self.champions.churn_version,
+                                self.champions.churn_source)
                 if self.store is None:
                     self.store = open_store(self.settings)
+                    self.erased = ErasedCustomers(self.settings, self.store)
                 if self.state is None:
                     self.cycles = RepurchaseCycles.from_workspace(self.settings)
                     self.state = load_online_state(self.settings, self.store)
                     logger.info("online state loaded: %d customers with features", len(self.state.features))
                 if self.champions is not None and self.state is not None:
                     self._churn_rows(self.champions, self.state)
+                    release_pooled_memory()
                     # The loaded models and state live as long as the worker: keep the collector from
                     # re-scanning them, which shows up as latency spikes.
                     gc.freeze()
@@ -124,12 +145,27 @@ class Patron:
         if k > self.settings.serving.max_k:
             raise BadInput(f"k: must be at most {self.settings.serving.max_k}, got {k}")
 
+    def _masked(self, customer_ids: list[str]) -> list[str]:
+        """The ids with erased customers replaced by an id nobody has (one cheap online-store read)."""
+        return customer_ids if self.erased is None else self.erased.masked(customer_ids)
+
+    def _without_erased(self, events: list, signals: dict) -> tuple[list, dict]:
+        """Valid events and signals less those of erased customers: they are acknowledged, never stored."""
+        ids = [r["customer_id"] for r in events] + [r["customer_id"] for good, _ in signals.values() for r in good]
+        gone = self.erased.among(ids) if self.erased is not None and ids else set()
+        if not gone:
+            return events, signals
+        return ([e for e in events if e["customer_id"] not in gone],
+                {kind: ([r for r in good if r["customer_id"] not in gone], bad)
+                 for kind, (good, bad) in signals.items()})
+
     @bentoml.api(route="/recommend")
     def recommend(self, request: RecommendRequest, /) -> RecommendResponse:
         """Top-k items for a customer (popular items when not personalised)."""
         self._check_k(request.k)
         champions, state = self._ready()
-        answer = recommendations.recommend(champions.recommender, state, request.customer_id, request.k,
+        customer = self._masked([request.customer_id])[0]
+        answer = recommendations.recommend(champions.recommender, state, customer, request.k,
                                            request.exclude_purchased, request.categories, request.context_item_ids,
                                            self.rules.current(), self.settings, self.cycles)
         return RecommendResponse(customer_id=request.customer_id, items=answer.items,
@@ -144,6 +180,7 @@ class Patron:
         valid, rejected = validate_events(request.events, state.category_of)
         signals = {kind: validate_signals(kind, rows) for kind, rows in
                    (("tickets", request.tickets), ("surveys", request.surveys))}
+        valid, signals = self._without_erased(valid, signals)
         rejected += [r for _, bad in signals.values() for r in bad]
         try:
             accepted, duplicates = state.store.record_events(valid) if valid else (0, 0)
@@ -167,11 +204,74 @@ class Patron:
         return None if value is None else value.customer_extras([customer_id], self.settings.retention.offers)[0].get(
             "best_offer")
 
-    @http_api.get("/alerts")
-    def alerts(self, since: datetime | None = None, limit: int = Query(100, ge=1)) -> AlertsResponse:
+    def _dashboard(self) -> "dashboard.Dashboard":
+        """The dashboard's data for the serving churn champion (built on first use after each swap)."""
+        champions, state = self._ready()
+        board = self._board
+        if board is None or board[0] is not champions.churn or (board[1].retention_note and self.retention):
+            from features.build import data_end
+
+            built = dashboard.build_dashboard(self.settings, champions.churn, champions.churn_version,
+                                              state.features.reset_index(drop=True), data_end(self.settings),
+                                              self.retention, self._retention_error)
+            board = self._board = (champions.churn, built)
+        return board[1]
+
+    # Plain FastAPI routes: BentoML's exceptions would become 500s here, so errors are answered as JSON directly.
+    @http_api.get("/dashboard", response_class=HTMLResponse, responses=error_responses())
+    def dashboard_page(self, segment: str = Query(None), tier: str = Query(None)) -> Response:
+        """GET /dashboard: at-risk customers (filters: segment, tier), segments and the plan's value vs budget."""
+        try:
+            board = self._dashboard()
+        except ServiceUnavailable as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        hidden = self.erased.among(board.rows["customer_id"].tolist()) if self.erased is not None else set()
+        return HTMLResponse(dashboard.render_page(board, self.settings, segment, tier, hidden))
+
+    @http_api.get("/dashboard/customer/{customer_id}", response_class=HTMLResponse, responses=error_responses())
+    def dashboard_customer(self, customer_id: str) -> Response:
+        """GET /dashboard/customer/ID: one listed customer's reasons, CLV, offer and recent history."""
+        try:
+            board = self._dashboard()
+        except ServiceUnavailable as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        customer = self._masked([customer_id])[0]
+        html = dashboard.render_customer(board, customer,
+                                         self.state.live_events(customer, self.settings.dashboard.history))
+        if html is None:
+            return JSONResponse({"error": f"customer_id: {customer_id!r} is not on the dashboard's at-risk list"},
+                                status_code=404)
+        return HTMLResponse(html)
+
+    @http_api.get("/dashboard/login", response_class=HTMLResponse)
+    def dashboard_login_form(self) -> HTMLResponse:
+        """GET /dashboard/login: the form that stores an API key in the dashboard's cookie."""
+        return HTMLResponse(dashboard.render_login())
+
+    @http_api.post("/dashboard/login", response_model=None,
+                   responses={400: {"description": "api_key missing", "content": {"text/html": {}}},
+                              303: {"description": "logged in: back to /dashboard"}})
+    async def dashboard_login(self, request: Request) -> RedirectResponse:
+        """POST /dashboard/login (form field api_key): sets the HttpOnly, SameSite=Strict cookie, back to /dashboard."""
+        from serving.auth import COOKIE
+
+        key = str((await request.form()).get("api_key", "")).strip()
+        if not key:
+            return HTMLResponse(dashboard.render_login("api_key: enter your API key"), status_code=400)
+        answer = RedirectResponse("/dashboard", status_code=303)
+        answer.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return answer
+
+    # `since` is declared a plain optional date-time: a query string cannot carry the `null` of `datetime | None`.
+    @http_api.get("/alerts", responses=error_responses())
+    def alerts(self, since: datetime = Query(None), limit: int = Query(100, ge=1)) -> AlertsResponse:
         """GET /alerts?since=&limit=: churn alerts raised at or after `since` (UTC), oldest first, with delivery."""
         limit = min(limit, self.settings.alerts.max_list)
-        since = since.astimezone(timezone.utc).replace(tzinfo=None) if since and since.tzinfo else since
+        if since is not None and since.tzinfo:
+            try:
+                since = since.astimezone(timezone.utc).replace(tzinfo=None)
+            except OverflowError:  # before the first (or after the last) representable instant once in UTC
+                since = datetime.min if since.year == datetime.min.year else datetime.max
         return AlertsResponse(alerts=self.live_churn.dispatcher.log.alerts(since, limit))
 
     @bentoml.api(route="/items/stock")
@@ -193,7 +293,8 @@ class Patron:
         serving = {"recommender": champions and champions.recommender_version,
                    "churn": champions and champions.churn_version}
         models = [ModelStatus(model=m, serving_version=serving[m], registry_version=st.registry_version,
-                              last_error=st.last_error, last_checked=st.last_checked)
+                              last_error=st.last_error, last_checked=st.last_checked,
+                              source=champions and getattr(champions, f"{m}_source"))
                   for m, st in self.watcher.status.items()]
         return StatusResponse(ready=self.champions is not None and self.state is not None, worker_pid=os.getpid(),
                               models=models,
@@ -218,12 +319,12 @@ class Patron:
         if len(request.customer_ids) > self.settings.serving.max_batch:
             raise BadInput(f"customer_ids: at most {self.settings.serving.max_batch} ids per request")
         champions, state = self._ready()
-        scores = score_customers(champions.churn, state.customer_features(request.customer_ids),
-                                 request.customer_ids, self.settings.churn, self._churn_rows(champions, state))
-        value = self.retention
-        if value is not None:
-            extras = value.customer_extras(request.customer_ids, self.settings.retention.offers)
-            scores = [{**s, **extra} for s, extra in zip(scores, extras)]
+        ids = self._masked(request.customer_ids)
+        scores = self._churn_rows(champions, state).scores(ids)
+        extras = self._extras
+        if extras is not None:
+            scores = [{**s, **extra} for s, extra in zip(scores, extras.extras(ids))]
+        scores = [{**s, "customer_id": c} for s, c in zip(scores, request.customer_ids)]
         return ChurnResponse(scores=scores, model_version=champions.churn_version)
 
     def _load_retention(self) -> bool:
@@ -235,8 +336,12 @@ class Patron:
         from features.build import data_end
 
         try:
-            self.retention = load_customer_value(self.settings, self.state.features.reset_index(drop=True),
-                                                 data_end(self.settings))
+            features = self.state.features.reset_index(drop=True)
+            value = load_customer_value(self.settings, features, data_end(self.settings))
+            self._extras = ExtrasTable(lambda ids: value.customer_extras(ids, self.settings.retention.offers),
+                                       features["customer_id"].astype(str))
+            self.retention = value
+            release_pooled_memory()
         except Exception as exc:  # noqa: BLE001 - /churn answers without the extras meanwhile
             self._retention_error = f"{type(exc).__name__}: {exc}"
             logger.warning("retention plan not available: %s", self._retention_error)
@@ -258,10 +363,30 @@ class Patron:
             raise ServiceUnavailable(f"retention plan unavailable: {self._retention_error}")
         offers = None if request.offers is None else [o.model_dump() for o in request.offers]
         try:
-            plan = plan_for(self.settings, champions.churn, state.customer_features(sorted(value.active)), value,
-                            offers, request.budget, request.max_customers)
+            active = state.customer_features(self._masked(sorted(value.active)))
+            plan = plan_for(self.settings, champions.churn, active, value, offers, request.budget,
+                            request.max_customers)
         except ValueError as exc:
             raise BadInput(str(exc)) from exc
         rows = plan.rows.astype(object).where(plan.rows.notna(), None).to_dict(orient="records")
         return RetentionPlanResponse(plan=rows, totals=plan.totals(), model_versions={
             "churn": champions.churn_version, "clv": value.clv_version, "uplift": value.uplift_version})
+
+    @bentoml.api(route="/admin/erase")
+    def admin_erase(self, request: EraseRequest, /) -> EraseResponse:
+        """Right to be forgotten: erase customers from the workspace, the online store and the alerts log; every
+        worker answers for them as for unknown customers from the next request on."""
+        self._ready()
+        try:
+            report = erase_customers(self.settings, request.customer_ids, self.store)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from exc
+        logger.info("erased %d customers (%d new)", report.customers, report.newly_erased)
+        return EraseResponse(customers=report.customers, newly_erased=report.newly_erased,
+                             workspace_rows_removed=sum(report.rows_removed.values()),
+                             workspace_files_changed=len(report.rows_removed),
+                             online_rows_removed=report.online_rows_removed, alerts_removed=report.alerts_removed)
+
+
+# API key, scope, rate and body size checked before every handler (serving/auth.py holds the route -> scope map).
+Patron.add_asgi_middleware(AccessControl, settings=SETTINGS)

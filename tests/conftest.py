@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from patron.config import DEFAULT_CONFIG, Settings, load_settings
+from serving.api_keys import SCOPES, add_key
 from serving.server import stop_server  # noqa: F401 - re-exported for the test modules
 
 # Small enough to train in seconds; the time windows fit inside 400 days of history.
@@ -30,6 +32,10 @@ SMALL_CONFIG = {
 }
 OUT_OF_STOCK_SHARE = 0.2
 SERVER_START_TIMEOUT_S = 180
+# Every test server accepts this all-scope key (sent in Server.headers), unthrottled for the load tests.
+TEST_API_KEY = "patron_test_" + secrets.token_urlsafe(24)
+TEST_KEY_NAME = "tests"
+TEST_KEY_RATE_PER_S = 1e6
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,11 @@ class Server:
     workspace: Workspace
     startup_s: float
     log: Path
+    headers: dict[str, str] = field(default_factory=dict)  # what every test request sends (e.g. an API key)
+
+    def client(self, **kwargs) -> httpx.Client:
+        """An HTTP client for this server that sends `headers` on every request."""
+        return httpx.Client(base_url=self.url, headers=self.headers, **kwargs)
 
 
 def small_workspace(root: Path) -> Workspace:
@@ -129,6 +140,8 @@ def start_patron_server(ws: Workspace, log: Path, ready_timeout_s: float = SERVE
     """Start the real server on a free port and wait for /readyz 200 (or only /livez when wait_ready=False)."""
     from serving.server import start_server
 
+    add_key(ws.settings.api_keys_file, TEST_KEY_NAME, TEST_API_KEY, list(SCOPES), TEST_KEY_RATE_PER_S, replace=True)
+    headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
@@ -140,7 +153,8 @@ def start_patron_server(ws: Workspace, log: Path, ready_timeout_s: float = SERVE
             break
         try:
             if httpx.get(url + probe, timeout=2).status_code == 200:
-                return proc, Server(url=url, workspace=ws, startup_s=time.monotonic() - started, log=log)
+                return proc, Server(url=url, workspace=ws, startup_s=time.monotonic() - started, log=log,
+                                    headers=headers)
         except httpx.HTTPError:
             pass
         time.sleep(0.25)

@@ -337,7 +337,7 @@ def crossing_customer(settings) -> str:
 
 
 @pytest.fixture(scope="module")
-def alert_server(trained_workspace, tmp_path_factory) -> Iterator[tuple[str, Receiver, Workspace]]:
+def alert_server(trained_workspace, tmp_path_factory) -> Iterator[tuple[httpx.Client, Receiver, Workspace]]:
     """A 1-worker server on a copy of the trained workspace whose alerts go to a webhook failing twice."""
     receiver = Receiver(failures=2)
     root = tmp_path_factory.mktemp("alerts")
@@ -351,7 +351,8 @@ def alert_server(trained_workspace, tmp_path_factory) -> Iterator[tuple[str, Rec
     }))
     ws = Workspace(settings=load_settings(config), config=config)
     proc, server = start_patron_server(ws, root / "server.log")
-    yield server.url, receiver, ws
+    with server.client() as http:
+        yield http, receiver, ws
     stop_server(proc)
     receiver.close()
 
@@ -367,17 +368,17 @@ def wait_for(check, timeout_s: float = 15.0):
 
 @pytest.mark.integration
 def test_two_delivery_complaints_raise_one_alert_delivered_on_the_third_try(alert_server):
-    url, receiver, ws = alert_server
+    http, receiver, ws = alert_server
     from features.build import data_end
 
     customer = crossing_customer(ws.settings)
     answers = []
     for complaint in complaints(customer, data_end(ws.settings)):
         body = {"tickets": [complaint]}
-        answers.append(httpx.post(url + "/events", json=body, timeout=30).json())
+        answers.append(http.post("/events", json=body, timeout=30).json())
     assert [(a["accepted"], a["duplicates"], a["rejected"]) for a in answers] == [(1, 0, [])] * 2
     assert sum(a["alerts"] for a in answers) == 1
-    again = httpx.post(url + "/events", json=body, timeout=30).json()  # the same ticket again: no new alert
+    again = http.post("/events", json=body, timeout=30).json()  # the same ticket again: no new alert
     assert (again["accepted"], again["duplicates"], again["alerts"]) == (0, 1, 0)
 
     (alert,) = wait_for(lambda: receiver.received or None)
@@ -392,26 +393,26 @@ def test_two_delivery_complaints_raise_one_alert_delivered_on_the_third_try(aler
     assert alert["risk_reasons"] and all(r["text"] for r in alert["risk_reasons"])
     assert set(alert["signals"]) <= {f"{customer}-delivery-{n}" for n in (1, 2)}
 
-    listed = wait_for(lambda: (a := httpx.get(url + "/alerts", timeout=10).json()["alerts"])
+    listed = wait_for(lambda: (a := http.get("/alerts", timeout=10).json()["alerts"])
                       and a[0]["delivery"] == "delivered" and a or None)
     assert [(a["alert_id"], a["attempts"], a["last_error"]) for a in listed] == [(alert["alert_id"], 3, None)]
     later = (pd.Timestamp(alert["at"]) + pd.Timedelta(seconds=1)).isoformat()
-    assert httpx.get(url + "/alerts", params={"since": later}, timeout=10).json()["alerts"] == []
+    assert http.get("/alerts", params={"since": later}, timeout=10).json()["alerts"] == []
     assert receiver.attempts == 3  # nothing else was sent
 
 
 @pytest.mark.integration
 def test_bad_signals_and_queries_get_4xx_naming_the_field(alert_server):
-    url, _, _ = alert_server
-    r = httpx.post(url + "/events", json={"tickets": [ticket(1, category="late")],
+    http, _, _ = alert_server
+    r = http.post("/events", json={"tickets": [ticket(1, category="late")],
                                           "surveys": [{"customer_id": "c1", "ts": "2026-02-02T00:00:00", "nps": 4}]},
                    timeout=30)
     assert r.status_code == 200
     body = r.json()
     assert body["accepted"] == 1 and [(x["kind"], x["index"]) for x in body["rejected"]] == [("tickets", 0)]
     assert body["rejected"][0]["reason"].startswith("category")
-    assert httpx.post(url + "/events", json={"tickets": []}, timeout=30).status_code == 400
-    bad = httpx.get(url + "/alerts", params={"limit": 0}, timeout=10)
+    assert http.post("/events", json={"tickets": []}, timeout=30).status_code == 400
+    bad = http.get("/alerts", params={"limit": 0}, timeout=10)
     assert 400 <= bad.status_code < 500 and "limit" in bad.text
-    bad = httpx.get(url + "/alerts", params={"since": "last tuesday"}, timeout=10)
+    bad = http.get("/alerts", params={"since": "last tuesday"}, timeout=10)
     assert 400 <= bad.status_code < 500 and "since" in bad.text

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from statistics import median
 
-import httpx
 import pandas as pd
 import pytest
 
@@ -134,7 +133,8 @@ def test_a_regular_consumable_comes_back_when_due_and_not_right_after_buying_it(
     run = uuid.uuid4().hex[:8]
 
     def post(path: str, body: dict) -> dict:
-        r = httpx.post(patron_server.url + path, json=body, timeout=30)
+        with patron_server.client(timeout=30) as http:
+            r = http.post(path, json=body)
         assert r.status_code == 200, r.text
         return r.json()
 

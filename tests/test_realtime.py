@@ -54,7 +54,8 @@ def rt(request, trained_workspace, refusing_customer, tmp_path_factory) -> Itera
 
 
 def post(server: Server, path: str, body: dict) -> httpx.Response:
-    return httpx.post(server.url + path, json=body, timeout=30)
+    with server.client(timeout=30) as http:
+        return http.post(path, json=body)
 
 
 def fan_out(server: Server, path: str, body: dict, n: int = FAN_OUT) -> list[dict]:
@@ -196,7 +197,7 @@ def test_a_moved_alias_is_served_with_no_failed_request_and_a_broken_one_is_refu
     failures, versions, stop = [], set(), threading.Event()
 
     def drive() -> None:
-        with httpx.Client(base_url=rt.url, timeout=30) as http:
+        with rt.client(timeout=30) as http:
             while not stop.is_set():
                 r = http.post("/recommend", json={"customer_id": "rt-reload", "k": 5})
                 if r.status_code != 200:

@@ -7,7 +7,6 @@ import shutil
 import sys
 
 import cloudpickle
-import httpx
 import mlflow
 import mlflow.pyfunc
 import numpy as np
@@ -253,14 +252,14 @@ def test_plan_endpoint_keeps_budget_and_consent(plan_server) -> None:
     from features.build import customer_features, data_end
     from serving.retention_plan import load_customer_value
 
-    settings, url, budget = plan_server.workspace.settings, plan_server.url, 40.0
+    settings, http, budget = plan_server.workspace.settings, plan_server.client(timeout=120), 40.0
     cutoff = data_end(settings)
     value = load_customer_value(settings, customer_features(settings, cutoff), cutoff)
     assert value.marketing_refused & value.active  # some active customers refuse marketing
     eligible = sorted(value.active - value.marketing_refused)
     pairs = candidate_pairs(value.clv.reindex(eligible), value.effects, settings.retention.offers)
     expected = allocate(pairs, budget, None, settings.retention)
-    r = httpx.post(url + "/retention/plan", json={"budget": budget}, timeout=120)
+    r = http.post("/retention/plan", json={"budget": budget}, timeout=120)
     assert r.status_code == 200, r.text
     body = r.json()
     rows, totals = body["plan"], body["totals"]
@@ -271,13 +270,13 @@ def test_plan_endpoint_keeps_budget_and_consent(plan_server) -> None:
     assert len({row["customer_id"] for row in rows}) == len(rows)
     assert totals["expected_net_value"] == pytest.approx(expected.value, abs=0.01)
     assert totals["skipped_no_consent"] > 0 and set(body["model_versions"]) == {"churn", "clv", "uplift"}
-    capped = httpx.post(url + "/retention/plan", json={"budget": budget, "max_customers": 1}, timeout=60).json()
+    capped = http.post("/retention/plan", json={"budget": budget, "max_customers": 1}, timeout=60).json()
     assert len(capped["plan"]) == 1 and capped["plan"][0]["expected_net_value"] <= totals["expected_net_value"]
     for body, field in [({"budget": -1.0}, "budget"), ({"budget": 5, "offers": []}, "offers"),
                         ({"budget": 5, "offers": [{"offer_type": "sms", "cost": 1}]}, "offers[0].offer_type")]:
-        bad = httpx.post(url + "/retention/plan", json=body, timeout=60)
+        bad = http.post("/retention/plan", json=body, timeout=60)
         assert 400 <= bad.status_code < 500 and field in bad.text, bad.text
-    churn = httpx.post(url + "/churn", json={"customer_ids": [rows[0]["customer_id"]]}, timeout=60).json()
+    churn = http.post("/churn", json={"customer_ids": [rows[0]["customer_id"]]}, timeout=60).json()
     score = churn["scores"][0]
     assert score["clv"] == pytest.approx(rows[0]["clv"])
     assert score["segment"]["lifecycle_stage"] == rows[0]["lifecycle_stage"]

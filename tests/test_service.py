@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 def post(server: Server, path: str, body: dict) -> httpx.Response:
-    return httpx.post(server.url + path, json=body, timeout=30)
+    with server.client(timeout=30) as http:
+        return http.post(path, json=body)
 
 
 def champion_version(server: Server, model: str) -> str:
@@ -157,6 +158,11 @@ def test_churn_scores_are_probabilities_ordered_with_tiers(patron_server):
     ("/churn", {"customer_ids": [f"c{i}" for i in range(1001)]}, "customer_ids"),
     ("/churn", {"customer_ids": "c1"}, "customer_ids"),
     ("/churn", {"customer_ids": ["c1"], "extra": 1}, "extra"),
+    ("/recommend", {"customer_id": "c", "categories": ["x"] * 101}, "categories"),
+    ("/recommend", {"customer_id": "c", "context_item_ids": ["i"] * 51}, "context_item_ids"),
+    ("/retention/plan", {"budget": 1, "offers": [{"offer_type": "sms", "cost": 1}] * 101}, "offers"),
+    ("/events", {"events": [{}] * 501}, "events"),
+    ("/items/stock", {"items": [{"item_id": "i", "in_stock": True}] * 1001}, "items"),
 ])
 def test_bad_input_is_a_4xx_naming_the_field(patron_server, path, body, field):
     r = post(patron_server, path, body)
@@ -167,7 +173,7 @@ def test_bad_input_is_a_4xx_naming_the_field(patron_server, path, body, field):
 def test_recommend_latency(patron_server):
     customers = busy_customers(patron_server, 50) + ["no-such-customer"]
     timings = []
-    with httpx.Client(base_url=patron_server.url) as client:
+    with patron_server.client() as client:
         for n in range(500):
             started = time.perf_counter()
             r = client.post("/recommend", json={"customer_id": customers[n % len(customers)], "k": 10})
@@ -183,7 +189,8 @@ def test_not_ready_without_champions_and_still_alive(unpromoted_workspace, tmp_p
         for _ in range(3):
             assert httpx.get(server.url + "/readyz").status_code == 503
             time.sleep(1.2)  # longer than champion_retry_s, so readiness retried the load each time
-        r = httpx.post(server.url + "/recommend", json={"customer_id": "c"})
+        with server.client() as http:
+            r = http.post("/recommend", json={"customer_id": "c"})
         assert r.status_code == 503
         assert httpx.get(server.url + "/livez").status_code == 200
         assert proc.poll() is None

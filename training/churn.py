@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import lightgbm as lgb
 import mlflow
@@ -19,6 +19,7 @@ from features.store import fingerprint
 from patron.config import ChurnConfig, Settings
 from training import plots, registry, tracking
 from training.calibration import apply_calibrator, choose_calibrator, expected_calibration_error
+from training.drift import REFERENCE_ARTIFACT
 from training.evaluation import churn_metrics
 
 MODEL = "churn"
@@ -43,15 +44,16 @@ def booster_params(config: ChurnConfig) -> dict:
     return params
 
 
-def fit_booster(train: pd.DataFrame, valid: pd.DataFrame, config: ChurnConfig) -> lgb.Booster:
-    """Fit on the training cutoffs, early-stopped on the validation cutoff."""
+def fit_booster(train: pd.DataFrame, valid: pd.DataFrame, config: ChurnConfig,
+                callbacks: list[Callable] | None = None) -> lgb.Booster:
+    """Fit on the training cutoffs, early-stopped on the validation cutoff (extra LightGBM callbacks optional)."""
     X, y = split_xy(train)
     Xv, yv = split_xy(valid)
     dtrain = lgb.Dataset(X, y, categorical_feature="auto", free_raw_data=False)
     dvalid = lgb.Dataset(Xv, yv, reference=dtrain)
     return lgb.train(booster_params(config), dtrain, num_boost_round=config.num_boost_round,
                      valid_sets=[dvalid], valid_names=["valid"],
-                     callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)])
+                     callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False), *(callbacks or [])])
 
 
 def calibrate(booster: lgb.Booster, later: pd.DataFrame, config: ChurnConfig) -> tuple[str, Any, dict[str, float]]:
@@ -116,6 +118,7 @@ def _log_plots(y: np.ndarray, p: np.ndarray) -> None:
 def train_churn(settings: Settings) -> tracking.TrainResult:
     """Train on the stacked training cutoffs, early-stop on the validation cutoff, evaluate on the test cutoff."""
     from features import build
+    from training.monitor import training_profile
 
     cfg = settings.churn
     plan = build.cutoff_plan(settings)
@@ -145,6 +148,9 @@ def train_churn(settings: Settings) -> tracking.TrainResult:
         mlflow.log_param("calibration_method", method)
         mlflow.log_metrics(metrics)
         _log_plots(y_test.to_numpy(), p_cal)
+        # Aggregates only (bin edges and shares): what `patron monitor` compares live data against.
+        mlflow.log_dict(training_profile(settings, train, lambda X: calibrated(calibrator, booster.predict(X))),
+                        REFERENCE_ARTIFACT)
         test_fp = fingerprint(test)
         mlflow.set_tag(tracking.FINGERPRINT_TAG, test_fp)
 
@@ -152,11 +158,11 @@ def train_churn(settings: Settings) -> tracking.TrainResult:
         signature = infer_signature(example, booster.predict(example))
         with _quiet_serving_check():
             info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, input_example=example,
-                                             registered_model_name=settings.tracking.churn_model,
                                              pip_requirements=[f"lightgbm=={lgb.__version__}"])
+        tracking.fault_pause("model_logged")
         if calibrator is not None:  # serving applies it to the booster's probabilities (serving.champions)
             mlflow.sklearn.log_model(calibrator, name=CALIBRATOR_ARTIFACT, serialization_format="pickle",
                                      pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
-        version = int(info.registered_model_version)
-        registry.tag_version(settings, MODEL, version, test_fp, "roc_auc", metrics["roc_auc"])
+        # Registered last, tags included: a run killed before this line leaves no version behind.
+        version = registry.register_version(settings, MODEL, info.model_uri, test_fp, "roc_auc", metrics["roc_auc"])
         return tracking.TrainResult(MODEL, run.info.run_id, version, metrics)

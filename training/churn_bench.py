@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from features.store import fingerprint, read_table
+from patron import progress
 from patron.config import BenchConfig, Settings
 from training import btyd
 from training.bench_report import BenchReport
@@ -103,7 +104,7 @@ def fit_tuned(X: pd.DataFrame, y: np.ndarray, groups: pd.Series, cfg: BenchConfi
     inner = customer_folds(groups, y, max(2, round(1 / cfg.inner_valid_share)), cfg.seed)[0]
     fit_idx, val_idx = inner
     best = None
-    for overrides in cfg.grid:
+    for overrides in progress.bar(cfg.grid, desc="churn grid", unit="params", leave=False):
         params = {**cfg.params, **overrides, "seed": cfg.seed, "deterministic": True, "force_row_wise": True}
         dtrain = lgb.Dataset(X.iloc[fit_idx], y[fit_idx])
         dvalid = lgb.Dataset(X.iloc[val_idx], y[val_idx], reference=dtrain)

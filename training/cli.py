@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from patron.context import settings_from
+from patron.progress import bar
 
 
 class Trainable(str, Enum):
@@ -41,7 +42,7 @@ def train(ctx: typer.Context,
                 "sequence": train_sequence}
     chosen = ["recommender", "churn"] if model is Trainable.all else [model.value]
     started = time.perf_counter()
-    for name in chosen:
+    for name in bar(chosen, desc="train", unit="model"):
         result = trainers[name](settings)
         typer.echo(result.summary())
     typer.echo(f"trained {', '.join(chosen)} in {time.perf_counter() - started:.1f}s; "
@@ -151,6 +152,26 @@ def tune_recommender_command(
 
     try:
         result = tune_recommender(settings_from(ctx), trials, study, echo=typer.echo)
+    except TuneError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(result.summary())
+
+
+@tune_app.command("churn")
+def tune_churn_command(
+        ctx: typer.Context,
+        trials: Optional[int] = typer.Option(None, "--trials", min=1,
+                                             help="Trials to run (default: churn_tune.trials)"),
+        study: Optional[str] = typer.Option(None, "--study", help="Study name; an existing one is continued "
+                                                                   "(default: churn_tune.study)")) -> None:
+    """Optuna study (TPE, median pruning on the validation log loss every few boosting rounds) of the churn
+    booster on the validation cutoff; trials are nested MLflow runs; the best version is registered as candidate."""
+    from training.tune import TuneError
+    from training.tune_churn import tune_churn
+
+    try:
+        result = tune_churn(settings_from(ctx), trials, study, echo=typer.echo)
     except TuneError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -230,8 +230,8 @@ def holdout_matrices(settings: Settings, rec: Recommender, train: pd.DataFrame, 
     return test, pairs
 
 
-def _log_model(settings: Settings, rec: Recommender) -> int:
-    """Log the recommender as a pyfunc model, register it and return the new version."""
+def _log_model(rec: Recommender) -> str:
+    """Log the recommender as a pyfunc model and return its model URI (registered by the caller)."""
     with TemporaryDirectory() as tmp:
         folder = rec.save(Path(tmp) / "recommender")
         example = pd.DataFrame({"customer_id": ["C-EXAMPLE-1", "C-EXAMPLE-2"], "k": [3, 5]})
@@ -241,11 +241,10 @@ def _log_model(settings: Settings, rec: Recommender) -> int:
         info = mlflow.pyfunc.log_model(
             name="model", python_model=RecommenderModel(), artifacts={"recommender": str(folder)},
             signature=signature, input_example=example,
-            registered_model_name=settings.tracking.recommender_model,
             pip_requirements=[f"implicit=={implicit.__version__}", f"numpy=={np.__version__}",
                               f"scipy=={scipy.__version__}", f"pandas=={pd.__version__}",
                               f"mlflow=={mlflow.__version__}"])
-    return int(info.registered_model_version)
+    return info.model_uri
 
 
 def train_recommender(settings: Settings) -> tracking.TrainResult:
@@ -282,8 +281,9 @@ def train_recommender(settings: Settings) -> tracking.TrainResult:
         mlflow.set_tag("patron.final_fit", f"refit on all interactions before {end.date()} with the same params; "
                                            f"metrics are from the fit before {holdout_start.date()}")
         mlflow.set_tag(tracking.FINGERPRINT_TAG, eval_fp)
-        version = _log_model(settings, final)
+        model_uri = _log_model(final)
+        tracking.fault_pause("model_logged")
         primary = f"ndcg_at_{cfg.k}"
-        registry.tag_version(settings, MODEL, version, eval_fp, primary, als_metrics[primary])
+        version = registry.register_version(settings, MODEL, model_uri, eval_fp, primary, als_metrics[primary])
         metrics = {**als_metrics, **{f"popularity_{k}": v for k, v in pop_metrics.items()}}
         return tracking.TrainResult(MODEL, run.info.run_id, version, metrics)

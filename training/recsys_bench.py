@@ -15,6 +15,7 @@ import optuna
 import pandas as pd
 
 from features.store import atomic_write_bytes, fingerprint, read_table, write_json
+from patron import progress
 from patron.config import SequenceConfig, Settings, TwoStageConfig
 from training.candidates import SOURCES
 from training.peers import PEERS, make_peer
@@ -102,7 +103,8 @@ def tune_peer(name: str, split: Split, trials: int, seed: int, k: int, threads: 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=1 if not PEERS[name].space_text else trials)
+    study.optimize(objective, n_trials=1 if not PEERS[name].space_text else trials,
+                   show_progress_bar=progress.enabled())
     return dict(study.best_params), float(study.best_value), len(study.trials)
 
 
@@ -156,7 +158,7 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
     # first trial: every source the config enables at its candidate count (the ranker's settings still drawn)
     study.enqueue_trial({f"source_{s}": True for s in SOURCES if getattr(base.sources, s)}
                         | {"candidates_per_source": base.candidates_per_source})
-    study.optimize(objective, n_trials=trials)
+    study.optimize(objective, n_trials=trials, show_progress_bar=progress.enabled())
     return two_stage_space(study.best_trial, base), float(study.best_value), len(study.trials)
 
 
@@ -174,7 +176,7 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     test = targets(split, split.test, full)
     rows: list[Row] = []
     tuned: dict[str, dict[str, Any]] = {}
-    for name in cfg.peers:
+    for name in progress.bar(cfg.peers, desc="peers", unit="model"):
         t0 = time.perf_counter()
         params, best, n = tune_peer(name, split, trials, cfg.seed, cfg.k, cfg.threads, cold)
         tuned[name] = params

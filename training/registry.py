@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import mlflow
 import numpy as np
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -14,6 +15,7 @@ from training import tracking
 
 METRIC_TAG = "patron.primary_metric"
 VALUE_TAG = "patron.primary_value"
+COMPLETE_TAGS = (tracking.FINGERPRINT_TAG, METRIC_TAG, VALUE_TAG)  # every version registered by training has them
 
 
 class PromotionRefused(Exception):
@@ -43,13 +45,26 @@ def registered_name(settings: Settings, model: str) -> str:
     return names[model]
 
 
-def tag_version(settings: Settings, model: str, version: int, eval_fingerprint: str, metric: str,
-                value: float) -> None:
-    """Record on a model version the evaluation-data fingerprint and its primary metric."""
-    client = tracking.configure(settings)
-    name = registered_name(settings, model)
-    for key, val in {tracking.FINGERPRINT_TAG: eval_fingerprint, METRIC_TAG: metric, VALUE_TAG: repr(value)}.items():
-        client.set_model_version_tag(name, str(version), key, val)
+def register_version(settings: Settings, model: str, model_uri: str, eval_fingerprint: str, metric: str,
+                     value: float) -> int:
+    """Register a fully logged model as a new version, its evaluation tags written in the same registry call.
+
+    Called only once every artifact of the run is logged: a training run killed earlier leaves no version, and a
+    version never exists without the tags promotion compares.
+    """
+    tracking.configure(settings)
+    tags = {tracking.FINGERPRINT_TAG: eval_fingerprint, METRIC_TAG: metric, VALUE_TAG: repr(value)}
+    return int(mlflow.register_model(model_uri, registered_name(settings, model), tags=tags).version)
+
+
+def incomplete_reason(version: ModelVersion) -> str | None:
+    """Why a version cannot be promoted whatever the comparison says (None when it is complete)."""
+    if version.status != "READY":
+        return f"its registration is {version.status}, not READY"
+    missing = [t for t in COMPLETE_TAGS if t not in version.tags]
+    if missing:
+        return f"it lacks the evaluation tags {missing} (its training run did not finish registering it)"
+    return None
 
 
 def _champion(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -95,6 +110,9 @@ def promote(settings: Settings, model: str, version: int | None = None, force: b
         candidate = client.get_model_version(name, str(number))
     except MlflowException as exc:
         raise PromotionRefused(f"{name} has no version {number}") from exc
+    incomplete = incomplete_reason(candidate)
+    if incomplete is not None:  # even with force: such a version may lack artifacts serving needs
+        raise PromotionRefused(f"{name} v{number} cannot be promoted: {incomplete}")
     metric = candidate.tags.get(METRIC_TAG, "")
     cand_value = float(candidate.tags.get(VALUE_TAG, "nan"))
     champion = _champion(client, name, alias)

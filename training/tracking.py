@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ from patron.config import REPO_ROOT, Settings  # noqa: E402
 # MLflow's hint about integer columns (they cannot hold missing values) does not apply: ids and counts never do.
 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
 
+# Fault-injection hook for the tests: a training run pauses (until killed) at the step this variable names.
+FAULT_PAUSE_ENV = "PATRON_FAULT_PAUSE_AT"
 CODE_VERSION_TAG = "patron.code_version"
 FINGERPRINT_TAG = "patron.eval_fingerprint"
 MODEL_KIND_TAG = "patron.model"
@@ -60,6 +64,13 @@ def configure(settings: Settings) -> MlflowClient:
         client.create_experiment(settings.tracking.experiment, artifact_location=settings.artifact_location)
     mlflow.set_experiment(settings.tracking.experiment)
     return client
+
+
+def fault_pause(step: str) -> None:
+    """Block forever at `step` when $PATRON_FAULT_PAUSE_AT names it (tests kill the run there); else a no-op."""
+    if os.environ.get(FAULT_PAUSE_ENV) == step:
+        print(f"{FAULT_PAUSE_ENV}: paused at {step}", file=sys.stderr, flush=True)
+        threading.Event().wait()
 
 
 def code_version() -> str:

@@ -11,6 +11,7 @@ import optuna
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from patron import progress
 from patron.config import RecommenderConfig, Settings
 from training import registry, tracking
 from training.evaluation import ranking_metrics
@@ -56,6 +57,32 @@ def study_storage(settings: Settings) -> str:
         raise TuneError(f"tune.storage: the tracking URI {uri} is not a SQLite file, so set tune.storage to a "
                         f"database URL the workers share (e.g. the tracking server's PostgreSQL, another schema)")
     return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).with_name(cfg.sqlite_file)}"
+
+
+def open_study(settings: Settings, study_name: str, direction: str, pruner: optuna.pruners.BasePruner,
+               seed: int) -> tuple[optuna.Study, str]:
+    """Create or load the named study in the study storage, its TPE seed moved on by the trials already stored."""
+    storage = study_storage(settings)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
+                                    load_if_exists=True, pruner=pruner)
+    except Exception as exc:  # bad URLs and unreachable servers surface as many exception types
+        raise TuneError(f"tune.storage: cannot open the study storage {storage}: {exc}") from exc
+    # a worker joining the study draws its own sequence: the seed moves on with the trials already stored
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+    return study, storage
+
+
+def register_candidate(settings: Settings, model: str, version: int, study_name: str, parent_run_id: str,
+                       train_run_id: str) -> None:
+    """Give the refitted best version the candidate alias and link it with the study's parent run."""
+    client = tracking.configure(settings)
+    name = registry.registered_name(settings, model)
+    client.set_registered_model_alias(name, settings.tune.candidate_alias, str(version))
+    client.set_model_version_tag(name, str(version), PARENT_TAG, study_name)
+    client.set_tag(parent_run_id, "patron.registered_version", str(version))
+    client.set_tag(parent_run_id, "patron.train_run", train_run_id)
 
 
 def _space(trial: optuna.Trial, settings: Settings) -> RecommenderConfig:
@@ -121,18 +148,10 @@ def tune_recommender(settings: Settings, trials: int | None = None, study_name: 
     """Run (or continue) the study under one parent MLflow run, then register the best params' model as candidate."""
     cfg = settings.tune
     trials, study_name = trials or cfg.trials, study_name or cfg.study
-    storage = study_storage(settings)
-    client = tracking.configure(settings)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(
-            study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
-                                               n_warmup_steps=cfg.pruner_warmup_blocks))
-    except Exception as exc:  # bad URLs and unreachable servers surface as many exception types
-        raise TuneError(f"tune.storage: cannot open the study storage {storage}: {exc}") from exc
-    # a worker joining the study draws its own sequence: the seed moves on with the trials already stored
-    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials))
+    study, storage = open_study(settings, study_name, "maximize",
+                                optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
+                                                            n_warmup_steps=cfg.pruner_warmup_blocks), cfg.seed)
+    tracking.configure(settings)
     train, start, end = validation_data(settings)
     with mlflow.start_run(run_name=f"tune-{MODEL}-{study_name}") as parent:
         mlflow.set_tags({tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: MODEL,
@@ -144,17 +163,13 @@ def tune_recommender(settings: Settings, trials: int | None = None, study_name: 
                            "valid_start": start.date().isoformat(), "valid_end": end.date().isoformat()})
         mlflow.log_params(tracking.flat_params(cfg, "tune"))
         tracking.log_dataset_digest(train, "interactions_before_validation", "training")
-        study.optimize(objective(settings, train, start, end), n_trials=trials)
+        study.optimize(objective(settings, train, start, end), n_trials=trials, show_progress_bar=progress.enabled())
         mlflow.log_metric(f"best_valid_ndcg_at_{settings.recommender.k}", study.best_value)
         mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
     best = settings.recommender.model_copy(update=study.best_params)
     echo(f"best validation ndcg {study.best_value:.4f} ({study.best_params}); refitting and registering")
     result = train_recommender(settings.model_copy(update={"recommender": best}))
-    name = registry.registered_name(settings, MODEL)
-    client.set_registered_model_alias(name, cfg.candidate_alias, str(result.model_version))
-    client.set_model_version_tag(name, str(result.model_version), PARENT_TAG, study_name)
-    client.set_tag(parent.info.run_id, "patron.registered_version", str(result.model_version))
-    client.set_tag(parent.info.run_id, "patron.train_run", result.run_id)
+    register_candidate(settings, MODEL, result.model_version, study_name, parent.info.run_id, result.run_id)
     return TuneResult(study_name, storage, trials, len(study.trials), float(study.best_value),
                       dict(study.best_params), parent.info.run_id, result.model_version, result.metrics,
                       settings.recommender.k)

@@ -1,0 +1,85 @@
+"""GET /dashboard end to end in headless Chromium: log in, the at-risk list, a filter, a customer's detail."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_retention_plan import plan_server  # noqa: F401 - the server with CLV and uplift models
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "dashboard.png"
+
+
+@pytest.mark.integration
+def test_dashboard_needs_a_key_and_serves_the_login_form(plan_server) -> None:  # noqa: F811
+    with plan_server.client(timeout=120) as client:
+        assert client.get("/dashboard").status_code == 200
+        page = client.get("/dashboard").text
+    assert 'id="at-risk"' in page and "<svg" in page and "http://" not in page.replace(plan_server.url, "")
+    with plan_server.client(timeout=30) as client:
+        client.headers.clear()
+        assert client.get("/dashboard/login").status_code == 200
+        if plan_server.headers:  # access control is on: no key, no page; a wrong one is refused too
+            assert client.get("/dashboard").status_code == 401
+            refused = client.post("/dashboard/login", data={"api_key": "wrong"}, follow_redirects=True)
+            assert refused.status_code == 401
+        blank = client.post("/dashboard/login", data={"api_key": " "})
+        assert blank.status_code == 400 and "api_key" in blank.text
+
+
+@pytest.mark.integration
+def test_dashboard_in_a_browser(plan_server, tmp_path) -> None:  # noqa: F811
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the test extra installs playwright")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (make install / .ci/run install it with apt-get)")
+    key = plan_server.headers.get("Authorization", "Bearer no-access-control").removeprefix("Bearer ")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(plan_server.url + "/dashboard/login")
+        page.fill("#api_key", key)
+        started = time.monotonic()
+        page.click("button[type=submit]")
+        page.wait_for_selector("#at-risk tr.customer", timeout=120_000)
+        first_load_s = time.monotonic() - started
+        cookie = next(c for c in page.context.cookies() if c["name"] == "patron_api_key")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        rows = page.locator("#at-risk tr.customer")
+        total = rows.count()
+        assert total > 0 and page.locator("#plan-chart polyline").count() == 1
+        assert page.locator("#rfm-grid rect").count() == 25
+        tiers = [t for t in page.locator("#tier option").all_inner_texts() if t != "all"]
+        counts = {}
+        for tier in tiers:
+            page.select_option("#tier", tier)
+            counts[tier] = page.locator("#at-risk tr.customer:visible").count()
+            assert int(page.inner_text("#shown")) == counts[tier]
+            assert all(t == tier for t in page.locator("#at-risk tr.customer:visible td:nth-child(3)").all_inner_texts())
+        assert sum(counts.values()) == total and any(0 < n < total for n in counts.values()), counts
+        page.select_option("#tier", "")
+        first = page.locator("#at-risk tr.customer").first
+        customer = first.get_attribute("data-id")
+        first.click()
+        page.wait_for_selector("#detail-title")
+        assert page.inner_text("#detail-title") == customer
+        assert page.locator("#detail .reasons li").count() >= 1 and page.locator("#detail .history tr").count() > 1
+        assert "CLV:" in page.inner_text("#detail")
+        started = time.monotonic()
+        page.reload()
+        page.wait_for_selector("#at-risk tr.customer")
+        reload_s = time.monotonic() - started
+        page.locator("#at-risk tr.customer").first.click()
+        page.wait_for_selector("#detail-title")
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=False)
+        browser.close()
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copy2(tmp_path / "dashboard.png", SCREENSHOT)
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    print(f"dashboard: first load {first_load_s:.2f}s, reload {reload_s:.2f}s, {total} customers listed")
+    assert reload_s < 2.0  # precomputed per champion: later loads only render
