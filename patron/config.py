@@ -89,6 +89,7 @@ class RecommenderConfig(_Section):
     use_gpu: bool = False
     holdout_days: int = Field(30, gt=0)
     k: int = Field(10, gt=0)
+    pipeline: Literal["als", "two_stage"] = "als"  # two_stage: the `two_stage` section's candidates + ranker
 
 
 class ChurnConfig(_Section):
@@ -219,6 +220,9 @@ class ServingConfig(_Section):
     max_list_items: int = Field(100, gt=0)  # other request lists (categories, offers)
     champion_retry_s: float = Field(30.0, gt=0)
     request_timeout_s: float = Field(60.0, gt=0)
+    blas_threads: int = Field(1, gt=0)  # per worker: requests already run side by side
+    access_log: bool = False  # BentoML's line per request (Patron's own warnings and errors are logged either way)
+    metrics: bool = True  # BentoML's Prometheus /metrics (request counts and durations per endpoint)
 
 
 class AuthConfig(_Section):
@@ -235,6 +239,8 @@ class OnlineConfig(_Section):
     backend: Literal["sqlite", "redis"] = "sqlite"
     sqlite_path: Path | None = None  # None: WORKSPACE/online.db
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    sqlite_checkpoint_s: float = Field(0.2, ge=0)  # WAL checkpoint in a background thread; 0: inside a commit
+    sqlite_wal_restart_mb: float = Field(32.0, gt=0)  # past this, the thread's checkpoint waits for writers once
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "patron"
     redis_require_fsync: bool = False  # refuse a Redis that could lose acknowledged events (no AOF fsync always)
@@ -244,6 +250,7 @@ class OnlineConfig(_Section):
     rules_path: Path | None = None  # None: WORKSPACE/rules.yaml
     rules_check_s: float = Field(1.0, gt=0)
     reload_poll_s: float = Field(10.0, gt=0)
+    candidate_pools: int = Field(64, gt=0)  # candidate item sets (stock x category filters) kept per worker
 
 
 class AlertsConfig(_Section):
@@ -371,6 +378,7 @@ class TuneConfig(_Section):
     seed: int = 42
     storage: str | None = None          # None: optuna.db beside a SQLite tracking store (MLflow's own file cannot
     sqlite_file: str = "optuna.db"      # hold both: they share alembic's version table); set it for a server
+    storage_open_attempts: int = Field(3, gt=0)  # workers starting together race to create the study schema
     iteration_block: int = Field(5, gt=0)   # ALS iterations between intermediate validation scores (pruning)
     max_iterations: int = Field(40, gt=0)
     pruner_startup_trials: int = Field(3, ge=0)

@@ -1,4 +1,4 @@
-"""`patron score churn`: churn scores of every active customer at the current cutoff, written to a file."""
+"""`patron score churn`: churn scores and segments of every active customer at the current cutoff, to a file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from features.safe_csv import write_safe_csv
 from features.store import write_parquet
@@ -48,6 +49,21 @@ def write_scores(df: pd.DataFrame, path: Path) -> Path:
     raise ValueError(f"out: {path} must end in .csv or .parquet")
 
 
+def churn_segments(settings: Settings, features: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """customer_id, RFM scores, lifecycle stage and value tier (from the CLV model; "unknown" without one)."""
+    from features.segments import customer_segments
+    from serving.champions import load_clv_champion
+    from serving.retention_plan import clv_horizon_days, predict_clv
+
+    try:
+        booster, version = load_clv_champion(settings)
+    except (LookupError, MlflowException):  # no CLV model registered: segments without a value tier
+        clv = None
+    else:
+        clv = predict_clv(settings, booster, features, cutoff, clv_horizon_days(settings, version))
+    return customer_segments(features, clv, settings.segments)
+
+
 def score_churn(settings: Settings, out: Path | None = None, min_tier: str | None = None,
                 progress: bool = True) -> ScoreReport:
     """Score the customers active at the current cutoff with the churn champion, riskiest first."""
@@ -65,6 +81,9 @@ def score_churn(settings: Settings, out: Path | None = None, min_tier: str | Non
                                               progress))
     if keep is not None:
         scored = scored[scored["risk_tier"].isin(keep)].reset_index(drop=True)
+    segments = churn_segments(settings, features, cutoff).drop_duplicates("customer_id")
+    scored = scored.merge(segments.astype({"customer_id": scored["customer_id"].dtype}), on="customer_id",
+                          how="left", validate="one_to_one")
     scored["model_version"] = version
     scored["cutoff"] = cutoff
     write_scores(scored, path)

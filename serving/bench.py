@@ -20,7 +20,7 @@ import yaml
 from features.store import read_table, write_json
 from patron.config import DEFAULT_CONFIG, REPO_ROOT, Settings
 from serving.api_keys import SCOPES, create_key
-from serving.server import server_command, server_env, stop_server
+from serving.server import bentoml_overrides, server_command, server_env, stop_server
 
 # The floors (constant endpoints): the same bar as /recommend.
 TARGET_P99_MS = {"recommend": 15.0, "churn": 15.0, "events": 10.0, "floor": 15.0, "floor_fastapi": 15.0}
@@ -46,13 +46,16 @@ class Point:
 
 
 def _start(settings: Settings, config: Path, target: str, port: int, log: Path, keys_file: Path,
-           workers: int) -> subprocess.Popen:
+           workers: int, bench_options: bool = True) -> subprocess.Popen:
+    """The server under test; `bench_options` turns BentoML's metrics and access log off (False: as configured)."""
     if target == FASTAPI_FLOOR:  # plain uvicorn, same worker count, no access log
         cmd = [sys.executable, "-m", "serving.floor_service", settings.serving.host, str(port), str(workers)]
     else:
         cmd = [target if c == "serving.service:Patron" else c for c in server_command(settings, port)]
     env = server_env(settings, config)
-    env["BENTOML_CONFIG_OPTIONS"] = "api_server.metrics.enabled=false api_server.logging.access.enabled=false"
+    if bench_options:
+        env["BENTOML_CONFIG_OPTIONS"] = bentoml_overrides(["patron", "floor"], **{"metrics.enabled": False,
+                                                                                 "logging.access.enabled": False})
     env["PATRON_API_KEYS_FILE"] = str(keys_file)  # the bench's own key, not the workspace's
     return subprocess.Popen(cmd, env=env, cwd=REPO_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
 

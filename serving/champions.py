@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import lightgbm as lgb
@@ -96,7 +98,7 @@ def load_from_copy(settings: Settings, reason: BaseException) -> Champions:
     calibrator = mlflow.sklearn.load_model(str(churn["calibrator"])) if "calibrator" in churn else None
     why = f"registry unreachable: {type(reason).__name__}: {str(reason).splitlines()[0][:200]}"
     return Champions(
-        recommender=mlflow.pyfunc.load_model(str(rec["model"])).unwrap_python_model().recommender,
+        recommender=recommender_from_model(rec["model"]),
         recommender_version=rec_version,
         churn=booster if calibrator is None else CalibratedBooster(booster, calibrator), churn_version=churn_version,
         recommender_source=f"local copy saved {rec_saved} ({why})",
@@ -122,12 +124,22 @@ def load_clv_champion(settings: Settings) -> tuple[lgb.Booster, str]:
     return mlflow.lightgbm.load_model(f"models:/{name}/{version}"), version
 
 
+def recommender_from_model(model_dir: Path) -> Any:
+    """The recommender in a logged model's folder, read from its artifacts (no pyfunc): the ALS
+    `training.recommender.Recommender`, or the `TwoStageRecommender` when the champion is a two-stage pipeline."""
+    from training.recommender import load_folder
+
+    return load_folder(Path(model_dir) / "artifacts")
+
+
 def load_recommender_champion(settings: Settings) -> tuple[Any, str]:
-    """The champion `training.recommender.Recommender` and its registry version."""
+    """The champion recommender (whatever pipeline it is) and its registry version."""
     t = settings.tracking
     version = champion_version(_client(settings), t.recommender_model, t.champion_alias)
-    model = mlflow.pyfunc.load_model(f"models:/{t.recommender_model}/{version}")
-    return model.unwrap_python_model().recommender, version
+    with TemporaryDirectory() as tmp:
+        folder = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{t.recommender_model}/{version}",
+                                                     dst_path=tmp, tracking_uri=settings.tracking_uri)
+        return recommender_from_model(Path(folder)), version
 
 
 def load_uplift_champion(settings: Settings) -> tuple[Any, str]:

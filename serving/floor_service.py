@@ -6,11 +6,12 @@ import bentoml
 from fastapi import FastAPI
 
 from patron.config import load_settings
+from serving.server import bentoml_options
 
 SETTINGS = load_settings()
 
 
-@bentoml.service(name="floor", workers=SETTINGS.serving.workers)
+@bentoml.service(name="floor", workers=SETTINGS.serving.workers, **bentoml_options(SETTINGS))
 class Floor:
     """One endpoint, no work: what BentoML costs on this machine."""
 

@@ -8,6 +8,7 @@ is the later of the cutoff and the customer's latest live signal; every other fe
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -20,6 +21,7 @@ from serving.churn_scoring import TOP_REASONS, group_text, score_frame
 from serving.online_store import Event, Signal, signal_key
 from serving.state import OnlineState
 
+_DECAYED_TICKETS = re.compile(r"tickets_decayed_(\d+)d")  # features/customer_features.py's decayed ticket counts
 RESCORING_EVENT_TYPES = ("return",)  # event types that count as service signals and trigger a rescoring
 
 
@@ -76,6 +78,9 @@ def _fold_tickets(row: _Row, tickets: list[Signal], now: pd.Timestamp, cutoff: p
     row["ticket_satisfaction_mean"] = _blend(_num(row.get("ticket_satisfaction_mean")), old_resolved,
                                              [float(s) for _, _, s in done if s is not None])
     row["days_since_last_ticket"] = _days(max(opened), now)
+    for col, h in _decayed_ticket_columns(row.index):
+        # The batch sum decays from the cutoff to now, and each live ticket adds its own weight (as the batch would).
+        row[col] = _num(row[col]) * 0.5 ** (_days(cutoff, now) / h) + sum(0.5 ** (_days(o, now) / h) for o in opened)
 
 
 def _fold_surveys(row: _Row, surveys: list[Signal], now: pd.Timestamp) -> None:
@@ -99,6 +104,11 @@ def _fold_returns(row: _Row, events: list[Event]) -> None:
     bought += sum(e.get("quantity") or 1 for e in events if e["type"] == "purchase")
     returned += sum(e.get("quantity") or 1 for e in events if e["type"] == "return")
     row["returns_rate"] = returned / bought if bought > 0 else math.nan
+
+
+def _decayed_ticket_columns(columns: pd.Index | list[str]) -> list[tuple[str, int]]:
+    """(column, half-life in days) of the decayed ticket counts (`tickets_decayed_{h}d`) among `columns`."""
+    return [(c, int(m.group(1))) for c in columns if (m := _DECAYED_TICKETS.fullmatch(c))]
 
 
 class _Row(dict):
@@ -156,7 +166,8 @@ def before_and_after(frame: pd.DataFrame, cutoff: pd.Timestamp, windows: list[in
                            [e for e in events if e["event_id"] not in new])
     now = live_feature_row(row, cutoff, windows, tickets, surveys, events)
     out = pd.concat([frame, frame], ignore_index=True)
-    cols = [c for c in touched_features(windows) if c in out.columns]
+    cols = [c for c in touched_features(windows) if c in out.columns] + [
+        c for c, _ in _decayed_ticket_columns(out.columns)]
     out[cols] = np.array([[_num(old[c]) for c in cols], [_num(now[c]) for c in cols]], dtype="float64")
     return out
 

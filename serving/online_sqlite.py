@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from pathlib import Path
 
 from serving.online_store import EVENT_FIELDS, SIGNAL_FIELDS, SIGNAL_TIME, Event, Signal, signal_key
+
+logger = logging.getLogger("bentoml.patron")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -36,17 +39,30 @@ CREATE TABLE IF NOT EXISTS erased (key TEXT PRIMARY KEY);
 
 
 class SqliteStore:
-    """OnlineStore on SQLite: one connection per thread, every write committed before it returns."""
+    """OnlineStore on SQLite: one connection per thread, every write committed before it returns.
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> None:
+    With `checkpoint_s` > 0 a background thread copies the write-ahead log into the database every `checkpoint_s`
+    seconds without blocking anyone, instead of SQLite doing it inside whichever commit fills the log (10-20 ms
+    added to that request, one commit in fifty at 10 events each). Under steady writes such a checkpoint never
+    catches up with the end of the log, so the log only starts over after a blocking one, run when it passes
+    `wal_restart_mb` (the few frames written since the last copy). A commit is as durable either way: it is in
+    the log before it returns."""
+
+    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
+                 checkpoint_s: float = 0.0, wal_restart_mb: float = 32.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
+        self._checkpoint_s = checkpoint_s
+        self._wal_restart_bytes = wal_restart_mb * 2**20
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._stop = threading.Event()
         with self._conn() as conn:
             conn.executescript(SCHEMA)
+        if checkpoint_s > 0:
+            threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True).start()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -54,9 +70,27 @@ class SqliteStore:
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            if self._checkpoint_s > 0:
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # the background thread checkpoints
             self._local.conn = conn
             self._all.append(conn)
         return conn
+
+    def _checkpoint_loop(self) -> None:
+        """Checkpoint the log every `checkpoint_s`; restart it when it grew past `wal_restart_mb`."""
+        # Its own connection without a busy timeout: a RESTART that would wait gives up and is tried next time.
+        conn = sqlite3.connect(self.path, timeout=0, check_same_thread=False)
+        try:
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
+            while not self._stop.wait(self._checkpoint_s):
+                try:
+                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames * page > self._wal_restart_bytes:
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                except sqlite3.Error as exc:
+                    logger.warning("online store checkpoint failed (retried): %s", exc)
+        finally:
+            conn.close()
 
     def record_events(self, events: list[Event]) -> tuple[int, int]:
         """Insert the events in one transaction; event ids already stored are counted as duplicates."""
@@ -155,7 +189,8 @@ class SqliteStore:
             conn.execute("DELETE FROM erased")
 
     def close(self) -> None:
-        """Close every connection this store opened."""
+        """Stop the checkpoint thread and close every connection this store opened."""
+        self._stop.set()
         for conn in self._all:
             conn.close()
         self._all.clear()

@@ -99,4 +99,6 @@ def open_store(settings: Settings) -> OnlineStore:
         return RedisStore(settings.online.redis_url, settings.online.redis_prefix, settings.online.redis_require_fsync)
     from serving.online_sqlite import SqliteStore
 
-    return SqliteStore(settings.online_db, settings.online.sqlite_synchronous)
+    return SqliteStore(settings.online_db, settings.online.sqlite_synchronous,
+                       checkpoint_s=settings.online.sqlite_checkpoint_s,
+                       wal_restart_mb=settings.online.sqlite_wal_restart_mb)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection
 
 from features.repurchase import RepurchaseCycles
 from patron.config import RulesConfig, Settings
@@ -29,7 +29,21 @@ def _personal_reason(item_id: str, bought: list[str], state: OnlineState) -> str
     category = state.category_of.get(item_id)
     # Latest purchase in the same category, else the latest purchase at all.
     same = next((b for b in bought if state.category_of.get(b) == category), None) or (bought[0] if bought else None)
-    return f"because you bought {state.name_of.get(same, same)}" if same else "picked for you"
+    return f"similar to {state.name_of.get(same, same)} you bought" if same else "picked for you"
+
+
+def _source_reason(item_id: str, why: tuple[str, str | None], bought: list[str], state: OnlineState) -> str:
+    """A two-stage answer's reason from the source that put it forward and the bought item behind it."""
+    kind, anchor = why
+    if kind == "restock":
+        return RESTOCK_REASON
+    if kind == "popular":
+        return f"popular in {state.category_of.get(item_id, 'the shop')}"
+    if kind == "bought_with" and anchor:
+        return f"often bought with {state.name_of.get(anchor, anchor)}"
+    if anchor:
+        return f"similar to {state.name_of.get(anchor, anchor)} you bought"
+    return _personal_reason(item_id, bought, state)
 
 
 def _history_weights(events: list[dict[str, Any]], event_weights: dict[str, float]) -> tuple[list[str], list[float]]:
@@ -49,11 +63,12 @@ def _blend(base: list[tuple[str, float]], extra: dict[str, tuple[int, str]], wei
 
 
 def due_consumables(cycles: RepurchaseCycles | None, customer_id: str, live: list[dict[str, Any]],
-                    pool: set[str]) -> list[str]:
-    """The customer's items due for a restock among `pool`, most overdue first, at most `max_items`."""
+                    pool: Collection[str], skip: Collection[str] = ()) -> list[str]:
+    """The customer's items due for a restock among `pool` and not in `skip`, most overdue first, at most
+    `max_items`."""
     if cycles is None or not cycles.config.enabled or not cycles.config.max_items:
         return []
-    return [i for i, _ in cycles.due(customer_id, live) if i in pool][:cycles.config.max_items]
+    return [i for i, _ in cycles.due(customer_id, live) if i in pool and i not in skip][:cycles.config.max_items]
 
 
 def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, exclude_purchased: bool,
@@ -71,11 +86,16 @@ def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, ex
     live = consent and (restocks or not known)  # one store read, only when something uses it
     events = state.live_events(customer_id, settings.online.history_events) if live else []
     # Consumables due again are exempt from "exclude purchased"; the others bought stay hidden.
-    restock = due_consumables(cycles, customer_id, events, allowed - set(context)) if consent else []
+    restock = due_consumables(cycles, customer_id, events, allowed, set(context)) if consent else []
     exclude = (set(bought) - set(restock) if exclude_purchased else set()) | set(context)
     n = k * OVERFETCH if business.needs_overfetch(rules) or context or restock else k
     ranked, source = [], "popular"
-    if consent and known:
+    why: dict[str, tuple[str, str | None]] = {}  # two-stage answers: item -> (reason kind, bought item behind it)
+    if consent and known and hasattr(recommender, "recommend_explained"):
+        explained = recommender.recommend_explained(customer_id, n, exclude=exclude, allowed=allowed)
+        ranked, source = [(item, score) for item, score, _ in explained], "personal"
+        why = {item: reason for item, _, reason in explained}
+    elif consent and known:
         ranked, source = recommender.recommend(customer_id, n, exclude=exclude, allowed=allowed), "personal"
     elif consent:
         if events:
@@ -92,10 +112,9 @@ def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, ex
     if context:
         weight = settings.online.context_weight
         near: dict[str, tuple[int, str]] = {}
-        pool = allowed - exclude
         for ctx in context:
             reason = f"goes with {state.name_of.get(ctx, ctx)}"
-            for rank, (item, _) in enumerate(recommender.similar_items(ctx, n, allowed=pool)):
+            for rank, (item, _) in enumerate(recommender.similar_items(ctx, n, allowed=allowed, exclude=exclude)):
                 if item not in near or rank < near[item][0]:
                     near[item] = (rank, reason)
         ranked, reasons = _blend(ranked, near, weight)
@@ -115,6 +134,8 @@ def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, ex
             reason = f"popular in {state.category_of.get(item, 'the shop')}"
         elif source == "live_history":
             reason = "picked for you from what you just viewed and bought"
+        elif item in why:
+            reason = _source_reason(item, why[item], bought, state)
         else:
             reason = _personal_reason(item, bought, state)
         items.append({"item_id": item, "score": float(score), "reason": reason})
@@ -123,6 +144,6 @@ def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, ex
 
 def similar_items(recommender: Any, state: OnlineState, item_id: str, k: int) -> list[dict[str, Any]]:
     """Up to k in-stock items similar to item_id (KeyError when the recommender does not know it)."""
-    ranked = recommender.similar_items(item_id, k, allowed=state.allowed_items() - {item_id})
+    ranked = recommender.similar_items(item_id, k, allowed=state.allowed_items())
     name = state.name_of.get(item_id, item_id)
     return [{"item_id": i, "score": float(s), "reason": f"similar to {name}"} for i, s in ranked]

@@ -57,19 +57,18 @@ class RuleBook:
         self._mtime = mtime
 
 
-def candidates(rules: RulesConfig, state: OnlineState, categories: list[str] | None) -> tuple[set[str], list[str]]:
-    """Items an answer may contain under the rules and the request's categories, and the rules that narrowed them."""
-    applied = []
-    pool = set(state.current_in_stock()) if rules.in_stock_only else set(state.category_of)
-    if rules.in_stock_only:
-        applied.append("in_stock_only")
+def candidates(rules: RulesConfig, state: OnlineState, categories: list[str] | None
+               ) -> tuple[frozenset[str], list[str]]:
+    """Items an answer may contain under the rules and the request's categories, and the rules that narrowed them
+    (the same frozenset while stock and rules stay the same: the recommender caches its item mask per pool)."""
+    applied = ["in_stock_only"] if rules.in_stock_only else []
+    filters = []
     for name, wanted, keep in (("categories", categories, True), ("include_categories", rules.include_categories, True),
                                ("exclude_categories", rules.exclude_categories, False)):
         if wanted:
-            chosen = set(wanted)
-            pool = {i for i in pool if (state.category_of.get(i) in chosen) == keep}
+            filters.append((frozenset(wanted), keep))
             applied.append(name)
-    return pool, applied
+    return state.item_pool(rules.in_stock_only, tuple(filters)), applied
 
 
 def needs_overfetch(rules: RulesConfig) -> bool:

@@ -12,6 +12,19 @@ from typing import IO
 from patron.config import DEFAULT_CONFIG, REPO_ROOT, Settings
 
 
+def bentoml_options(settings: Settings) -> dict:
+    """`@bentoml.service` options from the config: access log and metrics (BentoML 1.4 takes them per service, over
+    any `api_server.*` setting)."""
+    return {"logging": {"access": {"enabled": settings.serving.access_log}},
+            "metrics": {"enabled": settings.serving.metrics}}
+
+
+def bentoml_overrides(services: list[str], **options: bool) -> str:
+    """A BENTOML_CONFIG_OPTIONS value setting e.g. `logging.access.enabled=false` for each named service."""
+    return " ".join(f"services.{name}.{key}={str(value).lower()}" for name in services
+                    for key, value in options.items())
+
+
 def server_command(settings: Settings, port: int) -> list[str]:
     """The `bentoml serve` command line for the Patron service."""
     return [sys.executable, "-m", "bentoml", "serve", "serving.service:Patron", "--working-dir", str(REPO_ROOT),

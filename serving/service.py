@@ -13,6 +13,7 @@ import bentoml
 from bentoml.exceptions import BadInput, NotFound, ServiceUnavailable
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from threadpoolctl import threadpool_limits
 
 from features.repurchase import RepurchaseCycles
 from patron.config import Settings, load_settings
@@ -34,6 +35,7 @@ from serving.schemas import (AlertsResponse, ChurnRequest, ChurnResponse, Events
                              RecommendRequest, RecommendResponse, SimilarItemsRequest, SimilarItemsResponse,
                              StatusResponse, StockRequest, StockResponse)
 from serving.schemas import EraseRequest, EraseResponse, RetentionPlanRequest, RetentionPlanResponse
+from serving.server import bentoml_options
 from serving.state import OnlineState
 
 # A child of BentoML's logger, so messages land in the server log with BentoML's formatting.
@@ -65,12 +67,14 @@ declare_error_responses()  # the OpenAPI document declares every error status in
 
 @bentoml.asgi_app(http_api, path="/")
 @bentoml.service(name="patron", workers=SETTINGS.serving.workers,
-                 traffic={"timeout": SETTINGS.serving.request_timeout_s})
+                 traffic={"timeout": SETTINGS.serving.request_timeout_s}, **bentoml_options(SETTINGS))
 class Patron:
     """Patron's online API; not ready until both champions and the online state are loaded."""
 
     def __init__(self) -> None:
         self.settings = SETTINGS
+        # Multi-threaded BLAS in one request (the ALS scoring, the fold-in) costs several times the CPU for no gain.
+        threadpool_limits(self.settings.serving.blas_threads, "blas")
         self.champions: Champions | None = None
         self.state: OnlineState | None = None
         self.store: OnlineStore | None = None
@@ -228,7 +232,10 @@ class Patron:
         hidden = self.erased.among(board.rows["customer_id"].tolist()) if self.erased is not None else set()
         return HTMLResponse(dashboard.render_page(board, self.settings, segment, tier, hidden))
 
-    @http_api.get("/dashboard/customer/{customer_id}", response_class=HTMLResponse, responses=error_responses())
+    # A path Starlette cannot route answers its own plain-text 404.
+    @http_api.get("/dashboard/customer/{customer_id}", response_class=HTMLResponse, responses={
+        **error_responses(), 404: {**error_responses()[404], "content": {
+            **error_responses()[404]["content"], "text/plain": {"schema": {"type": "string"}}}}})
     def dashboard_customer(self, customer_id: str) -> Response:
         """GET /dashboard/customer/ID: one listed customer's reasons, CLV, offer and recent history."""
         try:

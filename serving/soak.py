@@ -43,7 +43,7 @@ def scratch_service(settings: Settings, config: Path | None, workers: int, port:
     key = create_key(keys_file, out.name, list(SCOPES), rate_per_s=10 * rate, replace=True)
     url = f"http://127.0.0.1:{port}"
     proc = _start(settings, cfg, "serving.service:Patron", port, out / "patron.log", keys_file=keys_file,
-                  workers=workers)
+                  workers=workers, bench_options=False)  # the service as configured: what production runs
     try:
         _wait(url, proc, "/readyz")
         yield proc, url, key
@@ -167,7 +167,7 @@ def soak_markdown(report: dict) -> str:
              f"warm-up ({m['warmup_s']:.0f} s), {m['end_mb']:.0f} MB at the end (**{m['growth']:+.1%}**), peak "
              f"{m['peak_mb']:.0f} MB ({m['peak_growth']:+.1%}); limit {report['max_memory_growth']:.0%}. "
              f"Verdict: **{'pass' if report['ok'] else 'FAIL'}**.", "",
-             f"| from (s) | requests | errors | p50 ms | p99 ms | p99 by endpoint (ms) |", "|---|---|---|---|---|---|"]
+             "| from (s) | requests | errors | p50 ms | p99 ms | p99 by endpoint (ms) |", "|---|---|---|---|---|---|"]
     for row in report["intervals"]:
         by = ", ".join(f"{k.split(' ')[1]} {v}" for k, v in row.items() if k.startswith("p99_ms "))
         lines.append(f"| {row['start_s']:.0f} | {row['requests']} | {row['errors']} | {row.get('p50_ms', '')} | "

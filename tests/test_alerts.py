@@ -182,6 +182,16 @@ def test_two_delivery_complaints_update_the_ticket_features_since_the_cutoff():
     assert row["nps_last"] == 8.0 and row["returns_rate"] == 0.1  # untouched families stay as they were
 
 
+def test_live_tickets_add_to_the_decayed_ticket_counts_as_the_batch_would():
+    tickets = stored("tickets", [ticket(1, opened="2026-02-03T00:00:00"), ticket(2, opened="2026-02-11T00:00:00")])
+    row = live_feature_row(batch_row(tickets_decayed_30d=1.0, tickets_decayed_45d=0.5), CUTOFF, WINDOWS, tickets,
+                           [], [])
+    elapsed = (pd.Timestamp("2026-02-11") - CUTOFF) / pd.Timedelta(days=1)  # now = the latest ticket
+    for h, batch in ((30, 1.0), (45, 0.5)):
+        expected = batch * 0.5 ** (elapsed / h) + 0.5 ** (8 / h) + 1.0  # t1 is 8 days old, t2 just opened
+        assert row[f"tickets_decayed_{h}d"] == pytest.approx(expected)
+
+
 def test_survey_answers_and_returns_update_their_features():
     surveys = stored("surveys", [{"customer_id": "c1", "ts": "2026-02-05T00:00:00", "nps": 2},
                                  {"customer_id": "c1", "ts": "2026-02-03T00:00:00", "nps": 5, "csat": 2}])

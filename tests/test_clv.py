@@ -72,5 +72,9 @@ def test_train_clv_logs_and_registers_the_model(ingested_workspace) -> None:
     assert "btyd_mae" in result.metrics
     run = mlflow.MlflowClient(settings.tracking_uri).get_run(result.run_id)
     assert run.data.params["horizon_days"] == "120" and run.data.metrics["mae"] == pytest.approx(result.metrics["mae"])
+    version = mlflow.MlflowClient(settings.tracking_uri).get_model_version(settings.tracking.clv_model,
+                                                                            str(result.model_version))
+    assert version.run_id == result.run_id and version.tags["patron.primary_metric"] == "mae"  # tagged at creation
+    assert float(version.tags["patron.primary_value"]) == pytest.approx(result.metrics["mae"])
     booster = mlflow.lightgbm.load_model(f"models:/{settings.tracking.clv_model}/{result.model_version}")
     assert "bg_gg_clv" in booster.feature_name() and "days_since_last_purchase" in booster.feature_name()

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
 
 import optuna
 import pytest
@@ -87,3 +92,37 @@ def test_storage_must_be_named_when_tracking_is_not_a_sqlite_file(tmp_path) -> N
     named = remote.model_copy(update={"tune": remote.tune.model_copy(update={"storage": "sqlite:///x.db"})})
     assert study_storage(named) == "sqlite:///x.db"
     assert study_storage(ws.settings).endswith("/workspace/optuna.db")
+
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture()
+def postgres_study_db() -> Iterator[str]:
+    """A scratch PostgreSQL database for the study (the production profile's server), dropped afterwards."""
+    import psycopg
+
+    db = f"patron_study_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {db}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+@pytest.mark.integration
+def test_two_processes_work_on_one_study_stored_in_postgres(tune_workspace: Workspace, postgres_study_db: str
+                                                            ) -> None:
+    config = yaml.safe_load(tune_workspace.config.read_text())
+    config["tune"] = {**config["tune"], "storage": postgres_study_db, "study": "shared"}
+    tune_workspace.config.write_text(yaml.safe_dump(config))
+    command = [str(Path(sys.executable).parent / "patron"), "--config", str(tune_workspace.config), "tune",
+               "recommender", "--trials", "1"]
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    study = optuna.load_study(study_name="shared", storage=postgres_study_db)
+    assert len(study.trials) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert len({t.params["factors"] for t in study.trials} | {t.params["alpha"] for t in study.trials}) > 2
+    assert study_storage(load_settings(tune_workspace.config)) == postgres_study_db

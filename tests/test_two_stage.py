@@ -79,7 +79,7 @@ def test_ranker_beats_its_best_single_source(ingested_workspace: Workspace) -> N
     test = targets(split, split.test, full)
     labels = targets(split, split.valid, split.matrix(split.train))
     result = two_stage(split.train, labels, pd.concat([split.train, split.valid], ignore_index=True), test,
-                       split.shape, item_info(split, events, products), _config(), {}, 42)
+                       split.shape, item_info(split.items, events, products), _config(), {}, 42)
     users = np.flatnonzero(np.diff(test.indptr))
     position = pd.Series(np.arange(len(users)), index=users)
     cold = split.train_counts() < 5

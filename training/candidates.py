@@ -72,7 +72,8 @@ class CandidateSources:
         # each customer's latest interactions, most recent first, for co-purchase and repeat scores
         ordered = history.sort_values(["u", "ts"], kind="stable")
         ordered = ordered.assign(back=ordered.groupby("u").cumcount(ascending=False))
-        self.recent = ordered[ordered["back"] < cfg.recent_items]
+        self.recent = ordered[ordered["back"] < cfg.recent_items].reset_index(drop=True)
+        self._recent_rows = self.recent.groupby("u").indices  # user -> its rows in `recent`
         self.counts = csr_matrix((np.ones(len(history), np.float32), (history["u"], history["i"])), shape=shape)
         self.counts.sum_duplicates()
         self.last_ts = history.groupby("u")["ts"].max()
@@ -83,10 +84,11 @@ class CandidateSources:
 
     def _recent_weights(self, users: np.ndarray) -> csr_matrix:
         """Users x items: decay ** (how many interactions ago) for each user's latest items."""
-        rec = self.recent[self.recent["u"].isin(users)]
-        row = pd.Series(np.arange(len(users)), index=users)[rec["u"]].to_numpy()
-        w = self.config.recency_decay ** rec["back"].to_numpy(np.float32)
-        m = csr_matrix((w, (row, rec["i"].to_numpy())), shape=(len(users), self.shape[1]))
+        parts = [(r, self._recent_rows[u]) for r, u in enumerate(users) if u in self._recent_rows]
+        at = np.concatenate([p for _, p in parts]) if parts else np.array([], np.int64)
+        row = np.repeat([r for r, _ in parts], [len(p) for _, p in parts]).astype(np.int64)
+        w = self.config.recency_decay ** self.recent["back"].to_numpy(np.float32)[at]
+        m = csr_matrix((w, (row, self.recent["i"].to_numpy()[at])), shape=(len(users), self.shape[1]))
         m.sum_duplicates()
         return m
 

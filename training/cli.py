@@ -24,6 +24,8 @@ class Trainable(str, Enum):
 class Promotable(str, Enum):
     recommender = "recommender"
     churn = "churn"
+    clv = "clv"
+    uplift = "uplift"
 
 
 def train(ctx: typer.Context,
@@ -50,7 +52,7 @@ def train(ctx: typer.Context,
 
 
 def promote(ctx: typer.Context,
-            model: Promotable = typer.Argument(..., help="recommender or churn"),
+            model: Promotable = typer.Argument(..., help="recommender, churn, clv or uplift"),
             version: Optional[int] = typer.Option(None, "--version", help="Version to promote (default: latest)."),
             force: bool = typer.Option(False, "--force", help="Promote even if it does not beat the champion.")
             ) -> None:

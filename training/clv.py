@@ -171,11 +171,7 @@ def train_clv(settings: Settings) -> tracking.TrainResult:
         booster = fit_regressor(X, actual, ids, settings)
         fp = fingerprint(frame)
         mlflow.set_tag(tracking.FINGERPRINT_TAG, fp)
-        info = mlflow.lightgbm.log_model(booster, name="model", registered_model_name=settings.tracking.clv_model,
-                                         pip_requirements=[f"lightgbm=={lgb.__version__}"])
-        version = int(info.registered_model_version)
-        client = mlflow.MlflowClient()
-        for key, val in {tracking.FINGERPRINT_TAG: fp, registry.METRIC_TAG: "mae",
-                         registry.VALUE_TAG: repr(metrics["mae"])}.items():
-            client.set_model_version_tag(settings.tracking.clv_model, str(version), key, val)
+        info = mlflow.lightgbm.log_model(booster, name="model", pip_requirements=[f"lightgbm=={lgb.__version__}"])
+        # Registered last, tags included: a run killed before this line leaves no version behind.
+        version = registry.register_version(settings, MODEL, info.model_uri, fp, "mae", metrics["mae"])
         return tracking.TrainResult(MODEL, run.info.run_id, version, metrics)

@@ -78,6 +78,35 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
     return frame, cands, scores
 
 
+def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, bought_ts: np.ndarray,
+                      items: ItemInfo, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """`pair_features` for one customer without pandas (serving): the feature matrix in the same column order,
+    the candidate items and the feature names; `bought`/`bought_ts` are the customer's history rows in `sources`,
+    `seen` a boolean mask of the items never to propose."""
+    scores = sources.all_scores(np.array([user]))
+    seen_m = csr_matrix(seen[None, :].astype(np.float32))
+    cands = sources.candidates(scores, seen_m)[0]
+    names, cols = [], []
+    for name, s in scores.items():
+        value = s[0, cands]
+        rank = _ranks(s, seen_m)[0, cands]
+        names += [f"{name}_score", f"{name}_rank"]
+        cols += [value, np.where(value > 0, rank, NO_RANK) if name in COUNT_SOURCES else rank]
+    pop, category = sources.popularity[cands], items.category[cands]
+    n_hist = len(bought)
+    cats = items.category[bought]
+    in_cat = cats[None, :] == category[:, None]  # candidates x history rows of the same category
+    last = np.where(in_cat, bought_ts[None, :].astype("datetime64[ns]").astype(np.int64), np.iinfo(np.int64).min)
+    last_cat = last.max(axis=1, initial=np.iinfo(np.int64).min)
+    last_all = bought_ts.astype("datetime64[ns]").astype(np.int64).max() if n_hist else 0
+    days = np.where(in_cat.any(axis=1), (last_all - last_cat) / 8.64e13, np.nan)
+    names += ["item_popularity", "item_trend", "item_category", "item_price", "user_interactions",
+              "category_affinity", "days_since_category"]
+    cols += [np.log1p(pop), sources.recent_count[cands] / np.maximum(pop, 1.0), category, items.price[cands],
+             np.full(len(cands), n_hist, np.float32), in_cat.sum(axis=1) / max(n_hist, 1), days]
+    return np.column_stack(cols).astype(np.float64) if len(cands) else np.empty((0, len(names))), cands, names
+
+
 @dataclass
 class TwoStageResult:
     """Test metrics of the two-stage pipeline, its ablation and diagnostics."""
@@ -129,6 +158,11 @@ def _hold_out_last(history: pd.DataFrame, shape: tuple[int, int]) -> tuple[pd.Da
     position = h.groupby("u").cumcount().to_numpy()
     n = np.bincount(h["u"], minlength=shape[0])[h["u"].to_numpy()]
     earlier, later = h[position < n - n // 8], h[position >= n - n // 8]
+    return earlier.reset_index(drop=True), new_items(earlier, later, shape)
+
+
+def new_items(earlier: pd.DataFrame, later: pd.DataFrame, shape: tuple[int, int]) -> csr_matrix:
+    """Binary users x items of the (user, item) pairs in `later` that `earlier` does not hold: the ranker's labels."""
     seen = csr_matrix((np.ones(len(earlier), np.float32), (earlier["u"], earlier["i"])), shape=shape)
     held = csr_matrix((np.ones(len(later), np.float32), (later["u"], later["i"])), shape=shape)
     held.data[:] = 1.0
@@ -136,15 +170,14 @@ def _hold_out_last(history: pd.DataFrame, shape: tuple[int, int]) -> tuple[pd.Da
     held.data[:] = 1.0
     held = (held - held.multiply(seen > 0)).tocsr()
     held.eliminate_zeros()
-    return earlier.reset_index(drop=True), held
+    return held
 
 
-def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_full: pd.DataFrame,
-              test_relevant: csr_matrix, shape: tuple[int, int], items: ItemInfo, config: TwoStageConfig,
-              peer_params: dict[str, dict[str, Any]], seed: int, sequence: SequenceConfig | None = None
-              ) -> TwoStageResult:
-    """Train the ranker on validation labels with sources fitted on train, then rank test with sources refitted
-    on train + validation; returns dense test scores for the customers with test items (row order = their codes)."""
+def ranker_training_set(history_train: pd.DataFrame, labels_valid: csr_matrix, shape: tuple[int, int],
+                        items: ItemInfo, config: TwoStageConfig, peer_params: dict[str, dict[str, Any]], seed: int,
+                        sequence: SequenceConfig | None = None) -> tuple[pd.DataFrame, np.ndarray, float]:
+    """Candidate feature rows and labels of every label window (validation, then earlier eighths of the history),
+    and the candidate recall of the first window."""
     windows = [(history_train, labels_valid)]
     for _ in range(config.label_windows - 1):  # earlier windows: each customer's last eighth of the history
         history, held = _hold_out_last(windows[-1][0], shape)
@@ -158,8 +191,17 @@ def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_ful
         labels.append(np.asarray(rel[feats["user"].to_numpy(), feats["item"].to_numpy()]).ravel())
         recall_v = candidate_recall(cands, rel) if w == 0 else recall_v
         parts.append(feats.assign(user=feats["user"] + w * shape[0]))  # one ranking group per user and window
-    feats_v, y = pd.concat(parts, ignore_index=True), np.concatenate(labels).astype(np.float32)
+    return pd.concat(parts, ignore_index=True), np.concatenate(labels).astype(np.float32), recall_v
 
+
+def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_full: pd.DataFrame,
+              test_relevant: csr_matrix, shape: tuple[int, int], items: ItemInfo, config: TwoStageConfig,
+              peer_params: dict[str, dict[str, Any]], seed: int, sequence: SequenceConfig | None = None
+              ) -> TwoStageResult:
+    """Train the ranker on validation labels with sources fitted on train, then rank test with sources refitted
+    on train + validation; returns dense test scores for the customers with test items (row order = their codes)."""
+    feats_v, y, recall_v = ranker_training_set(history_train, labels_valid, shape, items, config, peer_params, seed,
+                                               sequence)
     full = CandidateSources(config, peer_params, seed, sequence).fit(history_full, shape)
     users_t = np.flatnonzero(np.diff(test_relevant.indptr))
     feats_t, cands_t, scores_t = pair_features(full, users_t, items, full.X[users_t])

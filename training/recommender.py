@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from types import SimpleNamespace
+from typing import Any
 
 import implicit
+import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
@@ -52,8 +56,14 @@ class Recommender:
         self.model = _rank1_model(user_factors, item_factors)
         self._user_index = {c: i for i, c in enumerate(customer_ids)}
         self._item_index = {c: i for i, c in enumerate(item_ids)}
+        self._item_position = pd.Index(self.item_ids)
+        # id(frozenset) -> (weak ref to it, its item mask); an entry leaves when its frozenset dies
+        self._masks: dict[int, tuple[weakref.ref, np.ndarray]] = {}
         # popularity order: highest score first, ties broken by item id
         self._popular_order = np.lexsort((self.item_ids.astype(str), -self.popularity))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_masks": {}}  # weak references do not pickle; masks are rebuilt on use
 
     # --- queries ---------------------------------------------------------------------------------
     def knows_customer(self, customer_id: str) -> bool:
@@ -65,26 +75,49 @@ class Recommender:
         return item_id in self._item_index
 
     def _indices(self, ids: set[str] | frozenset[str] | None) -> np.ndarray:
+        if isinstance(ids, frozenset):  # large pools from the serving state: cached
+            return np.flatnonzero(self.item_mask(ids))
         return np.array(sorted(self._item_index[i] for i in (ids or ()) if i in self._item_index), dtype=np.int64)
+
+    def item_mask(self, ids: set[str] | frozenset[str] | None) -> np.ndarray:
+        """Read-only boolean mask over the model's items, True for those in `ids`; kept while a frozenset lives."""
+        # The serving state hands out one frozenset per stock snapshot and rules, so the ~20,000-item
+        # lookup runs once per snapshot instead of several times per request.
+        frozen = isinstance(ids, frozenset)
+        if frozen:
+            hit = self._masks.get(id(ids))
+            if hit is not None and hit[0]() is ids:
+                return hit[1]
+        mask = np.zeros(len(self.item_ids), dtype=bool)
+        if ids:
+            position = self._item_position.get_indexer(list(ids))
+            mask[position[position >= 0]] = True
+        mask.flags.writeable = False
+        if frozen:
+            key, masks = id(ids), self._masks
+            masks[key] = (weakref.ref(ids, lambda _, key=key: masks.pop(key, None)), mask)
+        return mask
+
+    def _blocked(self, allowed: set[str] | frozenset[str] | None, exclude: set[str] | frozenset[str],
+                 *also: int) -> np.ndarray:
+        """Sorted indices of the items outside `allowed` (none when None), in `exclude` or among `also`."""
+        # implicit scores every item and drops these: cheaper than gathering the allowed items' factors
+        blocked = np.zeros(len(self.item_ids), dtype=bool) if allowed is None else ~self.item_mask(allowed)
+        blocked[self._indices(exclude)] = True
+        blocked[list(also)] = True
+        return np.flatnonzero(blocked)
 
     def recommend(self, customer_id: str, k: int, exclude: set[str] = frozenset(),
                   allowed: set[str] | None = None) -> list[tuple[str, float]]:
         """Top-k items for a known customer (KeyError when unknown), never in `exclude`, only from `allowed`."""
         user = self._user_index[customer_id]
         row = self.user_items[user]
-        excluded = self._indices(exclude)
-        if allowed is None:
-            n = min(k, len(self.item_ids) - len(excluded))  # asking for more than remain pads the answer
-            if n <= 0:
-                return []
-            ids, scores = self.model.recommend(user, row, N=n, filter_already_liked_items=False,
-                                               filter_items=excluded if len(excluded) else None)
-        else:
-            items = np.setdiff1d(self._indices(allowed), excluded)
-            if len(items) == 0:
-                return []
-            ids, scores = self.model.recommend(user, row, N=min(k, len(items)), filter_already_liked_items=False,
-                                               items=items)
+        blocked = self._blocked(allowed, exclude)
+        n = min(k, len(self.item_ids) - len(blocked))  # asking for more than remain pads the answer
+        if n <= 0:
+            return []
+        ids, scores = self.model.recommend(user, row, N=n, filter_already_liked_items=False,
+                                           filter_items=blocked if len(blocked) else None)
         return _valid(ids, scores, self.item_ids)[:k]
 
     def recommend_from_history(self, item_ids: list[str], weights: list[float], k: int,
@@ -107,13 +140,12 @@ class Recommender:
             self.model.regularization = regularization
         if alpha is not None:
             self.model.alpha = alpha
-        excluded = self._indices(exclude)
-        items = np.arange(len(self.item_ids)) if allowed is None else self._indices(allowed)
-        items = np.setdiff1d(items, excluded)
-        if len(items) == 0:
+        blocked = self._blocked(allowed, exclude)
+        n = min(k, len(self.item_ids) - len(blocked))
+        if n <= 0:
             return []
-        ids, scores = self.model.recommend(0, row, N=min(k, len(items)), filter_already_liked_items=False,
-                                           recalculate_user=True, items=items)
+        ids, scores = self.model.recommend(0, row, N=n, filter_already_liked_items=False, recalculate_user=True,
+                                           filter_items=blocked if len(blocked) else None)
         return _valid(ids, scores, self.item_ids)[:k]
 
     def popular(self, k: int, exclude: set[str] = frozenset(), allowed: set[str] | None = None
@@ -121,21 +153,20 @@ class Recommender:
         """The k most popular items, never in `exclude`, only from `allowed`."""
         order = self._popular_order
         if allowed is not None:
-            order = order[np.isin(order, self._indices(allowed))]
+            order = order[self.item_mask(allowed)[order]]
         order = order[~np.isin(order, self._indices(exclude))][:k]
         return [(str(self.item_ids[i]), float(self.popularity[i])) for i in order]
 
-    def similar_items(self, item_id: str, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
-        """Items whose factors are closest to the item's (KeyError when unknown), the item itself left out."""
+    def similar_items(self, item_id: str, k: int, allowed: set[str] | None = None,
+                      exclude: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, float]]:
+        """Items whose factors are closest to the item's (KeyError when unknown), the item itself and `exclude`
+        left out, only from `allowed`."""
         item = self._item_index[item_id]
-        if allowed is None:
-            ids, scores = self.model.similar_items(item, N=min(k, len(self.item_ids) - 1),
-                                                   filter_items=np.array([item]))
-        else:
-            items = np.setdiff1d(self._indices(allowed), [item])
-            if len(items) == 0:
-                return []
-            ids, scores = self.model.similar_items(item, N=min(k, len(items)), items=items)
+        blocked = self._blocked(allowed, exclude, item)
+        n = min(k, len(self.item_ids) - len(blocked))
+        if n <= 0:
+            return []
+        ids, scores = self.model.similar_items(item, N=n, filter_items=blocked)
         return _valid(ids, scores, self.item_ids)[:k]
 
     # --- persistence -----------------------------------------------------------------------------
@@ -192,11 +223,19 @@ def fit_recommender(interactions: pd.DataFrame, config: RecommenderConfig,
                        user_items, popularity.to_numpy())
 
 
+def load_folder(folder: Path) -> Any:
+    """The recommender in a logged model's artifacts folder: two-stage when it holds one, else ALS."""
+    from training.two_stage_recommender import TwoStageRecommender, is_two_stage
+
+    folder = Path(folder)
+    return TwoStageRecommender.load(folder) if is_two_stage(folder) else Recommender.load(folder / "recommender")
+
+
 class RecommenderModel(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc around a Recommender: rows [customer_id, k] -> recommended items, popularity when unknown."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.recommender = Recommender.load(Path(context.artifacts["recommender"]))
+        self.recommender = load_folder(Path(context.artifacts["recommender"]).parent)
 
     def predict(self, context: object, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """Recommendations in long form [customer_id, rank, item_id, score, source]."""
@@ -230,20 +269,29 @@ def holdout_matrices(settings: Settings, rec: Recommender, train: pd.DataFrame, 
     return test, pairs
 
 
-def _log_model(rec: Recommender) -> str:
-    """Log the recommender as a pyfunc model and return its model URI (registered by the caller)."""
+def _log_model(rec: Any) -> str:
+    """Log the recommender (ALS or two-stage) as a pyfunc model and return its model URI (registered by the caller).
+
+    Its artifacts are artifacts/recommender (ALS) and, for a two-stage pipeline, artifacts/two_stage, which
+    `serving.champions` reads without the pyfunc wrapper."""
     with TemporaryDirectory() as tmp:
-        folder = rec.save(Path(tmp) / "recommender")
+        two_stage = not isinstance(rec, Recommender)
+        rec.save(Path(tmp) if two_stage else Path(tmp) / "recommender")
+        parts = {"recommender": str(Path(tmp) / "recommender")}
+        if two_stage:
+            from training.two_stage_recommender import ARTIFACT
+
+            parts[ARTIFACT] = str(Path(tmp) / ARTIFACT)
         example = pd.DataFrame({"customer_id": ["C-EXAMPLE-1", "C-EXAMPLE-2"], "k": [3, 5]})
         wrapper = RecommenderModel()
         wrapper.recommender = rec
         signature = infer_signature(example, wrapper.predict(None, example))
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=RecommenderModel(), artifacts={"recommender": str(folder)},
+            name="model", python_model=RecommenderModel(), artifacts=parts,
             signature=signature, input_example=example,
             pip_requirements=[f"implicit=={implicit.__version__}", f"numpy=={np.__version__}",
                               f"scipy=={scipy.__version__}", f"pandas=={pd.__version__}",
-                              f"mlflow=={mlflow.__version__}"])
+                              f"mlflow=={mlflow.__version__}", f"lightgbm=={lgb.__version__}"])
     return info.model_uri
 
 
@@ -261,6 +309,13 @@ def train_recommender(settings: Settings) -> tracking.TrainResult:
         als_metrics = ranking_metrics(rec.model, rec.user_items, test, cfg.k)
         pop_model = _rank1_model(np.ones((rec.user_items.shape[0], 1)), rec.popularity[:, None])
         pop_metrics = ranking_metrics(pop_model, rec.user_items, test, cfg.k)
+        if cfg.pipeline == "two_stage":  # the pipeline's metrics become the version's; ALS's are logged beside
+            from training.two_stage_recommender import fit_two_stage
+
+            two = fit_two_stage(settings, rec, holdout_start)
+            mlflow.log_metrics({f"als_{k}": v for k, v in als_metrics.items()})
+            als_metrics = ranking_metrics(SimpleNamespace(recommend=two.recommend_batch), rec.user_items, test,
+                                          cfg.k)
         eval_fp = fingerprint(pd.concat([train.assign(split="train"), pairs.assign(split="holdout", weight=1.0)],
                                         ignore_index=True))
         tracking.log_dataset_digest(train, "interactions_before_holdout", "training")
@@ -277,6 +332,8 @@ def train_recommender(settings: Settings) -> tracking.TrainResult:
         # The registered model is refit on everything up to the end of the data with the evaluated params.
         full = build.interactions(settings, end)
         final = fit_recommender(full, cfg, consenting_customers(settings, full["customer_id"]))
+        if cfg.pipeline == "two_stage":
+            final = fit_two_stage(settings, final, end)
         tracking.log_dataset_digest(full, "interactions_all", "training")
         mlflow.set_tag("patron.final_fit", f"refit on all interactions before {end.date()} with the same params; "
                                            f"metrics are from the fit before {holdout_start.date()}")

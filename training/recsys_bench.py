@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
@@ -67,10 +67,10 @@ def load_interactions(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
     return events, read_table(tables, "products", columns=["item_id", "category"])
 
 
-def item_info(split: Split, events: pd.DataFrame, products: pd.DataFrame | None) -> ItemInfo:
-    """Category code and mean unit price per item code."""
-    info = ItemInfo.empty(len(split.items))
-    index = pd.Index(split.items)
+def item_info(item_ids: Sequence[str], events: pd.DataFrame, products: pd.DataFrame | None) -> ItemInfo:
+    """Category code and mean unit price per item code (the position in `item_ids`)."""
+    info = ItemInfo.empty(len(item_ids))
+    index = pd.Index(item_ids)
     if products is not None:
         cats = products.astype(str).drop_duplicates("item_id").set_index("item_id")["category"].reindex(index)
         info.category = pd.Categorical(cats).codes.astype(np.int64)
@@ -188,7 +188,7 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
 
     labels = targets(split, split.valid, split.matrix(split.train))
     history_full = pd.concat([split.train, split.valid], ignore_index=True)
-    items = item_info(split, events, products)
+    items = item_info(split.items, events, products)
 
     def rows_of(matrix: np.ndarray) -> Callable[[np.ndarray, Any], np.ndarray]:
         return dense_scorer(matrix, test)

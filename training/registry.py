@@ -37,9 +37,13 @@ class PromotionResult:
     message: str
 
 
+LOWER_IS_BETTER = frozenset({"mae", "rmse"})  # primary metrics where the smaller value wins
+
+
 def registered_name(settings: Settings, model: str) -> str:
-    """The registry name for 'recommender' or 'churn'."""
-    names = {"recommender": settings.tracking.recommender_model, "churn": settings.tracking.churn_model}
+    """The registry name for 'recommender', 'churn', 'clv' or 'uplift'."""
+    names = {"recommender": settings.tracking.recommender_model, "churn": settings.tracking.churn_model,
+             "clv": settings.tracking.clv_model, "uplift": settings.tracking.uplift_model}
     if model not in names:
         raise ValueError(f"model: expected one of {sorted(names)}, got {model!r}")
     return names[model]
@@ -140,10 +144,11 @@ def promote(settings: Settings, model: str, version: int | None = None, force: b
                 raise PromotionRefused(
                     f"candidate v{number} {metric} {cand_value:.4f} and champion v{champion.version} "
                     f"{champ_value:.4f} were evaluated on different data (fingerprints {str(cand_fp)[:12]} vs "
-                    f"{str(champ_fp)[:12]}) and the recommender cannot be re-evaluated on it")
+                    f"{str(champ_fp)[:12]}) and the {model} model cannot be re-evaluated on it")
             cand_value, champ_value = _reevaluate_churn(settings, candidate, champion)
             where = f"re-evaluated on the candidate's test set (fingerprint {str(cand_fp)[:12]})"
-        if not cand_value > champ_value:
+        beats = cand_value < champ_value if metric in LOWER_IS_BETTER else cand_value > champ_value
+        if not beats:
             raise PromotionRefused(f"candidate v{number} {metric} {cand_value:.4f} does not beat champion "
                                    f"v{champion.version} {champ_value:.4f} {where}")
     except PromotionRefused as refused:

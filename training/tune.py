@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import mlflow
 import optuna
 import pandas as pd
+from sqlalchemy.exc import IntegrityError
 from threadpoolctl import threadpool_limits
 
 from patron import progress
@@ -64,14 +66,25 @@ def open_study(settings: Settings, study_name: str, direction: str, pruner: optu
     """Create or load the named study in the study storage, its TPE seed moved on by the trials already stored."""
     storage = study_storage(settings)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
-                                    load_if_exists=True, pruner=pruner)
-    except Exception as exc:  # bad URLs and unreachable servers surface as many exception types
-        raise TuneError(f"tune.storage: cannot open the study storage {storage}: {exc}") from exc
+    for attempt in range(settings.tune.storage_open_attempts):
+        try:
+            study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
+                                        load_if_exists=True, pruner=pruner)
+            break
+        except IntegrityError:  # workers starting together race to create the schema: the loser finds it made
+            if attempt + 1 == settings.tune.storage_open_attempts:
+                raise TuneError(f"tune.storage: cannot create the study schema in {storage}") from None
+        except Exception as exc:  # bad URLs and unreachable servers surface as many exception types
+            raise TuneError(f"tune.storage: cannot open the study storage {storage}: {exc}") from exc
     # a worker joining the study draws its own sequence: the seed moves on with the trials already stored
     study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
     return study, storage
+
+
+def seed_by_trial(trial: optuna.Trial, seed: int) -> None:
+    """Seed the sampler by the trial's number (unique across workers), so workers starting together on one study
+    draw different parameters, reproducibly."""
+    trial.study.sampler = optuna.samplers.TPESampler(seed=seed + trial.number)
 
 
 def register_candidate(settings: Settings, model: str, version: int, study_name: str, parent_run_id: str,
@@ -83,6 +96,18 @@ def register_candidate(settings: Settings, model: str, version: int, study_name:
     client.set_model_version_tag(name, str(version), PARENT_TAG, study_name)
     client.set_tag(parent_run_id, "patron.registered_version", str(version))
     client.set_tag(parent_run_id, "patron.train_run", train_run_id)
+
+
+@contextmanager
+def parent_run(model: str, study_name: str, study: optuna.Study, storage: str, trials: int, seed: int,
+               pruner: str, params: dict[str, Any]) -> Iterator[mlflow.ActiveRun]:
+    """The study's parent MLflow run (trials nest under it), tagged and with the study's settings logged."""
+    with mlflow.start_run(run_name=f"tune-{model}-{study_name}") as parent:
+        mlflow.set_tags({tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: model,
+                         PARENT_TAG: study_name})
+        mlflow.log_params({"study": study_name, "storage": storage.split("@")[-1], "trials": trials,
+                           "seed": seed + len(study.trials), "sampler": "TPESampler", "pruner": pruner, **params})
+        yield parent
 
 
 def _space(trial: optuna.Trial, settings: Settings) -> RecommenderConfig:
@@ -113,6 +138,7 @@ def objective(settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end:
     block = settings.tune.iteration_block
 
     def run(trial: optuna.Trial) -> float:
+        seed_by_trial(trial, settings.tune.seed)
         cfg = _space(trial, settings)
         pruned = False
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
@@ -153,14 +179,9 @@ def tune_recommender(settings: Settings, trials: int | None = None, study_name: 
                                                             n_warmup_steps=cfg.pruner_warmup_blocks), cfg.seed)
     tracking.configure(settings)
     train, start, end = validation_data(settings)
-    with mlflow.start_run(run_name=f"tune-{MODEL}-{study_name}") as parent:
-        mlflow.set_tags({tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: MODEL,
-                         PARENT_TAG: study_name})
-        mlflow.log_params({"study": study_name, "storage": storage.split("@")[-1], "trials": trials,
-                           "seed": cfg.seed + len(study.trials), "sampler": "TPESampler",
-                           "pruner": f"MedianPruner(startup={cfg.pruner_startup_trials}, "
-                                     f"warmup_blocks={cfg.pruner_warmup_blocks})",
-                           "valid_start": start.date().isoformat(), "valid_end": end.date().isoformat()})
+    with parent_run(MODEL, study_name, study, storage, trials, cfg.seed,
+                    f"MedianPruner(startup={cfg.pruner_startup_trials}, warmup_blocks={cfg.pruner_warmup_blocks})",
+                    {"valid_start": start.date().isoformat(), "valid_end": end.date().isoformat()}) as parent:
         mlflow.log_params(tracking.flat_params(cfg, "tune"))
         tracking.log_dataset_digest(train, "interactions_before_validation", "training")
         study.optimize(objective(settings, train, start, end), n_trials=trials, show_progress_bar=progress.enabled())

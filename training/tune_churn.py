@@ -18,7 +18,7 @@ from patron import progress
 from patron.config import ChurnConfig, Settings
 from training import tracking
 from training.churn import MODEL, fit_booster, train_churn
-from training.tune import PARENT_TAG, open_study, register_candidate
+from training.tune import open_study, parent_run, register_candidate
 
 METRIC = "binary_logloss"
 
@@ -108,15 +108,10 @@ def tune_churn(settings: Settings, trials: int | None = None, study_name: str | 
     tracking.configure(settings)
     plan = build.cutoff_plan(settings)
     train, valid = build.training_set(settings, plan.train), build.training_set(settings, [plan.valid])
-    with mlflow.start_run(run_name=f"tune-{MODEL}-{study_name}") as parent:
-        mlflow.set_tags({tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: MODEL,
-                         PARENT_TAG: study_name})
-        mlflow.log_params({"study": study_name, "storage": storage.split("@")[-1], "trials": trials,
-                           "seed": cfg.seed + len(study.trials), "sampler": "TPESampler",
-                           "pruner": f"MedianPruner(startup={cfg.pruner_startup_trials}, "
-                                     f"warmup_steps={cfg.pruner_warmup_steps})",
-                           "train_cutoffs": ",".join(c.date().isoformat() for c in plan.train),
-                           "valid_cutoff": plan.valid.date().isoformat()})
+    with parent_run(MODEL, study_name, study, storage, trials, cfg.seed,
+                    f"MedianPruner(startup={cfg.pruner_startup_trials}, warmup_steps={cfg.pruner_warmup_steps})",
+                    {"train_cutoffs": ",".join(c.date().isoformat() for c in plan.train),
+                     "valid_cutoff": plan.valid.date().isoformat()}) as parent:
         mlflow.log_params(tracking.flat_params(cfg, "churn_tune"))
         tracking.log_dataset_digest(train, "churn_training_set", "training")
         tracking.log_dataset_digest(valid, "churn_validation_set", "validation")

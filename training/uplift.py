@@ -214,15 +214,15 @@ class UpliftPyfunc(mlflow.pyfunc.PythonModel):
         return self.model.effects(model_input)
 
 
-def _log_model(settings: Settings, model: UpliftModel) -> int:
+def _log_model(model: UpliftModel) -> str:
+    """Log the model as a pyfunc in the active run (not registered); its model URI."""
     with TemporaryDirectory() as tmp:
         folder = model.save(Path(tmp) / "uplift")
         info = mlflow.pyfunc.log_model(
             name="model", python_model=UpliftPyfunc(), artifacts={"uplift": str(folder)},
-            registered_model_name=settings.tracking.uplift_model,
             pip_requirements=[f"lightgbm=={lgb.__version__}", f"pandas=={pd.__version__}",
                               f"mlflow=={mlflow.__version__}"])
-    return int(info.registered_model_version)
+    return info.model_uri
 
 
 def train_uplift(settings: Settings, frame: pd.DataFrame | None = None) -> tracking.TrainResult:
@@ -246,12 +246,12 @@ def train_uplift(settings: Settings, frame: pd.DataFrame | None = None) -> track
         mlflow.log_metrics(metrics)
         fp = fingerprint(test)
         mlflow.set_tag(tracking.FINGERPRINT_TAG, fp)
-        version = _log_model(settings, fit.model)
+        model_uri = _log_model(fit.model)
+        # Registered last, tags included: a run killed before this line leaves no version behind.
+        version = registry.register_version(settings, MODEL, model_uri, fp, "qini_best_offer",
+                                            metrics["qini_best_offer"])
         client = tracking.configure(settings)
         name, alias = settings.tracking.uplift_model, settings.tracking.champion_alias
-        for key, val in {tracking.FINGERPRINT_TAG: fp, registry.METRIC_TAG: "qini_best_offer",
-                         registry.VALUE_TAG: repr(metrics["qini_best_offer"])}.items():
-            client.set_model_version_tag(name, str(version), key, val)
         try:
             client.get_model_version_by_alias(name, alias)
         except MlflowException:

@@ -94,7 +94,7 @@ def bench_uplift(settings: Settings) -> tuple[BenchReport, dict[str, float]]:
                   "target_share": cfg.target_share, "value": cfg.value_feature},
         columns=COLUMNS, rows=rows, fingerprint=fingerprint(fit.frame),
         seeds={"synth": settings.synth.seed, "uplift": cfg.seed}, seconds=time.perf_counter() - started,
-        notes=[f"learner chosen on validation customers by mean Qini: "
+        notes=["learner chosen on validation customers by mean Qini: "
                + ", ".join(f"{LEARNER_NAMES[k]} {v:.4f}" for k, v in fit.valid_qini.items()),
                f"agreement of the best estimated offer with the true best offer: {agreement:.3f} "
                f"(chance {1 / len(model.offer_types):.2f})",
