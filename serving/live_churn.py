@@ -148,9 +148,9 @@ def live_feature_row(row: pd.Series, cutoff: pd.Timestamp, windows: list[int], t
     return out
 
 
-def touched_features(windows: list[int]) -> list[str]:
-    """Every feature live signals can change."""
-    return ["tickets_total", *[f"tickets_{w}d" for w in windows], *[f"tickets_{c}" for c in TICKET_CATEGORIES],
+def touched_features(windows: list[int], half_lives: list[int] = ()) -> list[str]:
+    """Every feature live signals can change (`half_lives`: those of the decayed ticket counts)."""
+    return [*[f"tickets_decayed_{h}d" for h in half_lives], "tickets_total", *[f"tickets_{w}d" for w in windows], *[f"tickets_{c}" for c in TICKET_CATEGORIES],
             "open_tickets", "open_ticket_age_days", "resolution_days_mean", "ticket_satisfaction_mean",
             "days_since_last_ticket", "nps_last", "nps_trend", "csat_last", "csat_trend", "days_since_last_survey",
             "returns_rate"]

@@ -397,7 +397,7 @@ def test_two_delivery_complaints_raise_one_alert_delivered_on_the_third_try(aler
     assert crossed_up(alert["old_tier"], alert["new_tier"], ws.settings.churn)
     assert alert["churn_probability"] > alert["old_probability"]
     # the reasons are what changed (the ticket features), the model's overall top reasons ride along
-    touched = set(touched_features(ws.settings.features.windows_days))
+    touched = set(touched_features(ws.settings.features.windows_days, ws.settings.features.decay_half_lives_days))
     assert alert["reasons"] and all(r["feature"] in touched and r["contribution"] > 0 for r in alert["reasons"])
     assert any("deliver" in r["text"] or "ticket" in r["text"] for r in alert["reasons"])
     assert alert["risk_reasons"] and all(r["text"] for r in alert["risk_reasons"])
