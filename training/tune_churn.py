@@ -18,7 +18,7 @@ from patron import progress
 from patron.config import ChurnConfig, Settings
 from training import tracking
 from training.churn import MODEL, fit_booster, train_churn
-from training.tune import open_study, parent_run, register_candidate
+from training.tune import open_study, parent_run, register_candidate, seed_by_trial
 
 METRIC = "binary_logloss"
 
@@ -78,6 +78,7 @@ def objective(settings: Settings, train: pd.DataFrame, valid: pd.DataFrame) -> C
     every = settings.churn_tune.report_every_rounds
 
     def run(trial: optuna.Trial) -> float:
+        seed_by_trial(trial, settings.churn_tune.seed)  # workers sharing the study draw different parameters
         cfg = _space(trial, settings)
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number)})
