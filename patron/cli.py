@@ -9,7 +9,7 @@ import typer
 
 from features.cli import data_app, features_app
 from training.cli import register_training_commands
-from training.report_cli import register_report_commands
+from patron.report_cli import register_report_commands
 from serving.cli import register_serving_commands
 from serving.forget_cli import forget
 from serving.keys_cli import keys_app

@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from patron.config import Settings
 from serving.champion_copy import find_copy, registry_unreachable, save_copy
 from serving.churn_scoring import CalibratedBooster
+from training.registry import load_churn_calibrator
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network at run time
 logger = logging.getLogger("bentoml.patron")
@@ -46,17 +47,6 @@ def _client(settings: Settings) -> MlflowClient:
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
-def load_churn_calibrator(client: MlflowClient, model_name: str, version: str) -> Any | None:
-    """The calibrator logged in the same run as a churn version (None for versions trained without one)."""
-    from training.churn import CALIBRATOR_ARTIFACT
-
-    run_id = client.get_model_version(model_name, version).run_id
-    try:
-        return mlflow.sklearn.load_model(f"runs:/{run_id}/{CALIBRATOR_ARTIFACT}")
-    except (MlflowException, OSError):
-        return None
 
 
 def load_churn_champion(settings: Settings) -> tuple[lgb.Booster | CalibratedBooster, str]:

@@ -85,7 +85,7 @@ def test_churn_report_holds_every_plot_and_opens_offline(report_workspace: Works
 @pytest.mark.integration
 def test_recommender_and_retention_reports_have_their_sections(report_workspace: Workspace) -> None:
     from training.report_recommender import RECOMMENDER_FIGURES, recommender_report
-    from training.report_retention import RETENTION_FIGURES, retention_report
+    from serving.retention_report import RETENTION_FIGURES, retention_report
 
     settings = report_workspace.settings
     rec = recommender_report(settings).read_text()

@@ -40,6 +40,19 @@ class PromotionResult:
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})  # primary metrics where the smaller value wins
 
 
+def load_churn_calibrator(client: MlflowClient, model_name: str, version: str) -> object | None:
+    """The calibrator logged in the same run as a churn version (None for versions trained without one)."""
+    import mlflow.sklearn
+
+    from training.churn import CALIBRATOR_ARTIFACT
+
+    run_id = client.get_model_version(model_name, version).run_id
+    try:
+        return mlflow.sklearn.load_model(f"runs:/{run_id}/{CALIBRATOR_ARTIFACT}")
+    except (MlflowException, OSError):
+        return None
+
+
 def registered_name(settings: Settings, model: str) -> str:
     """The registry name for 'recommender', 'churn', 'clv' or 'uplift'."""
     names = {"recommender": settings.tracking.recommender_model, "churn": settings.tracking.churn_model,

@@ -44,7 +44,7 @@ def evaluate_churn_run(settings: Settings, run: ModelRun) -> ChurnEvaluation:
 
     from features import build
     from features.store import fingerprint
-    from serving.champions import load_churn_calibrator
+    from training.registry import load_churn_calibrator
     from training import tracking
     from training.calibration import apply_calibrator
 

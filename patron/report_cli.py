@@ -33,7 +33,7 @@ def report(ctx: typer.Context,
     """A self-contained HTML report (inline plots, no external links), also logged to the MLflow run."""
     from training.report_churn import churn_report
     from training.report_recommender import recommender_report
-    from training.report_retention import retention_report
+    from serving.retention_report import retention_report
     from training.report_runs import ReportError
 
     settings = settings_from(ctx)

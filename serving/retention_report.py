@@ -9,7 +9,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from features.build import customer_features, data_end
 from patron.config import RetentionConfig, Settings
+from serving.champions import load_churn_champion
+from serving.offer_allocation import allocate, candidate_pairs
+from serving.retention_plan import churn_ranked_plan, load_customer_value
 from training.report_html import HtmlReport, save_report
 from training.report_loyalty import loyalty_by_month, loyalty_by_segment
 from training.report_runs import champion_run
@@ -22,9 +26,6 @@ RETENTION_FIGURES = {"profit-curve": "Expected net value of the retention plan v
 def profit_curve(pairs: pd.DataFrame, churn: pd.Series, budgets: np.ndarray, cfg: RetentionConfig,
                  progress: bool = False) -> pd.DataFrame:
     """Per budget: the optimal plan's customers, spend and expected net value, and the churn-ranked plan's value."""
-    from serving.offer_allocation import allocate
-    from serving.retention_plan import churn_ranked_plan
-
     rows = []
     for budget in tqdm(budgets, desc="profit curve", unit="budget", disable=not progress):
         plan = allocate(pairs, float(budget), None, cfg)
@@ -37,11 +38,6 @@ def profit_curve(pairs: pd.DataFrame, churn: pd.Series, budgets: np.ndarray, cfg
 
 def plan_pairs(settings: Settings) -> tuple[pd.DataFrame, pd.Series]:
     """Every (consenting active customer, offer) pair with its expected net value, and those customers' P(churn)."""
-    from features.build import customer_features, data_end
-    from serving.champions import load_churn_champion
-    from serving.offer_allocation import candidate_pairs
-    from serving.retention_plan import load_customer_value
-
     cutoff = data_end(settings)
     features = customer_features(settings, cutoff)
     value = load_customer_value(settings, features, cutoff)
