@@ -219,6 +219,7 @@ class ServingConfig(_Section):
     max_batch: int = Field(1000, gt=0)
     max_list_items: int = Field(100, gt=0)  # other request lists (categories, offers)
     champion_retry_s: float = Field(30.0, gt=0)
+    retention_retry_max_s: float = Field(600.0, gt=0)  # the retention inputs' retries back off up to this
     request_timeout_s: float = Field(60.0, gt=0)
     blas_threads: int = Field(1, gt=0)  # per worker: requests already run side by side
     access_log: bool = False  # BentoML's line per request (Patron's own warnings and errors are logged either way)
@@ -352,6 +353,8 @@ class TwoStageConfig(_Section):
     recent_items: int = Field(20, gt=0)
     recency_decay: float = Field(0.8, gt=0.0, le=1.0)
     trend_days: int = Field(30, gt=0)
+    category_prior_weight: float = Field(5.0, ge=0.0)  # pseudo-purchases of the overall category mix in a
+    # customer's smoothed category share (ranker's choice-model features)
     threads: int = Field(2, gt=0)
     seed: int = 42
     num_boost_round: int = Field(400, gt=0)

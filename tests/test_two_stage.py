@@ -10,7 +10,7 @@ from scipy.sparse import csr_matrix
 from patron.config import TwoStageConfig, TwoStageSources
 from tests.conftest import Workspace
 from training.candidates import CandidateSources, candidate_recall, transitions
-from training.ranker import ItemInfo, two_stage
+from training.ranker import CHOICE_FEATURES, ItemInfo, item_choice_terms, pair_features, ranker_training_set, two_stage
 from training.recsys_bench import item_info, load_interactions
 from training.recsys_protocol import evaluate, split_interactions, targets
 from tests.test_recsys_bench import _events
@@ -70,6 +70,32 @@ def test_test_labels_never_reach_the_scores() -> None:
     runs = [two_stage(split.train, labels, history_full, t, split.shape, ItemInfo.empty(split.shape[1]), config, {}, 0)
             for t in (test, shuffled)]
     assert np.array_equal(runs[0].scorer_scores, runs[1].scorer_scores)
+
+
+def test_choice_features_never_read_the_label_window() -> None:
+    """The choice-model features of a label window come from the history before it: the same values with other
+    label items, and window 0's are those of sources that never saw the label rows (which would change them)."""
+    split = split_interactions(_events(3, customers=80))
+    rng = np.random.default_rng(0)
+    n_items = split.shape[1]
+    items = ItemInfo(rng.integers(0, 5, n_items).astype(np.int64), rng.uniform(1.0, 50.0, n_items))
+    labels = targets(split, split.valid, split.matrix(split.train))
+    other = labels.copy()
+    other.indices = (other.indices + 5) % n_items  # the same customers, other label items
+    config = _config(label_windows=2)
+    runs = [ranker_training_set(split.train, y, split.shape, items, config, {}, 0)[0] for y in (labels, other)]
+    cols = list(CHOICE_FEATURES)
+    assert runs[0][cols].notna().any().all()
+    pd.testing.assert_frame_equal(runs[0], runs[1])
+    before = CandidateSources(config, {}, 0).fit(split.train, split.shape)
+    users = np.flatnonzero(np.diff(labels.indptr))
+    direct, _, _ = pair_features(before, users, items, before.X[users])
+    np.testing.assert_array_equal(runs[0][cols].to_numpy()[:len(direct)], direct[cols].to_numpy())
+    with_labels = CandidateSources(config, {}, 0).fit(pd.concat([split.train, split.valid], ignore_index=True),
+                                                      split.shape)
+    terms, leaked = item_choice_terms(before, items), item_choice_terms(with_labels, items)
+    assert not np.allclose(terms["share"], leaked["share"])
+    assert not np.allclose(terms["recent_share"], leaked["recent_share"])
 
 
 def test_ranker_beats_its_best_single_source(ingested_workspace: Workspace) -> None:

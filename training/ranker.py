@@ -29,6 +29,35 @@ class ItemInfo:
         return cls(np.full(n_items, -1, np.int64), np.full(n_items, np.nan))
 
 
+def item_choice_terms(sources: CandidateSources, items: ItemInfo) -> dict[str, np.ndarray]:
+    """Per item, the terms of a "category by taste, then item by popularity" choice, from the sources' history
+    only: its share of its category's purchases (all and recent) and its category's share of all purchases."""
+    known = items.category >= 0
+    cat = np.where(known, items.category, 0)
+    n_cat = int(cat.max()) + 1 if len(cat) else 1
+    pop, recent = sources.popularity.astype(np.float64), sources.recent_count.astype(np.float64)
+    cat_pop = np.bincount(cat, weights=pop, minlength=n_cat)[cat]
+    cat_recent = np.bincount(cat, weights=recent, minlength=n_cat)[cat]
+    nan = np.full(len(cat), np.nan)
+    return {"share": np.where(known, pop / np.maximum(cat_pop, 1.0), nan),
+            "recent_share": np.where(known, recent / np.maximum(cat_recent, 1.0), nan),
+            "prior": np.where(known, cat_pop / max(pop.sum(), 1.0), nan)}
+
+
+CHOICE_FEATURES = ("category_share", "generative_score", "generative_recent", "last_item_transition")
+
+
+def choice_features(terms: dict[str, np.ndarray], item: np.ndarray, in_category: np.ndarray, n_hist: np.ndarray,
+                    last_transition: np.ndarray, prior_weight: float) -> dict[str, np.ndarray]:
+    """CHOICE_FEATURES of (customer, item) pairs: `in_category` the customer's history purchases in the item's
+    category, `n_hist` all of them, `last_transition` the co-purchase strength from the customer's latest item
+    (the accessory of a main item is bought soon after it)."""
+    prior = np.nan_to_num(terms["prior"][item])
+    share = (in_category + prior_weight * prior) / np.maximum(n_hist + prior_weight, 1e-9)
+    return {"category_share": share, "generative_score": share * terms["share"][item],
+            "generative_recent": share * terms["recent_share"][item], "last_item_transition": last_transition}
+
+
 def _ranks(scores: np.ndarray, seen: csr_matrix) -> np.ndarray:
     """1-based rank of every item in each row's full ranking, seen items at NO_RANK."""
     s = np.array(scores, dtype=np.float64, copy=True)
@@ -73,6 +102,13 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
     cols["category_affinity"] = (looked["n"].fillna(0.0).to_numpy() / np.maximum(n_hist[row], 1))
     days = (last_all.reindex(users[row]).to_numpy() - looked["last"].to_numpy()) / np.timedelta64(1, "D")
     cols["days_since_category"] = days.astype(np.float64)
+    latest = sources.recent[sources.recent["back"] == 0].set_index("u")["i"].reindex(users).to_numpy()
+    has_latest = np.isfinite(latest)
+    pair_latest = np.where(has_latest, latest, 0).astype(np.int64)[row]
+    transition = np.asarray(sources.transitions[pair_latest, item]).ravel() if len(item) else np.zeros(0)
+    cols.update(choice_features(item_choice_terms(sources, items), item, looked["n"].fillna(0.0).to_numpy(),
+                                n_hist[row].astype(np.float64), np.where(has_latest[row], transition, 0.0),
+                                sources.config.category_prior_weight))
     frame = pd.DataFrame(cols)
     frame["user"], frame["item"] = row, item
     return frame, cands, scores
@@ -104,6 +140,15 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
               "category_affinity", "days_since_category"]
     cols += [np.log1p(pop), sources.recent_count[cands] / np.maximum(pop, 1.0), category, items.price[cands],
              np.full(len(cands), n_hist, np.float32), in_cat.sum(axis=1) / max(n_hist, 1), days]
+    # the latest history row (ties in time: the last stored, as the batch path's stable sort keeps them)
+    ts = bought_ts.astype("datetime64[ns]").astype(np.int64)
+    latest = int(bought[np.flatnonzero(ts == ts.max())[-1]]) if n_hist else -1
+    transition = (np.asarray(sources.transitions[latest, cands].todense()).ravel() if latest >= 0
+                  else np.zeros(len(cands)))
+    choice = choice_features(item_choice_terms(sources, items), cands, in_cat.sum(axis=1).astype(np.float64),
+                             np.full(len(cands), float(n_hist)), transition, sources.config.category_prior_weight)
+    names += list(choice)
+    cols += list(choice.values())
     return np.column_stack(cols).astype(np.float64) if len(cands) else np.empty((0, len(names))), cands, names
 
 
