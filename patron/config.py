@@ -220,6 +220,7 @@ class ServingConfig(_Section):
     max_list_items: int = Field(100, gt=0)  # other request lists (categories, offers)
     champion_retry_s: float = Field(30.0, gt=0)
     retention_retry_max_s: float = Field(600.0, gt=0)  # the retention inputs' retries back off up to this
+    inline_max_rows: int = Field(20, ge=0)  # requests this small run on the event loop (0: every one on a thread)
     request_timeout_s: float = Field(60.0, gt=0)
     blas_threads: int = Field(1, gt=0)  # per worker: requests already run side by side
     access_log: bool = False  # BentoML's line per request (Patron's own warnings and errors are logged either way)

@@ -8,7 +8,10 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
+from typing import Any, Callable
 
+import anyio
+import anyio.to_thread
 import bentoml
 from bentoml.exceptions import BadInput, NotFound, ServiceUnavailable
 from fastapi import FastAPI, Query, Request
@@ -84,6 +87,8 @@ class Patron:
         self._churn_table: ChurnTable | None = None
         self._extras: ExtrasTable | None = None  # retention extras of every customer, with self.retention
         self._last_attempt = 0.0
+        self._load_error = "loading"
+        self._handler_thread = anyio.CapacityLimiter(1)  # larger requests: one at a time, as BentoML runs sync APIs
         self._lock = threading.Lock()
         self.retention: CustomerValue | None = None  # CLV, offer effects, segments when their models exist
         self._retention_error = "not loaded yet"
@@ -132,17 +137,22 @@ class Patron:
                     # re-scanning them, which shows up as latency spikes.
                     gc.freeze()
             except Exception as exc:  # noqa: BLE001 - any failure just means "not ready yet"
-                logger.warning("not ready: %s: %s", type(exc).__name__, exc)
+                self._load_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("not ready: %s", self._load_error)
+
+    def _loaded(self) -> bool:
+        # The churn table too: a churn champion that cannot score the state's features must not look ready.
+        return self.champions is not None and self.state is not None and self._churn_table is not None
 
     def __is_ready__(self) -> bool:
-        if self.champions is None or self.state is None:
-            if time.monotonic() - self._last_attempt >= self.settings.serving.champion_retry_s:
-                self._try_load()
-        return self.champions is not None and self.state is not None
+        if not self._loaded() and time.monotonic() - self._last_attempt >= self.settings.serving.champion_retry_s:
+            self._try_load()
+        return self._loaded()
 
     def _ready(self) -> tuple[Champions, OnlineState]:
-        if self.champions is None or self.state is None:
-            raise ServiceUnavailable("models are not loaded yet: promote a champion of each model, see /readyz")
+        if not self._loaded():
+            raise ServiceUnavailable(f"models are not loaded yet ({self._load_error[:300]}): promote a champion of "
+                                     "each model, see /readyz")
         return self.champions, self.state
 
     def _check_k(self, k: int) -> None:
@@ -163,9 +173,19 @@ class Patron:
                 {kind: ([r for r in good if r["customer_id"] not in gone], bad)
                  for kind, (good, bad) in signals.items()})
 
+    async def _run(self, handler: Callable[[Any], Any], request: Any, rows: int) -> Any:
+        """Run a handler on the worker's event loop when the request is small (no hand-off to a thread and back,
+        whose GIL waits were most of the tail), else on the worker's handler thread (health checks stay answered)."""
+        if rows <= self.settings.serving.inline_max_rows:
+            return handler(request)
+        return await anyio.to_thread.run_sync(handler, request, limiter=self._handler_thread)
+
     @bentoml.api(route="/recommend")
-    def recommend(self, request: RecommendRequest, /) -> RecommendResponse:
+    async def recommend(self, request: RecommendRequest, /) -> RecommendResponse:
         """Top-k items for a customer (popular items when not personalised)."""
+        return await self._run(self._recommend, request, 1 + len(request.context_item_ids or []))
+
+    def _recommend(self, request: RecommendRequest) -> RecommendResponse:
         self._check_k(request.k)
         champions, state = self._ready()
         customer = self._masked([request.customer_id])[0]
@@ -177,9 +197,13 @@ class Patron:
                                  rules_applied=answer.rules_applied, source=answer.source)
 
     @bentoml.api(route="/events")
-    def events(self, request: EventsRequest, /) -> EventsResponse:
+    async def events(self, request: EventsRequest, /) -> EventsResponse:
         """Record live events, tickets and survey answers (idempotent, committed before the answer); bad rows are
         listed. Service signals rescore the customer's churn risk and may raise an alert (see GET /alerts)."""
+        signals = bool(request.tickets or request.surveys)  # rescoring churn: on the thread
+        return await self._run(self._events, request, len(request.events) + (1 << 30) * signals)
+
+    def _events(self, request: EventsRequest) -> EventsResponse:
         champions, state = self._ready()
         valid, rejected = validate_events(request.events, state.category_of)
         signals = {kind: validate_signals(kind, rows) for kind, rows in
@@ -303,14 +327,17 @@ class Patron:
                               last_error=st.last_error, last_checked=st.last_checked,
                               source=champions and getattr(champions, f"{m}_source"))
                   for m, st in self.watcher.status.items()]
-        return StatusResponse(ready=self.champions is not None and self.state is not None, worker_pid=os.getpid(),
+        return StatusResponse(ready=self._loaded(), worker_pid=os.getpid(),
                               models=models,
                               rules=self.rules.current().model_dump(), rules_error=self.rules.error,
                               online_backend=self.settings.online.backend)
 
     @bentoml.api(route="/similar_items")
-    def similar_items(self, request: SimilarItemsRequest, /) -> SimilarItemsResponse:
+    async def similar_items(self, request: SimilarItemsRequest, /) -> SimilarItemsResponse:
         """Top-k in-stock items similar to an item."""
+        return await self._run(self._similar_items, request, 1)
+
+    def _similar_items(self, request: SimilarItemsRequest) -> SimilarItemsResponse:
         self._check_k(request.k)
         champions, state = self._ready()
         if not champions.recommender.knows_item(request.item_id):
@@ -321,8 +348,11 @@ class Patron:
                                     model_version=champions.recommender_version)
 
     @bentoml.api(route="/churn")
-    def churn(self, request: ChurnRequest, /) -> ChurnResponse:
+    async def churn(self, request: ChurnRequest, /) -> ChurnResponse:
         """Churn probability, risk tier and top reasons per customer (known=false for unknown ones)."""
+        return await self._run(self._churn, request, len(request.customer_ids))
+
+    def _churn(self, request: ChurnRequest) -> ChurnResponse:
         if len(request.customer_ids) > self.settings.serving.max_batch:
             raise BadInput(f"customer_ids: at most {self.settings.serving.max_batch} ids per request")
         champions, state = self._ready()
@@ -358,8 +388,12 @@ class Patron:
         return True
 
     def _retry_retention(self) -> None:
+        # A failed attempt can cost seconds of a serving worker's CPU (CLV and offer effects of every customer):
+        # back off instead of retrying at a fixed pace.
+        wait = self.settings.serving.champion_retry_s
         while not self._load_retention():
-            time.sleep(self.settings.serving.champion_retry_s)
+            time.sleep(wait)
+            wait = min(2 * wait, self.settings.serving.retention_retry_max_s)
 
     @bentoml.api(route="/retention/plan")
     def retention_plan(self, request: RetentionPlanRequest, /) -> RetentionPlanResponse:

@@ -389,3 +389,38 @@ def test_a_full_disk_while_ingesting_fails_cleanly_and_keeps_the_tables(ingested
     assert "Traceback" not in done.stderr + done.stdout
     assert _digests(tables) == before  # no table replaced, no temporary file left behind
     assert all(len(read_table(tables, p.stem)) > 0 for p in tables.iterdir())
+
+
+def test_a_churn_champion_that_cannot_score_the_features_keeps_the_service_not_ready(trained_workspace, tmp_path):
+    import lightgbm as lgb
+    import numpy as np
+
+    from serving.champions import load_churn_champion
+
+    ws = copy_workspace(trained_workspace, tmp_path, {"backend": "sqlite"})
+    s = ws.settings
+    good, _ = load_churn_champion(s)
+    names = [*good.feature_name(), "not_a_feature"]  # e.g. trained on features this code no longer builds
+    rng = np.random.default_rng(0)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1},
+                        lgb.Dataset(rng.random((200, len(names))), rng.integers(0, 2, 200), feature_name=names),
+                        num_boost_round=2)
+    mlflow.set_tracking_uri(s.tracking_uri)
+    with mlflow.start_run():
+        info = mlflow.lightgbm.log_model(booster, name="model")
+    client = MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.tracking_uri)
+    bad = client.create_model_version(s.tracking.churn_model, info.model_uri, info.run_id)
+    client.set_registered_model_alias(s.tracking.churn_model, s.tracking.champion_alias, bad.version)
+    proc, server = start_patron_server(ws, tmp_path / "server.log", wait_ready=False)
+    try:
+        deadline = time.monotonic() + 120
+        while "not ready" not in server.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        with server.client(timeout=CLIENT_TIMEOUT_S) as http:
+            assert http.get("/readyz").status_code == 503
+            r = http.post("/recommend", json={"customer_id": "nobody", "k": 3})
+            assert r.status_code == 503, r.text
+        log = server.log.read_text()
+        assert "not ready: KeyError" in log and "not_a_feature" in log
+    finally:
+        stop_server(proc)
