@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from serving.online_redis import RedisStore
-from serving.online_sqlite import SqliteStore
+from serving.online_sqlite import PURCHASED_ITEMS, SqliteStore
 from serving.online_store import OnlineStore, cart_items, recent_categories
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -129,4 +129,15 @@ def test_sqlite_store_is_in_wal_mode_and_committed_for_another_connection(tmp_pa
     assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert other.execute("SELECT event_id FROM events").fetchall() == [("e1",)]
     other.close()
+    s.close()
+
+
+def test_sqlite_purchased_items_reads_only_an_index_for_a_customer_with_many_events(tmp_path):
+    s = SqliteStore(tmp_path / "online.db")
+    s.record_events([event(n, customer="heavy", item=f"i{n % 40}", kind=("view", "purchase")[n % 2])
+                     for n in range(2000)] + [event(5000, customer="other", item="i7", kind="purchase")])
+    items = s.purchased_items("heavy")
+    assert items[0] == "i39" and len(items) == 20 == len(set(items))  # odd n bought; latest n=1999 -> i39
+    plan = " ".join(str(r) for r in s._conn().execute("EXPLAIN QUERY PLAN " + PURCHASED_ITEMS, ("heavy",)))
+    assert "COVERING INDEX purchases_by_customer" in plan, plan
     s.close()
