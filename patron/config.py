@@ -356,10 +356,13 @@ class TwoStageConfig(_Section):
     trend_days: int = Field(30, gt=0)
     category_prior_weight: float = Field(5.0, ge=0.0)  # pseudo-purchases of the overall category mix in a
     # customer's smoothed category share (ranker's choice-model features)
+    complement_days: int = Field(10, gt=0)  # ranker's pending_complement: items bought within these days after
+    browsing_events: list[str] = ["view", "cart"]  # event types behind the ranker's browsing features ([]: none)
+    browsing_weight: float = Field(0.3, ge=0.0)  # a browsed item's weight beside a purchase (1) in ALS/item-item/EASE
     threads: int = Field(2, gt=0)
     seed: int = 42
     num_boost_round: int = Field(400, gt=0)
-    early_stopping_rounds: int = Field(40, gt=0)
+    early_stopping_rounds: int = Field(100, gt=0)
     early_stopping_share: float = Field(0.15, gt=0.0, lt=1.0)
     ranker_params: dict[str, Any] = {}
 
@@ -371,6 +374,7 @@ class RecsysBenchConfig(_Section):
     seed: int = 42
     threads: int = Field(2, gt=0)
     peers: list[str] = ["popularity", "als", "bpr", "cosine", "bm25", "ease"]
+    browsing_peers: list[str] = ["ease"]  # also tuned on purchases + browsing events, where the data has them
     ablation: bool = True  # also run the two-stage pipeline without the ranker and without each source
 
 

@@ -9,8 +9,9 @@ from scipy.sparse import csr_matrix
 
 from patron.config import TwoStageConfig, TwoStageSources
 from tests.conftest import Workspace
-from training.candidates import CandidateSources, candidate_recall, transitions
-from training.ranker import CHOICE_FEATURES, ItemInfo, item_choice_terms, pair_features, ranker_training_set, two_stage
+from training.candidates import CandidateSources, browsing_before, candidate_recall, complements, transitions
+from training.ranker import (BROWSING_FEATURES, CHOICE_FEATURES, ItemInfo, item_choice_terms, pair_features,
+                            ranker_training_set, two_stage)
 from training.recsys_bench import item_info, load_interactions
 from training.recsys_protocol import evaluate, split_interactions, targets
 from tests.test_recsys_bench import _events
@@ -32,6 +33,51 @@ def test_transitions_count_items_bought_soon_after() -> None:
     assert t[0, 1] == pytest.approx(1 / np.sqrt(2 * 1)) and t[1, 2] == pytest.approx(1 / np.sqrt(1 * 2))
     assert t[2, 0] == pytest.approx(1 / np.sqrt(2 * 2)) and t[0, 2] == 0.0 and t[1, 0] == 0.0
     assert transitions(history, 3, window=2).toarray()[0, 2] == pytest.approx(1 / np.sqrt(2 * 2))
+
+
+def test_complements_are_the_share_of_buyers_who_buy_the_item_within_the_days() -> None:
+    ts = pd.to_datetime(["2025-01-01", "2025-01-05", "2025-01-01", "2025-01-20", "2025-01-01", "2025-01-01",
+                         "2025-01-03", "2025-01-04"])
+    history = pd.DataFrame({"u": [0, 0, 1, 1, 2, 3, 3, 3], "i": [0, 1, 0, 1, 0, 0, 1, 1], "ts": ts})
+    c = complements(history, 2, window=5, days=10).toarray()
+    # 4 customers bought item 0; item 1 followed within 10 days for customers 0 and 3 (twice: counted once)
+    assert c[0, 1] == pytest.approx(2 / 4) and c[1, 0] == 0.0
+    assert complements(history, 2, window=5, days=2).toarray()[0, 1] == pytest.approx(1 / 4)
+
+
+def _browsing(split, seed: int = 0, n: int = 3000) -> pd.DataFrame:
+    """Random views over the whole period: some before, some after each customer's purchases."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"u": rng.integers(0, split.shape[0], n), "i": rng.integers(0, split.shape[1], n),
+                         "ts": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h")})
+
+
+def test_browsing_reaches_a_fit_only_before_each_customers_last_purchase_day() -> None:
+    split = split_interactions(_events(8, customers=80))
+    browsing = _browsing(split)
+    history_full = pd.concat([split.train, split.valid], ignore_index=True)
+    day = history_full.groupby("u")["ts"].max().dt.floor("D")
+    before = browsing["ts"].to_numpy() < day.reindex(browsing["u"].to_numpy()).to_numpy()
+    expected = np.zeros(split.shape)
+    np.add.at(expected, (browsing["u"][before], browsing["i"][before]), 1)
+    np.testing.assert_array_equal(browsing_before(browsing, history_full, split.shape).toarray(), expected)
+    # rows on or after that day may be anything: neither the ranker's training rows nor the test scores change
+    later = browsing.copy()
+    later.loc[~before, "i"] = (later.loc[~before, "i"] + 3) % split.shape[1]
+    labels = targets(split, split.valid, split.matrix(split.train))
+    test = targets(split, split.test, split.matrix(split.train, split.valid))
+    items = ItemInfo(np.arange(split.shape[1]) % 4, np.ones(split.shape[1]))
+    config = _config(num_boost_round=20, early_stopping_rounds=5, ranker_params={
+        "objective": "lambdarank", "min_data_in_leaf": 5, "verbose": -1})
+    runs = [two_stage(split.train, labels, history_full, test, split.shape, items, config, {}, 0, browsing=b)
+            for b in (browsing, later)]
+    np.testing.assert_array_equal(runs[0].scorer_scores, runs[1].scorer_scores)
+    assert set(BROWSING_FEATURES) <= set(runs[0].feature_importance)
+    # while browsing before it does count
+    earlier = browsing.copy()
+    earlier.loc[before, "i"] = (earlier.loc[before, "i"] + 3) % split.shape[1]
+    moved = two_stage(split.train, labels, history_full, test, split.shape, items, config, {}, 0, browsing=earlier)
+    assert not np.array_equal(runs[0].scorer_scores, moved.scorer_scores)
 
 
 def test_candidates_exclude_seen_items_and_recall_is_measured() -> None:

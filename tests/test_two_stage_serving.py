@@ -46,7 +46,7 @@ def two_stage_server(two_stage_workspace: Workspace, tmp_path_factory: pytest.Te
 
 def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_workspace: Workspace) -> None:
     from serving.champions import load_recommender_champion
-    from training.ranker import customer_features, pair_features
+    from training.ranker import BROWSING_FEATURES, customer_features, pair_features
     from training.two_stage_recommender import TwoStageRecommender
 
     rec, _ = load_recommender_champion(two_stage_workspace.settings)
@@ -58,6 +58,7 @@ def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_
         X, cands, names = customer_features(rec.sources, user, rec._bought[rows], rec._bought_ts[rows], rec.items,
                                             seen.toarray()[0] > 0)
         assert names == list(frame.columns[:-2]) == rec.booster.feature_name()
+        assert set(BROWSING_FEATURES) | {"pending_complement"} <= set(names)  # the workspace has views and carts
         np.testing.assert_array_equal(cands, frame["item"].to_numpy())
         np.testing.assert_allclose(X, frame.drop(columns=["user", "item"]).to_numpy(np.float64), rtol=1e-6,
                                    equal_nan=True)

@@ -25,23 +25,60 @@ def _binary(frame: pd.DataFrame, shape: tuple[int, int]) -> csr_matrix:
     return m
 
 
-def transitions(history: pd.DataFrame, n_items: int, window: int) -> csr_matrix:
-    """Item -> item counts of "bought soon after": b within `window` later interactions of the same customer as a."""
+def follow_counts(history: pd.DataFrame, n_items: int, window: int, days: int | None = None) -> csr_matrix:
+    """Item -> item counts of "bought soon after": b within `window` later interactions of the same customer as a
+    (and, with `days`, within that many days of it); each customer's (a, b) pair counts once with `days`."""
     h = history.sort_values(["u", "ts"], kind="stable")
     u, i = h["u"].to_numpy(), h["i"].to_numpy()
-    rows, cols = [], []
+    day = h["ts"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    rows, cols, who = [], [], []
     for offset in range(1, window + 1):
         same = u[offset:] == u[:-offset]
+        if days is not None:
+            same &= (day[offset:] - day[:-offset]) <= days
         rows.append(i[:-offset][same])
         cols.append(i[offset:][same])
-    r, c = np.concatenate(rows), np.concatenate(cols)
+        who.append(u[offset:][same])
+    r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(who)
     keep = r != c
-    m = csr_matrix((np.ones(int(keep.sum()), np.float32), (r[keep], c[keep])), shape=(n_items, n_items))
+    r, c, w = r[keep], c[keep], w[keep]
+    if days is not None:
+        r, c = pd.DataFrame({"w": w, "r": r, "c": c}).drop_duplicates().pipe(lambda f: (f["r"].to_numpy(),
+                                                                                         f["c"].to_numpy()))
+    m = csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n_items, n_items))
     m.sum_duplicates()
-    counts = np.bincount(i, minlength=n_items).astype(np.float32)
-    # strength = co-occurrences / sqrt(count(a) * count(b)): popular items do not dominate every row
+    return m
+
+
+def transitions(history: pd.DataFrame, n_items: int, window: int) -> csr_matrix:
+    """Co-purchase strength of "bought soon after" (`follow_counts`) over sqrt(count(a) * count(b)), so popular items
+    do not dominate every row."""
+    counts = np.bincount(history["i"].to_numpy(), minlength=n_items).astype(np.float32)
     scale = 1.0 / np.sqrt(np.maximum(counts, 1.0))
-    return csr_matrix(m.multiply(scale[:, None]).multiply(scale[None, :]))
+    return csr_matrix(follow_counts(history, n_items, window).multiply(scale[:, None]).multiply(scale[None, :]))
+
+
+def complements(history: pd.DataFrame, n_items: int, window: int, days: int) -> csr_matrix:
+    """P(b is bought within `days` after a | a customer buys a): the share of a's buyers who bought b that soon."""
+    buyers = history[["u", "i"]].drop_duplicates()["i"].to_numpy()
+    counts = np.bincount(buyers, minlength=n_items).astype(np.float32)
+    return csr_matrix(follow_counts(history, n_items, window, days).multiply(1.0 / np.maximum(counts, 1.0)[:, None]))
+
+
+def browsing_before(browsing: pd.DataFrame, history: pd.DataFrame, shape: tuple[int, int]) -> csr_matrix:
+    """Users x items counts of browsing events dated before the day of each customer's last purchase in `history`
+    (none for customers without one), so a label window that starts after the history never shows through."""
+    limit = history.groupby("u")["ts"].max().dt.floor("D").reindex(browsing["u"].to_numpy()).to_numpy()
+    keep = browsing["ts"].to_numpy() < limit  # NaT (no history) compares False
+    m = csr_matrix((np.ones(int(keep.sum()), np.float32),
+                    (browsing["u"].to_numpy()[keep], browsing["i"].to_numpy()[keep])), shape=shape)
+    m.sum_duplicates()
+    return m
+
+
+def with_browsing(X: csr_matrix, browsed: csr_matrix, weight: float) -> csr_matrix:
+    """Purchases (1 each) plus every browsed item at `weight`: what the peer sources learn from."""
+    return csr_matrix(X + weight * (browsed > 0).astype(np.float32)) if weight > 0 else X
 
 
 class CandidateSources:
@@ -57,18 +94,25 @@ class CandidateSources:
         """The sources switched on in config, in a fixed order."""
         return [s for s in SOURCES if getattr(self.config.sources, s)]
 
-    def fit(self, history: pd.DataFrame, shape: tuple[int, int]) -> "CandidateSources":
-        """Learn every enabled source from events [u, i, ts] (codes)."""
+    def fit(self, history: pd.DataFrame, shape: tuple[int, int], browsing: pd.DataFrame | None = None
+            ) -> "CandidateSources":
+        """Learn every enabled source from purchases [u, i, ts] (codes); `browsing` (views, carts: [u, i, ts]) feeds
+        the ranker's browsing features, each customer's only up to the day of their last purchase in `history`."""
         cfg = self.config
         self.shape, self.history = shape, history
         self.X = _binary(history, shape)
-        self.peers = {s: make_peer(p, self.peer_params.get(p) or PEERS[p].defaults, self.seed, cfg.threads).fit(self.X)
-                      for s, p in PEER_SOURCES.items() if s in self.enabled}
+        self.has_browsing = browsing is not None and len(browsing) > 0
+        self.browsed = browsing_before(browsing, history, shape) if self.has_browsing else csr_matrix(shape)
+        self.browse_popularity = np.asarray(self.browsed.sum(axis=0), dtype=np.float64).ravel()
+        self.peer_X = with_browsing(self.X, self.browsed, cfg.browsing_weight if self.has_browsing else 0.0)
+        self.peers = {s: make_peer(p, self.peer_params.get(p) or PEERS[p].defaults, self.seed, cfg.threads
+                                   ).fit(self.peer_X) for s, p in PEER_SOURCES.items() if s in self.enabled}
         items = history["i"].to_numpy()
         self.popularity = np.bincount(items, minlength=shape[1]).astype(np.float32)
         recent = history["ts"] >= history["ts"].max() - pd.Timedelta(days=cfg.trend_days)
         self.recent_count = np.bincount(items[recent.to_numpy()], minlength=shape[1]).astype(np.float32)
         self.transitions = transitions(history, shape[1], cfg.copurchase_window)
+        self.complements = complements(history, shape[1], cfg.recent_items, cfg.complement_days)
         # each customer's latest interactions, most recent first, for co-purchase and repeat scores
         ordered = history.sort_values(["u", "ts"], kind="stable")
         ordered = ordered.assign(back=ordered.groupby("u").cumcount(ascending=False))
@@ -77,6 +121,9 @@ class CandidateSources:
         self.counts = csr_matrix((np.ones(len(history), np.float32), (history["u"], history["i"])), shape=shape)
         self.counts.sum_duplicates()
         self.last_ts = history.groupby("u")["ts"].max()
+        latest = history[history["ts"] >= (self.last_ts - pd.Timedelta(days=cfg.complement_days)
+                                           ).reindex(history["u"].to_numpy()).to_numpy()]
+        self.latest_bought = _binary(latest, shape)  # each customer's purchases of their last complement_days
         if "sequence" in self.enabled:
             self.sequences = user_sequences(history, shape[0])
             self.sequence_model = fit_cached(self.sequence_config, self.sequences, shape[1])
@@ -92,10 +139,14 @@ class CandidateSources:
         m.sum_duplicates()
         return m
 
+    def pending(self, users: np.ndarray) -> csr_matrix:
+        """Users x items: the summed chance that an item follows one of the customer's latest purchases."""
+        return csr_matrix(self.latest_bought[users] @ self.complements)
+
     def score(self, source: str, users: np.ndarray) -> np.ndarray:
         """Dense scores (len(users) x n_items) of one source."""
         if source in self.peers:
-            return self.peers[source].score(users, self.X)
+            return self.peers[source].score(users, self.peer_X)
         if source == "copurchase":
             return np.asarray((self._recent_weights(users) @ self.transitions).todense(), dtype=np.float32)
         if source == "repeat":

@@ -31,31 +31,66 @@ class ItemInfo:
 
 def item_choice_terms(sources: CandidateSources, items: ItemInfo) -> dict[str, np.ndarray]:
     """Per item, the terms of a "category by taste, then item by popularity" choice, from the sources' history
-    only: its share of its category's purchases (all and recent) and its category's share of all purchases."""
+    only: its share of its category's purchases (all and recent), of its category's purchases and browsing events
+    together, and its category's share of all purchases."""
     known = items.category >= 0
     cat = np.where(known, items.category, 0)
     n_cat = int(cat.max()) + 1 if len(cat) else 1
     pop, recent = sources.popularity.astype(np.float64), sources.recent_count.astype(np.float64)
-    cat_pop = np.bincount(cat, weights=pop, minlength=n_cat)[cat]
-    cat_recent = np.bincount(cat, weights=recent, minlength=n_cat)[cat]
+    engaged = pop + sources.browse_popularity if sources.has_browsing else pop
     nan = np.full(len(cat), np.nan)
-    return {"share": np.where(known, pop / np.maximum(cat_pop, 1.0), nan),
-            "recent_share": np.where(known, recent / np.maximum(cat_recent, 1.0), nan),
+    cat_pop = np.bincount(cat, weights=pop, minlength=n_cat)[cat]
+
+    def share(counts: np.ndarray) -> np.ndarray:
+        return np.where(known, counts / np.maximum(np.bincount(cat, weights=counts, minlength=n_cat)[cat], 1.0), nan)
+
+    return {"share": share(pop), "recent_share": share(recent), "engaged_share": share(engaged),
             "prior": np.where(known, cat_pop / max(pop.sum(), 1.0), nan)}
 
 
-CHOICE_FEATURES = ("category_share", "generative_score", "generative_recent", "last_item_transition")
+CHOICE_FEATURES = ("category_share", "generative_score", "generative_recent", "last_item_transition",
+                   "pending_complement")
+BROWSING_FEATURES = ("browse_category_share", "browse_generative", "item_browsed")
 
 
 def choice_features(terms: dict[str, np.ndarray], item: np.ndarray, in_category: np.ndarray, n_hist: np.ndarray,
-                    last_transition: np.ndarray, prior_weight: float) -> dict[str, np.ndarray]:
+                    last_transition: np.ndarray, pending: np.ndarray, prior_weight: float,
+                    browsed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """CHOICE_FEATURES of (customer, item) pairs: `in_category` the customer's history purchases in the item's
     category, `n_hist` all of them, `last_transition` the co-purchase strength from the customer's latest item
-    (the accessory of a main item is bought soon after it)."""
+    (the accessory of a main item is bought soon after it), `pending` the summed chance that the item follows one
+    of the customer's purchases of the last `complement_days` (`CandidateSources.complements`); with `browsed` (the customer's browsing events in the
+    item's category, all of them, and of the item itself) also BROWSING_FEATURES: the same taste estimate from
+    purchases and browsing together, far more draws of the customer's taste than purchases alone."""
     prior = np.nan_to_num(terms["prior"][item])
-    share = (in_category + prior_weight * prior) / np.maximum(n_hist + prior_weight, 1e-9)
-    return {"category_share": share, "generative_score": share * terms["share"][item],
-            "generative_recent": share * terms["recent_share"][item], "last_item_transition": last_transition}
+
+    def taste(in_cat: np.ndarray, n: np.ndarray) -> np.ndarray:
+        return (in_cat + prior_weight * prior) / np.maximum(n + prior_weight, 1e-9)
+
+    share = taste(in_category, n_hist)
+    out = {"category_share": share, "generative_score": share * terms["share"][item],
+           "generative_recent": share * terms["recent_share"][item], "last_item_transition": last_transition,
+           "pending_complement": pending}
+    if browsed is not None:
+        b_in_category, n_browsed, item_browsed = browsed
+        engaged = taste(in_category + b_in_category, n_hist + n_browsed)
+        out |= {"browse_category_share": engaged, "browse_generative": engaged * terms["engaged_share"][item],
+                "item_browsed": item_browsed}
+    return out
+
+
+def browsing_of(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray, items: ItemInfo
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """`choice_features`' browsed counts of pairs (users[row], item); None where the sources have no browsing."""
+    if not sources.has_browsing:
+        return None
+    code = np.where(items.category >= 0, items.category, items.category.max(initial=0) + 1)  # unknown: own column
+    mine = sources.browsed[users]
+    coo = mine.tocoo()
+    per_category = np.zeros((len(users), int(code.max(initial=0)) + 1))
+    np.add.at(per_category, (coo.row, code[coo.col]), coo.data)
+    return (per_category[row, code[item]], per_category.sum(axis=1)[row],
+            np.asarray(mine[row, item], dtype=np.float64).ravel())
 
 
 def _ranks(scores: np.ndarray, seen: csr_matrix) -> np.ndarray:
@@ -106,9 +141,11 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
     has_latest = np.isfinite(latest)
     pair_latest = np.where(has_latest, latest, 0).astype(np.int64)[row]
     transition = np.asarray(sources.transitions[pair_latest, item]).ravel() if len(item) else np.zeros(0)
+    pending = sources.pending(users)
     cols.update(choice_features(item_choice_terms(sources, items), item, looked["n"].fillna(0.0).to_numpy(),
                                 n_hist[row].astype(np.float64), np.where(has_latest[row], transition, 0.0),
-                                sources.config.category_prior_weight))
+                                np.asarray(pending[row, item], dtype=np.float64).ravel(),
+                                sources.config.category_prior_weight, browsing_of(sources, users, row, item, items)))
     frame = pd.DataFrame(cols)
     frame["user"], frame["item"] = row, item
     return frame, cands, scores
@@ -145,8 +182,12 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
     latest = int(bought[np.flatnonzero(ts == ts.max())[-1]]) if n_hist else -1
     transition = (np.asarray(sources.transitions[latest, cands].todense()).ravel() if latest >= 0
                   else np.zeros(len(cands)))
+    pending = sources.pending(np.array([user]))
     choice = choice_features(item_choice_terms(sources, items), cands, in_cat.sum(axis=1).astype(np.float64),
-                             np.full(len(cands), float(n_hist)), transition, sources.config.category_prior_weight)
+                             np.full(len(cands), float(n_hist)), transition,
+                             np.asarray(pending[np.zeros(len(cands), np.int64), cands], dtype=np.float64).ravel(),
+                             sources.config.category_prior_weight,
+                             browsing_of(sources, np.array([user]), np.zeros(len(cands), np.int64), cands, items))
     names += list(choice)
     cols += list(choice.values())
     return np.column_stack(cols).astype(np.float64) if len(cands) else np.empty((0, len(names))), cands, names
@@ -220,16 +261,17 @@ def new_items(earlier: pd.DataFrame, later: pd.DataFrame, shape: tuple[int, int]
 
 def ranker_training_set(history_train: pd.DataFrame, labels_valid: csr_matrix, shape: tuple[int, int],
                         items: ItemInfo, config: TwoStageConfig, peer_params: dict[str, dict[str, Any]], seed: int,
-                        sequence: SequenceConfig | None = None) -> tuple[pd.DataFrame, np.ndarray, float]:
+                        sequence: SequenceConfig | None = None, browsing: pd.DataFrame | None = None
+                        ) -> tuple[pd.DataFrame, np.ndarray, float]:
     """Candidate feature rows and labels of every label window (validation, then earlier eighths of the history),
-    and the candidate recall of the first window."""
+    and the candidate recall of the first window; `browsing` as in `CandidateSources.fit`."""
     windows = [(history_train, labels_valid)]
     for _ in range(config.label_windows - 1):  # earlier windows: each customer's last eighth of the history
         history, held = _hold_out_last(windows[-1][0], shape)
         windows.append((history, held))
     parts, labels, recall_v = [], [], float("nan")
     for w, (history, relevant) in enumerate(windows):
-        src = CandidateSources(config, peer_params, seed, sequence).fit(history, shape)
+        src = CandidateSources(config, peer_params, seed, sequence).fit(history, shape, browsing)
         users = np.flatnonzero(np.diff(relevant.indptr))
         feats, cands, _ = pair_features(src, users, items, src.X[users])
         rel = relevant[users]
@@ -241,13 +283,14 @@ def ranker_training_set(history_train: pd.DataFrame, labels_valid: csr_matrix, s
 
 def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_full: pd.DataFrame,
               test_relevant: csr_matrix, shape: tuple[int, int], items: ItemInfo, config: TwoStageConfig,
-              peer_params: dict[str, dict[str, Any]], seed: int, sequence: SequenceConfig | None = None
-              ) -> TwoStageResult:
+              peer_params: dict[str, dict[str, Any]], seed: int, sequence: SequenceConfig | None = None,
+              browsing: pd.DataFrame | None = None) -> TwoStageResult:
     """Train the ranker on validation labels with sources fitted on train, then rank test with sources refitted
-    on train + validation; returns dense test scores for the customers with test items (row order = their codes)."""
+    on train + validation; returns dense test scores for the customers with test items (row order = their codes).
+    `browsing` (views, carts) reaches each fit only up to the day of each customer's last purchase in it."""
     feats_v, y, recall_v = ranker_training_set(history_train, labels_valid, shape, items, config, peer_params, seed,
-                                               sequence)
-    full = CandidateSources(config, peer_params, seed, sequence).fit(history_full, shape)
+                                               sequence, browsing)
+    full = CandidateSources(config, peer_params, seed, sequence).fit(history_full, shape, browsing)
     users_t = np.flatnonzero(np.diff(test_relevant.indptr))
     feats_t, cands_t, scores_t = pair_features(full, users_t, items, full.X[users_t])
     recall_t = candidate_recall(cands_t, test_relevant[users_t])

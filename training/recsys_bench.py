@@ -17,7 +17,7 @@ import pandas as pd
 from features.store import atomic_write_bytes, fingerprint, read_table, write_json
 from patron import progress
 from patron.config import SequenceConfig, Settings, TwoStageConfig
-from training.candidates import SOURCES
+from training.candidates import SOURCES, browsing_before, with_browsing
 from training.peers import PEERS, make_peer
 from training.ranker import ItemInfo, TwoStageResult, two_stage
 from training.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
@@ -67,6 +67,19 @@ def load_interactions(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
     return events, read_table(tables, "products", columns=["item_id", "category"])
 
 
+def load_browsing(workspace: Path, split: Split, types: Sequence[str]) -> pd.DataFrame | None:
+    """Browsing events of the given types as codes [u, i, ts] of the split's customers and items (None if none)."""
+    if not types:
+        return None
+    events = read_table(Path(workspace) / "tables", "events", columns=["customer_id", "item_id", "ts", "type"])
+    events = events[events["type"].isin(list(types))]
+    frame = pd.DataFrame({"u": pd.Index(split.customers.astype(str)).get_indexer(events["customer_id"].astype(str)),
+                          "i": pd.Index(split.items.astype(str)).get_indexer(events["item_id"].astype(str)),
+                          "ts": events["ts"].to_numpy()})
+    frame = frame[(frame["u"] >= 0) & (frame["i"] >= 0)].reset_index(drop=True)
+    return frame if len(frame) else None
+
+
 def item_info(item_ids: Sequence[str], events: pd.DataFrame, products: pd.DataFrame | None) -> ItemInfo:
     """Category code and mean unit price per item code (the position in `item_ids`)."""
     info = ItemInfo.empty(len(item_ids))
@@ -91,15 +104,21 @@ class Row:
     note: str = ""
 
 
-def tune_peer(name: str, split: Split, trials: int, seed: int, k: int, threads: int, cold: np.ndarray
-              ) -> tuple[dict[str, Any], float, int]:
-    """Optuna TPE on validation NDCG@k (fit on train); returns best params, best value and trials run."""
+def tune_peer(name: str, split: Split, trials: int, seed: int, k: int, threads: int, cold: np.ndarray,
+              browsing: pd.DataFrame | None = None) -> tuple[dict[str, Any], float, int]:
+    """Optuna TPE on validation NDCG@k (fit on train); returns best params, best value and trials run. With
+    `browsing`, the peer also learns from the browsed items before each customer's last purchase, at a weight
+    searched with its own parameters (`browsing_weight`)."""
     train = split.matrix(split.train)
     valid = targets(split, split.valid, train)
+    browsed = None if browsing is None else browsing_before(browsing, split.train, split.shape)
 
     def objective(trial: optuna.Trial) -> float:
-        peer = make_peer(name, PEERS[name].space(trial), seed, threads).fit(train)
-        return evaluate(peer.score, train, train, valid, k, cold)[f"ndcg@{k}"]
+        params = PEERS[name].space(trial)
+        fit_on = train if browsed is None else with_browsing(train, browsed, trial.suggest_float(
+            "browsing_weight", *BROWSING_WEIGHT_RANGE, log=True))
+        peer = make_peer(name, params, seed, threads).fit(fit_on)
+        return evaluate(peer.score, fit_on, train, valid, k, cold)[f"ndcg@{k}"]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
@@ -108,6 +127,7 @@ def tune_peer(name: str, split: Split, trials: int, seed: int, k: int, threads: 
     return dict(study.best_params), float(study.best_value), len(study.trials)
 
 
+BROWSING_WEIGHT_RANGE = (0.03, 1.0)
 TWO_STAGE_SPACE = {"sources": "each source enabled in config: on/off (at least one on; first trial all on at the "
                               "configured candidates_per_source)",
                    "candidates_per_source": "int 50..400 log", "learning_rate": "0.005..0.2 log",
@@ -138,8 +158,8 @@ def dense_scorer(matrix: np.ndarray, relevant: Any) -> Callable[[np.ndarray, Any
 
 
 def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_params: dict[str, dict[str, Any]],
-                   trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None
-                   ) -> tuple[TwoStageConfig, float, int]:
+                   trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None,
+                   browsing: pd.DataFrame | None = None) -> tuple[TwoStageConfig, float, int]:
     """Optuna TPE over sources, candidates and ranker settings on validation NDCG@k, test never read: the pipeline
     runs one period earlier (ranker labels from the end of train, sources fit before it, validation ranked)."""
     inner = shift_back(split)
@@ -150,7 +170,7 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
     def objective(trial: optuna.Trial) -> float:
         config = two_stage_space(trial, base)
         result = two_stage(inner.train, labels, split.train, valid, split.shape, items, config, peer_params, seed,
-                           sequence)
+                           sequence, browsing)
         return evaluate(dense_scorer(result.scorer_scores, valid), seen, seen, valid, k, cold)[f"ndcg@{k}"]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -189,20 +209,32 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     labels = targets(split, split.valid, split.matrix(split.train))
     history_full = pd.concat([split.train, split.valid], ignore_index=True)
     items = item_info(split.items, events, products)
+    browsing = load_browsing(workspace, split, ts_cfg.browsing_events)
+    for name in cfg.browsing_peers if browsing is not None else []:  # the same events Patron reads, given to a peer
+        t0 = time.perf_counter()
+        params, best, n = tune_peer(name, split, trials, cfg.seed, cfg.k, cfg.threads, cold, browsing)
+        fit_on = with_browsing(full, browsing_before(browsing, history_full, split.shape), params["browsing_weight"])
+        peer = make_peer(name, {p: v for p, v in params.items() if p != "browsing_weight"}, cfg.seed,
+                         cfg.threads).fit(fit_on)
+        rows.append(Row(f"{name} + browsing ({', '.join(ts_cfg.browsing_events)})",
+                        evaluate(peer.score, fit_on, full, test, cfg.k, cold), best, params,
+                        time.perf_counter() - t0, f"{n} trials; browsed items before each customer's last purchase "
+                                                  f"day, weight tuned"))
+        echo(f"{rows[-1].model}: valid ndcg@{cfg.k} {best:.4f}, test {rows[-1].test[f'ndcg@{cfg.k}']:.4f}")
 
     def rows_of(matrix: np.ndarray) -> Callable[[np.ndarray, Any], np.ndarray]:
         return dense_scorer(matrix, test)
 
     t0 = time.perf_counter()
     ts_cfg, ts_valid, ts_trials = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold,
-                                                 settings.sequence)
+                                                 settings.sequence, browsing)
     tuning_s = time.perf_counter() - t0
     echo(f"two-stage tuning: valid ndcg@{cfg.k} {ts_valid:.4f} ({ts_trials} trials, {tuning_s:.0f}s)")
 
     def pipeline(name: str, config: TwoStageConfig) -> tuple[Row, TwoStageResult]:
         t0 = time.perf_counter()
         result = two_stage(split.train, labels, history_full, test, split.shape, items, config, tuned, config.seed,
-                           settings.sequence)
+                           settings.sequence, browsing if config.browsing_events else None)
         row = Row(name, evaluate(rows_of(result.scorer_scores), full, full, test, cfg.k, cold), None,
                   {"sources": [s for s in SOURCES if getattr(config.sources, s)], "ranker": config.ranker,
                    "candidates_per_source": config.candidates_per_source,
@@ -226,7 +258,8 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         enabled = main.params["sources"]
         variants = ([("without the ranker (rank fusion)", {"ranker": False})] if ts_cfg.ranker else []) + [
             (f"without {s}", {"sources": ts_cfg.sources.model_copy(update={s: False})})
-            for s in enabled if len(enabled) > 1]
+            for s in enabled if len(enabled) > 1] + (
+            [("without browsing events", {"browsing_events": []})] if browsing is not None else [])
         ablation += [pipeline(n, ts_cfg.model_copy(update=u))[0] for n, u in variants]
         if not ts_cfg.sources.sequence:  # switched off: show what switching the sequence model on would give
             with_seq, seq_result = pipeline("with the sequence model",
@@ -248,9 +281,13 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
                     "sources fit on train, sources refit on train+validation for test; its sources, candidate "
                     "count and ranker settings tuned with the peers' trial budget on validation NDCG, the pipeline "
                     "shifted one period earlier (ranker labels: each customer's last validation-sized slice of "
-                    "train; sources fit before it), so test is read once, by the chosen config",
+                    "train; sources fit before it), so test is read once, by the chosen config; browsing events (where "
+                    "the data has them) reach a fit only before the day of each customer's last purchase in it",
         "k": cfg.k, "trials_per_peer": trials, "seed": cfg.seed, "sampler": "optuna TPESampler(seed)",
-        "search_spaces": {n: PEERS[n].space_text for n in cfg.peers} | {"patron two-stage": TWO_STAGE_SPACE},
+        "search_spaces": {n: PEERS[n].space_text for n in cfg.peers} | {"patron two-stage": TWO_STAGE_SPACE}
+        | {f"{n} + browsing": {**PEERS[n].space_text, "browsing_weight": "%g..%g log" % BROWSING_WEIGHT_RANGE}
+           for n in (cfg.browsing_peers if browsing is not None else [])},
+        "browsing_events": ts_cfg.browsing_events if browsing is not None else [],
         "two_stage": ts_cfg.model_dump(mode="json"),
         "two_stage_feature_importance": result.feature_importance,
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},

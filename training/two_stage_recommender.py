@@ -3,9 +3,10 @@ with the source (and the bought item) that put each answer item forward."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -23,18 +24,21 @@ from training.recsys_protocol import top_k
 
 ARTIFACT = "two_stage"  # folder name beside the ALS recommender's in the logged model
 SOURCES_FILE, RANKER_FILE, META_FILE = "sources.pkl", "ranker.txt", "two_stage.json"
+FEATURES_VERSION = 2  # 2: browsing and pending-complement features; a model of another version is not loaded
 # why a source puts an item forward: "similar" to a bought item, "bought_with" a recent one, "restock", "popular"
 REASON_KIND = {"als": "similar", "item_item": "similar", "ease": "similar", "sequence": "similar",
                "copurchase": "bought_with", "repeat": "restock", "trending": "popular", "popular": "popular"}
 
 
-def purchase_history(settings: Settings, rec: Recommender, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Purchases before the cutoff as codes [u, i, ts] of the ALS recommender's customers and items."""
+def event_history(settings: Settings, rec: Recommender, cutoff: pd.Timestamp, types: Sequence[str] = ("purchase",)
+                  ) -> pd.DataFrame:
+    """Events of the given types before the cutoff as codes [u, i, ts] of the ALS recommender's customers and
+    items."""
     events = read_table(settings.tables_dir, "events", columns=["customer_id", "item_id", "ts", "type"])
-    bought = events[(events["type"] == "purchase") & (events["ts"] < cutoff)]
-    frame = pd.DataFrame({"u": pd.Index(rec.customer_ids).get_indexer(bought["customer_id"].astype(str)),
-                          "i": pd.Index(rec.item_ids).get_indexer(bought["item_id"].astype(str)),
-                          "ts": bought["ts"].to_numpy()})
+    chosen = events[events["type"].isin(list(types)) & (events["ts"] < cutoff)]
+    frame = pd.DataFrame({"u": pd.Index(rec.customer_ids).get_indexer(chosen["customer_id"].astype(str)),
+                          "i": pd.Index(rec.item_ids).get_indexer(chosen["item_id"].astype(str)),
+                          "ts": chosen["ts"].to_numpy()})
     return frame[(frame["u"] >= 0) & (frame["i"] >= 0)].reset_index(drop=True)
 
 
@@ -56,7 +60,8 @@ def fit_two_stage(settings: Settings, rec: Recommender, cutoff: pd.Timestamp) ->
     """Ranker trained on the `recommender.holdout_days` before the cutoff (sources fit before them), then the
     sources refit on every purchase before the cutoff; `rec` (fit before the cutoff) answers everything else."""
     cfg, shape = settings.two_stage, rec.user_items.shape
-    history = purchase_history(settings, rec, cutoff)
+    history = event_history(settings, rec, cutoff)
+    browsing = event_history(settings, rec, cutoff, cfg.browsing_events) if cfg.browsing_events else None
     label_start = cutoff - pd.Timedelta(days=settings.recommender.holdout_days)
     earlier, later = history[history["ts"] < label_start], history[history["ts"] >= label_start]
     items = catalogue(settings, rec.item_ids)
@@ -64,9 +69,9 @@ def fit_two_stage(settings: Settings, rec: Recommender, cutoff: pd.Timestamp) ->
     booster = None
     if cfg.ranker:
         feats, y, _ = ranker_training_set(earlier.reset_index(drop=True), new_items(earlier, later, shape), shape,
-                                          items, cfg, params, cfg.seed, settings.sequence)
+                                          items, cfg, params, cfg.seed, settings.sequence, browsing)
         booster = fit_ranker(feats, y, cfg)
-    sources = CandidateSources(cfg, params, cfg.seed, settings.sequence).fit(history, shape)
+    sources = CandidateSources(cfg, params, cfg.seed, settings.sequence).fit(history, shape, browsing)
     return TwoStageRecommender(rec, sources, booster, items)
 
 
@@ -197,7 +202,8 @@ class TwoStageRecommender:
                                                             protocol=pickle.HIGHEST_PROTOCOL))
         if self.booster is not None:
             atomic_write_bytes(own / RANKER_FILE, self.booster.model_to_string().encode())
-        write_json({"sources": self.sources.enabled, "ranker": self.booster is not None,
+        write_json({"features_version": FEATURES_VERSION, "sources": self.sources.enabled,
+                    "ranker": self.booster is not None,
                     "features": self.booster.feature_name() if self.booster is not None else []}, own / META_FILE)
         return folder
 
@@ -205,6 +211,10 @@ class TwoStageRecommender:
     def load(cls, folder: Path) -> "TwoStageRecommender":
         """Read a model written by `save` (the folder holding recommender/ and two_stage/)."""
         own = Path(folder) / ARTIFACT
+        written = json.loads((own / META_FILE).read_text()).get("features_version", 1)
+        if written != FEATURES_VERSION:
+            raise ValueError(f"two-stage model in {folder} has features version {written}, this Patron computes "
+                             f"version {FEATURES_VERSION}: retrain it (patron train recommender)")
         parts = pickle.loads((own / SOURCES_FILE).read_bytes())
         booster = lgb.Booster(model_file=str(own / RANKER_FILE)) if (own / RANKER_FILE).exists() else None
         return cls(Recommender.load(Path(folder) / "recommender"), parts["sources"], booster, parts["items"])
