@@ -42,9 +42,9 @@ def follow_counts(history: pd.DataFrame, n_items: int, window: int, days: int | 
     r, c, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(who)
     keep = r != c
     r, c, w = r[keep], c[keep], w[keep]
-    if days is not None:
-        r, c = pd.DataFrame({"w": w, "r": r, "c": c}).drop_duplicates().pipe(lambda f: (f["r"].to_numpy(),
-                                                                                         f["c"].to_numpy()))
+    if days is not None:  # each customer's (a, b) pair once
+        pairs = pd.DataFrame({"w": w, "r": r, "c": c}).drop_duplicates()
+        r, c = pairs["r"].to_numpy(), pairs["c"].to_numpy()
     m = csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n_items, n_items))
     m.sum_duplicates()
     return m

@@ -67,16 +67,22 @@ def load_interactions(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
     return events, read_table(tables, "products", columns=["item_id", "category"])
 
 
+def event_codes(tables: Path, types: Sequence[str], customers: Sequence[str], items: Sequence[str],
+                before: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Events of the given types (dated before `before`) as codes [u, i, ts]: positions in `customers`, `items`."""
+    events = read_table(Path(tables), "events", columns=["customer_id", "item_id", "ts", "type"])
+    chosen = events[events["type"].isin(list(types)) & ((events["ts"] < before) if before is not None else True)]
+    frame = pd.DataFrame({"u": pd.Index(customers).get_indexer(chosen["customer_id"].astype(str)),
+                          "i": pd.Index(items).get_indexer(chosen["item_id"].astype(str)),
+                          "ts": chosen["ts"].to_numpy()})
+    return frame[(frame["u"] >= 0) & (frame["i"] >= 0)].reset_index(drop=True)
+
+
 def load_browsing(workspace: Path, split: Split, types: Sequence[str]) -> pd.DataFrame | None:
     """Browsing events of the given types as codes [u, i, ts] of the split's customers and items (None if none)."""
     if not types:
         return None
-    events = read_table(Path(workspace) / "tables", "events", columns=["customer_id", "item_id", "ts", "type"])
-    events = events[events["type"].isin(list(types))]
-    frame = pd.DataFrame({"u": pd.Index(split.customers.astype(str)).get_indexer(events["customer_id"].astype(str)),
-                          "i": pd.Index(split.items.astype(str)).get_indexer(events["item_id"].astype(str)),
-                          "ts": events["ts"].to_numpy()})
-    frame = frame[(frame["u"] >= 0) & (frame["i"] >= 0)].reset_index(drop=True)
+    frame = event_codes(Path(workspace) / "tables", types, split.customers.astype(str), split.items.astype(str))
     return frame if len(frame) else None
 
 

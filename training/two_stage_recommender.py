@@ -19,7 +19,7 @@ from training.candidates import CandidateSources
 from training.ranker import (ItemInfo, customer_features, fit_ranker, new_items, pair_features,
                              ranker_training_set, reciprocal_rank_fusion)
 from training.recommender import Recommender
-from training.recsys_bench import item_info
+from training.recsys_bench import event_codes, item_info
 from training.recsys_protocol import top_k
 
 ARTIFACT = "two_stage"  # folder name beside the ALS recommender's in the logged model
@@ -34,12 +34,7 @@ def event_history(settings: Settings, rec: Recommender, cutoff: pd.Timestamp, ty
                   ) -> pd.DataFrame:
     """Events of the given types before the cutoff as codes [u, i, ts] of the ALS recommender's customers and
     items."""
-    events = read_table(settings.tables_dir, "events", columns=["customer_id", "item_id", "ts", "type"])
-    chosen = events[events["type"].isin(list(types)) & (events["ts"] < cutoff)]
-    frame = pd.DataFrame({"u": pd.Index(rec.customer_ids).get_indexer(chosen["customer_id"].astype(str)),
-                          "i": pd.Index(rec.item_ids).get_indexer(chosen["item_id"].astype(str)),
-                          "ts": chosen["ts"].to_numpy()})
-    return frame[(frame["u"] >= 0) & (frame["i"] >= 0)].reset_index(drop=True)
+    return event_codes(settings.tables_dir, types, rec.customer_ids, rec.item_ids, before=cutoff)
 
 
 def catalogue(settings: Settings, item_ids: np.ndarray) -> ItemInfo:
