@@ -139,9 +139,11 @@ class CandidateSources:
         m.sum_duplicates()
         return m
 
-    def pending(self, users: np.ndarray) -> csr_matrix:
-        """Users x items: the summed chance that an item follows one of the customer's latest purchases."""
-        return csr_matrix(self.latest_bought[users] @ self.complements)
+    def pending(self, users: np.ndarray, row: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """Per pair (users[row], item): the summed chance that the item follows one of the customer's latest
+        purchases (`complements` from each purchase of their last `complement_days`)."""
+        chance = csr_matrix(self.latest_bought[users] @ self.complements)
+        return np.asarray(chance[row, item], dtype=np.float64).ravel()
 
     def score(self, source: str, users: np.ndarray) -> np.ndarray:
         """Dense scores (len(users) x n_items) of one source."""

@@ -59,9 +59,10 @@ def choice_features(terms: dict[str, np.ndarray], item: np.ndarray, in_category:
     """CHOICE_FEATURES of (customer, item) pairs: `in_category` the customer's history purchases in the item's
     category, `n_hist` all of them, `last_transition` the co-purchase strength from the customer's latest item
     (the accessory of a main item is bought soon after it), `pending` the summed chance that the item follows one
-    of the customer's purchases of the last `complement_days` (`CandidateSources.complements`); with `browsed` (the customer's browsing events in the
-    item's category, all of them, and of the item itself) also BROWSING_FEATURES: the same taste estimate from
-    purchases and browsing together, far more draws of the customer's taste than purchases alone."""
+    of the customer's purchases of the last `complement_days` (`CandidateSources.pending`); with `browsed` (the
+    customer's browsing events in the item's category, all of them, and of the item itself) also
+    BROWSING_FEATURES: the same taste estimate from purchases and browsing together, far more draws of the
+    customer's taste than purchases alone."""
     prior = np.nan_to_num(terms["prior"][item])
 
     def taste(in_cat: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -141,11 +142,10 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
     has_latest = np.isfinite(latest)
     pair_latest = np.where(has_latest, latest, 0).astype(np.int64)[row]
     transition = np.asarray(sources.transitions[pair_latest, item]).ravel() if len(item) else np.zeros(0)
-    pending = sources.pending(users)
     cols.update(choice_features(item_choice_terms(sources, items), item, looked["n"].fillna(0.0).to_numpy(),
                                 n_hist[row].astype(np.float64), np.where(has_latest[row], transition, 0.0),
-                                np.asarray(pending[row, item], dtype=np.float64).ravel(),
-                                sources.config.category_prior_weight, browsing_of(sources, users, row, item, items)))
+                                sources.pending(users, row, item), sources.config.category_prior_weight,
+                                browsing_of(sources, users, row, item, items)))
     frame = pd.DataFrame(cols)
     frame["user"], frame["item"] = row, item
     return frame, cands, scores
@@ -182,12 +182,11 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
     latest = int(bought[np.flatnonzero(ts == ts.max())[-1]]) if n_hist else -1
     transition = (np.asarray(sources.transitions[latest, cands].todense()).ravel() if latest >= 0
                   else np.zeros(len(cands)))
-    pending = sources.pending(np.array([user]))
+    only = np.zeros(len(cands), np.int64)  # every pair is the one customer's
     choice = choice_features(item_choice_terms(sources, items), cands, in_cat.sum(axis=1).astype(np.float64),
                              np.full(len(cands), float(n_hist)), transition,
-                             np.asarray(pending[np.zeros(len(cands), np.int64), cands], dtype=np.float64).ravel(),
-                             sources.config.category_prior_weight,
-                             browsing_of(sources, np.array([user]), np.zeros(len(cands), np.int64), cands, items))
+                             sources.pending(np.array([user]), only, cands), sources.config.category_prior_weight,
+                             browsing_of(sources, np.array([user]), only, cands, items))
     names += list(choice)
     cols += list(choice.values())
     return np.column_stack(cols).astype(np.float64) if len(cands) else np.empty((0, len(names))), cands, names
