@@ -196,6 +196,7 @@ class UpliftConfig(_Section):
     regressor_params: dict[str, Any] = {}
     target_share: float = Field(0.2, gt=0.0, le=1.0)  # bench: share of customers a campaign can reach
     value_feature: str = "spend_365d"  # bench: value per customer retained (a point-in-time feature)
+    bench_splits: int = Field(8, ge=1)  # bench: customer splits (seeds seed, seed + 1, ...) the figures are read over
     qini_bins: int = Field(100, ge=10)
 
 

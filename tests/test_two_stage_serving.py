@@ -13,7 +13,10 @@ import yaml
 from patron.config import load_settings
 from tests.conftest import Server, Workspace, purchases, start_patron_server, stop_server
 
-TWO_STAGE = {"label_windows": 1, "candidates_per_source": 60}  # small: trains in seconds on the test data
+# Small (trains in seconds on the test data), with every source on: the PyTorch sequence model included, so the
+# champion serves it from the registry's artifacts as a candidate source and as ranking features.
+TWO_STAGE = {"label_windows": 1, "candidates_per_source": 60, "sources": {"repeat": True, "sequence": True}}
+SEQUENCE = {"dim": 16, "epochs": 3, "max_len": 10, "negatives": 0, "threads": 1}
 REASON = re.compile(r"^(similar to (?P<similar>.+) you bought|often bought with (?P<with>.+)|time to restock|"
                     r"popular in (?P<category>.+))$")
 
@@ -30,6 +33,7 @@ def two_stage_workspace(trained_workspace: Workspace, tmp_path_factory: pytest.T
     config["workspace"] = str(root / "workspace")
     config["recommender"] = {**config.get("recommender", {}), "pipeline": "two_stage"}
     config["two_stage"] = TWO_STAGE
+    config["sequence"] = SEQUENCE
     (root / "patron.yaml").write_text(yaml.safe_dump(config))
     ws = Workspace(settings=load_settings(root / "patron.yaml"), config=root / "patron.yaml")
     result = train_recommender(ws.settings)
@@ -47,10 +51,13 @@ def two_stage_server(two_stage_workspace: Workspace, tmp_path_factory: pytest.Te
 def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_workspace: Workspace) -> None:
     from serving.champions import load_recommender_champion
     from training.ranker import BROWSING_FEATURES, customer_features, pair_features
+    from training.sequence import SequenceRecommender
     from training.two_stage_recommender import TwoStageRecommender
 
     rec, _ = load_recommender_champion(two_stage_workspace.settings)
     assert isinstance(rec, TwoStageRecommender) and rec.booster is not None
+    assert isinstance(rec.sources.sequence_model, SequenceRecommender)  # unpickled from the registered version
+    assert {"sequence_score", "sequence_rank", "repeat_rank"} <= set(rec.booster.feature_name())
     for user in list(rec._rows)[:5]:  # the serving path computes exactly the features the ranker was trained on
         seen = rec.sources.X[[user]]
         frame, _, _ = pair_features(rec.sources, np.array([user]), rec.items, seen)

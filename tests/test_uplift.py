@@ -140,3 +140,26 @@ def test_train_uplift_registers_and_champion_loads(ingested_workspace) -> None:
     effects = model.effects(feats)
     assert list(effects.columns) == sorted(offers["offer_type"].unique())
     assert len(effects) == len(feats) and effects.notna().all().all()
+
+
+def test_bench_repeats_the_fit_on_other_customer_splits(ingested_workspace) -> None:
+    from training.uplift_bench import bench_uplift, split_results
+
+    settings = ingested_workspace.settings
+    fast = {"learners": ["t", "offset"], "bench_splits": 3, "num_boost_round": 60, "early_stopping_rounds": 10}
+    settings = settings.model_copy(update={"uplift": settings.uplift.model_copy(update=fast)})
+    results = split_results(settings)
+    assert len(results) == 3
+    tests = [frozenset(r.fit.rows("test")["customer_id"]) for r in results]
+    assert len(set(tests)) == 3  # each split holds out other customers
+    for r in results:
+        by_customer = r.fit.frame.groupby("customer_id")["split"].nunique()
+        assert (by_customer == 1).all()
+        assert r.weighted["uplift"] <= r.weighted["oracle"] and r.counted["uplift"] <= r.counted["oracle"]
+    report, metrics = bench_uplift(settings)
+    ratios = sorted(r.weighted["ratio_uplift_to_risk"] for r in results)
+    assert metrics["splits_value_ratio_median"] == pytest.approx(ratios[1])
+    assert metrics["splits_value_ratio_min"] == pytest.approx(ratios[0])
+    assert metrics["value_ratio_uplift_to_risk"] == pytest.approx(results[0].weighted["ratio_uplift_to_risk"])
+    assert report.protocol["customer_splits"] == 3
+    assert any(row["model"].startswith("median of 3 customer splits") for row in report.rows)

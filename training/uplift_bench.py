@@ -6,11 +6,14 @@ Against the generator's true effects (reduction in P(churn) = -churn_prob_effect
 agreement on the best offer, and the value kept when a campaign reaches `uplift.target_share` of the test rows,
 chosen by estimated uplift (each sent its best estimated offer) or by churn risk alone (all sent the offer with the
 best observed effect among training customers), value = true reduction x `uplift.value_feature`.
+One split's figures swing widely with the split (the experiment is small), so the whole fit, learner choice
+included, is repeated on `uplift.bench_splits` customer splits and the medians and ranges are reported too.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +25,7 @@ from features.store import fingerprint
 from patron.config import Settings
 from training import tracking
 from training.bench_report import BenchReport
-from training.uplift import LEARNER_NAMES, feature_matrix, fit_uplift
+from training.uplift import LEARNER_NAMES, UpliftFit, feature_matrix, fit_uplift
 from training.uplift_data import CONTROL, LABEL, TREATMENT
 from training.uplift_eval import effect_metrics, targeting_comparison
 
@@ -49,24 +52,62 @@ def best_observed_offer(rows: pd.DataFrame, offer_types: list[str]) -> str:
     return max(offer_types, key=lambda k: control - rows.loc[rows[TREATMENT] == k, LABEL].mean())
 
 
-def bench_uplift(settings: Settings) -> tuple[BenchReport, dict[str, float]]:
-    """Fit, choose and evaluate the uplift model on the workspace's synthetic data; the table and flat metrics."""
-    started = time.perf_counter()
-    cfg = settings.uplift
-    fit = fit_uplift(settings)
-    model, test = fit.model, fit.rows("test")
+@dataclass
+class SplitResult:
+    """One customer split's fitted model and its figures on that split's test customers."""
+
+    fit: UpliftFit
+    estimates: pd.DataFrame
+    observed: dict[str, float]
+    truth: pd.DataFrame
+    risk_offer: str
+    weighted: dict[str, float]
+    counted: dict[str, float]
+    agreement: float
+
+
+def evaluate_split(settings: Settings, fit: UpliftFit) -> SplitResult:
+    """Observed uplift metrics and value kept under the true effects on the test customers of one split."""
+    cfg, model, test = settings.uplift, fit.model, fit.rows("test")
     X = feature_matrix(test)
     if cfg.value_feature not in X:
         raise ValueError(f"uplift.value_feature: {cfg.value_feature!r} is not a customer feature")
     est, p_churn = model.effects(X), model.baseline(X).to_numpy()
-    arm, churned = test[TREATMENT].to_numpy(), test[LABEL].to_numpy(int)
-    observed = effect_metrics(est, arm, churned, cfg.qini_bins)
+    observed = effect_metrics(est, test[TREATMENT].to_numpy(), test[LABEL].to_numpy(int), cfg.qini_bins)
     truth = true_reductions(settings, test["customer_id"], model.offer_types)
     risk_offer = best_observed_offer(fit.rows("train"), model.offer_types)
     value = X[cfg.value_feature].astype(float).fillna(0.0).to_numpy()
     weighted = targeting_comparison(est, p_churn, truth, value, cfg.target_share, risk_offer, cfg.seed)
     counted = targeting_comparison(est, p_churn, truth, np.ones(len(value)), cfg.target_share, risk_offer, cfg.seed)
     agreement = float((est.to_numpy().argmax(1) == truth.to_numpy().argmax(1)).mean())
+    return SplitResult(fit, est, observed, truth, risk_offer, weighted, counted, agreement)
+
+
+def split_results(settings: Settings) -> list[SplitResult]:
+    """The experiment built once, then fitted and evaluated on `uplift.bench_splits` customer splits."""
+    cfg = settings.uplift
+    first = fit_uplift(settings)
+    results = [evaluate_split(settings, first)]
+    frame = first.frame.drop(columns="split")
+    for seed in range(cfg.seed + 1, cfg.seed + cfg.bench_splits):
+        other = settings.model_copy(update={"uplift": cfg.model_copy(update={"seed": seed})})
+        results.append(evaluate_split(other, fit_uplift(other, frame)))
+    return results
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": float(np.median(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+
+
+def bench_uplift(settings: Settings) -> tuple[BenchReport, dict[str, float]]:
+    """Fit, choose and evaluate the uplift model on the workspace's synthetic data; the table and flat metrics."""
+    started = time.perf_counter()
+    cfg = settings.uplift
+    results = split_results(settings)
+    main = results[0]
+    fit, est, truth, model = main.fit, main.estimates, main.truth, main.fit.model
+    test, observed, weighted, counted = fit.rows("test"), main.observed, main.weighted, main.counted
+    arm, risk_offer = test[TREATMENT].to_numpy(), main.risk_offer
     name = LEARNER_NAMES[model.learner]
     rows = [{"model": f"{name}: {k}", "qini": observed[f"qini_{k}"], "auuc": observed[f"auuc_{k}"],
              "observed_ate": observed[f"ate_{k}"], "truth_spearman": float(est[k].corr(truth[k], method="spearman")),
@@ -81,28 +122,56 @@ def bench_uplift(settings: Settings) -> tuple[BenchReport, dict[str, float]]:
                   "vs_risk": 1.0},
                  {"model": f"{share} at random, all sent {risk_offer} ({unit})", "retained_value": res["random"]},
                  {"model": f"{share} by the true best effect {label} (oracle)", "retained_value": res["oracle"]}]
+    splits = {"value_ratio": [r.weighted["ratio_uplift_to_risk"] for r in results],
+              "count_ratio": [r.counted["ratio_uplift_to_risk"] for r in results],
+              "qini_best_offer": [r.observed["qini_best_offer"] for r in results],
+              "best_offer_agreement": [r.agreement for r in results]}
+    spread = {k: _spread(v) for k, v in splits.items()}
+    n = len(results)
+    rows += [{"model": f"median of {n} customer splits: {share} by estimated uplift x {cfg.value_feature}",
+              "vs_risk": spread["value_ratio"]["median"]},
+             {"model": f"median of {n} customer splits: {share} by estimated uplift (customers, value 1)",
+              "vs_risk": spread["count_ratio"]["median"]},
+             {"model": f"median of {n} customer splits: best estimated offer", "qini": spread["qini_best_offer"]["median"]}]
     metrics = {**observed, **{f"valid_qini_{k}": v for k, v in fit.valid_qini.items()},
-               "best_offer_agreement": agreement,
+               "best_offer_agreement": main.agreement,
                **{f"value_{k}": v for k, v in weighted.items()}, **{f"count_{k}": v for k, v in counted.items()},
-               **{f"truth_spearman_{r['model'].split(': ')[1]}": r["truth_spearman"] for r in rows[:len(est.columns)]}}
+               **{f"truth_spearman_{r['model'].split(': ')[1]}": r["truth_spearman"] for r in rows[:len(est.columns)]},
+               **{f"splits_{k}_{stat}": v for k, d in spread.items() for stat, v in d.items()},
+               "splits_meeting_target": float(sum(r >= TARGET_RATIO for r in splits["value_ratio"]))}
     verdict = "meets" if weighted["ratio_uplift_to_risk"] >= TARGET_RATIO else "misses"
+    median_verdict = "meets" if spread["value_ratio"]["median"] >= TARGET_RATIO else "misses"
+    positive_qini = sum(q > 0 for q in splits["qini_best_offer"])
     report = BenchReport(
         name="Uplift benchmark", dataset="synthetic",
         protocol={"campaign_days": fit.frame["cutoff"].nunique(), "experiment_rows": len(fit.frame),
                   "test_rows": len(test), "test_customers": test["customer_id"].nunique(),
                   "horizon_days": settings.features.horizon_days, "learner": model.learner,
-                  "target_share": cfg.target_share, "value": cfg.value_feature},
+                  "target_share": cfg.target_share, "value": cfg.value_feature, "customer_splits": n},
         columns=COLUMNS, rows=rows, fingerprint=fingerprint(fit.frame),
-        seeds={"synth": settings.synth.seed, "uplift": cfg.seed}, seconds=time.perf_counter() - started,
-        notes=["learner chosen on validation customers by mean Qini: "
-               + ", ".join(f"{LEARNER_NAMES[k]} {v:.4f}" for k, v in fit.valid_qini.items()),
-               f"agreement of the best estimated offer with the true best offer: {agreement:.3f} "
-               f"(chance {1 / len(model.offer_types):.2f})",
+        seeds={"synth": settings.synth.seed, "uplift": cfg.seed,
+               "uplift_splits": f"{cfg.seed}-{cfg.seed + n - 1}"}, seconds=time.perf_counter() - started,
+        notes=[f"the rows above the medians: the customer split of seed {cfg.seed}; the medians: the whole fit "
+               f"(learner choice included) and evaluation repeated on {n} customer splits",
+               "learner chosen on validation customers by mean Qini: "
+               + ", ".join(f"{LEARNER_NAMES[k]} {v:.4f}" for k, v in fit.valid_qini.items())
+               + "; on the other splits: " + ", ".join(LEARNER_NAMES[r.fit.model.learner] for r in results[1:]),
+               f"agreement of the best estimated offer with the true best offer: {main.agreement:.3f} "
+               f"(chance {1 / len(model.offer_types):.2f}); over the splits {_range(spread['best_offer_agreement'])}",
                f"value kept by uplift targeting / risk targeting: {weighted['ratio_uplift_to_risk']:.3f} "
                f"({verdict} the {TARGET_RATIO}x target); in customers kept: {counted['ratio_uplift_to_risk']:.3f}",
+               f"over {n} customer splits, value kept / risk targeting: {_range(spread['value_ratio'])} "
+               f"({median_verdict} the {TARGET_RATIO}x target on the median; "
+               f"{int(metrics['splits_meeting_target'])} of {n} splits reach it); in customers kept: "
+               f"{_range(spread['count_ratio'])}; best-offer Qini {_range(spread['qini_best_offer'], 4)}, "
+               f"positive on {positive_qini} of {n}",
                "qini/auuc: retention outcome on test rows; observed_ate: retention difference treated - control; "
                "truth_spearman: rank correlation of estimated and true reduction in P(churn)"])
     return report, metrics
+
+
+def _range(d: dict[str, float], digits: int = 3) -> str:
+    return f"median {d['median']:.{digits}f} (min {d['min']:.{digits}f}, max {d['max']:.{digits}f})"
 
 
 def run_uplift_bench(settings: Settings, echo: Callable[[str], None] = print) -> tuple[BenchReport, list[Path]]:
