@@ -47,13 +47,14 @@ def _source_signature(settings: Settings) -> dict:
         if path.exists():
             stat = path.stat()
             tables[name] = [stat.st_size, stat.st_mtime_ns]
-    return {"version": FEATURES_VERSION, "windows_days": settings.features.windows_days,
-            "decay_half_lives_days": settings.features.decay_half_lives_days, "tables": tables}
+    f = settings.features
+    rules = {k: getattr(f, k) for k in ("windows_days", "decay_half_lives_days", "channel_shift_days",
+                                        "offer_ignored_after_days", "points_expiry_days")}
+    return {"version": FEATURES_VERSION, **rules, "tables": tables}
 
 
 def _compute_and_cache(wh: Warehouse, settings: Settings, cutoff: pd.Timestamp) -> pd.DataFrame:
-    f = settings.features
-    df = compute_customer_features(wh, cutoff, f.windows_days, f.decay_half_lives_days)
+    df = compute_customer_features(wh, cutoff, settings.features)
     path = write_parquet(df, _features_path(settings, "customer_features", cutoff))
     write_json(_source_signature(settings), path.with_suffix(".json"))
     return df

@@ -20,8 +20,6 @@ from features.feature_text import (  # noqa: F401  (re-exported: callers read th
 from features.warehouse import Warehouse
 from patron.config import FeatureConfig
 
-_DEFAULT_HALF_LIVES: list[int] = FeatureConfig.model_fields["decay_half_lives_days"].default
-
 # Days between two timestamps, fractional.
 _DAYS = "(epoch({end}) - epoch({start})) / 86400.0"
 
@@ -117,6 +115,28 @@ def _events_family(wh: Warehouse, windows: list[int]) -> list[_Family]:
     return families
 
 
+def _browsing_streak_family() -> _Family:
+    # Days with product views since the last purchase (all view days for a customer who never bought).
+    cte = """f_vs AS (SELECT v.customer_id, count(DISTINCT CAST(v.ts AS DATE)) AS n
+                     FROM ev v LEFT JOIN (SELECT customer_id, max(ts) AS last_buy FROM ev WHERE type = 'purchase'
+                                          GROUP BY 1) b ON b.customer_id = v.customer_id
+                     WHERE v.type = 'view' AND (b.last_buy IS NULL OR v.ts > b.last_buy) GROUP BY 1)"""
+    return _Family("f_vs", [cte], {"view_days_since_purchase": "coalesce(f_vs.n, 0)"})
+
+
+def _channel_shift_family(days: int) -> _Family:
+    # Total variation distance between the channel mix of the customer's events in the last `days` and before
+    # (0: the same mix, 1: entirely other channels); null unless both periods have events with a channel.
+    counts = [f"count(*) FILTER (WHERE ts >= {_since(days)}) AS r", f"count(*) FILTER (WHERE ts < {_since(days)}) AS e"]
+    for c in CHANNELS:
+        counts += [f"count(*) FILTER (WHERE ts >= {_since(days)} AND channel = '{c}') AS r_{c}",
+                   f"count(*) FILTER (WHERE ts < {_since(days)} AND channel = '{c}') AS e_{c}"]
+    distance = " + ".join(f"abs(r_{c} / nullif(r, 0) - e_{c} / nullif(e, 0))" for c in CHANNELS)
+    cte = f"""f_ch AS (SELECT customer_id, 0.5 * ({distance}) AS shift
+                      FROM (SELECT customer_id, {', '.join(counts)} FROM ev WHERE channel IS NOT NULL GROUP BY 1))"""
+    return _Family("f_ch", [cte], {"channel_shift": "f_ch.shift"})
+
+
 def _decay(age_days: str, h: int) -> str:
     return f"pow(0.5, {age_days} / {int(h)})"
 
@@ -208,27 +228,39 @@ def _surveys_family() -> _Family:
     })
 
 
-def _loyalty_family() -> _Family:
+def _loyalty_family(expiry_days: int | None) -> _Family:
     cte = """f_ly AS (SELECT customer_id, sum(points_delta) AS balance, arg_max(tier_after, ts) AS tier,
                              max(ts) AS last_ts
                       FROM loyalty WHERE ts < $cutoff GROUP BY 1)"""
-    return _Family("f_ly", [cte], {
+    fam = _Family("f_ly", [cte], {
         "points_balance": "coalesce(f_ly.balance, 0)",
         "days_since_loyalty_activity": _days("f_ly.last_ts"),
         "loyalty_tier": "coalesce(f_ly.tier, 'none')",
     }, categoricals={"loyalty_tier": list(LOYALTY_TIERS)})
+    if expiry_days is not None:  # points lapse `expiry_days` after the last points activity; null without points
+        fam.selects["days_until_points_lapse"] = (f"CASE WHEN f_ly.balance > 0 THEN "
+                                                  f"greatest({int(expiry_days)} - {_days('f_ly.last_ts')}, 0) END")
+    return fam
 
 
-def _offers_family() -> _Family:
+def _offers_family(ignored_after_days: int) -> _Family:
     cte = """f_of AS (SELECT customer_id, count(*) AS n, count(*) FILTER (WHERE redeemed_at < $cutoff) AS n_red,
                              max(sent_at) AS last_ts
                       FROM offers WHERE sent_at < $cutoff GROUP BY 1)"""
-    return _Family("f_of", [cte], {
+    # The latest offers not redeemed (by the cutoff) counted back to the last redeemed one, among offers sent at
+    # least `ignored_after_days` before the cutoff (a newer one may still be redeemed).
+    ignored = f"""f_ig AS (SELECT customer_id, count(*) FILTER (WHERE redeemed_since = 0) AS n
+                  FROM (SELECT customer_id, sum(CASE WHEN redeemed_at < $cutoff THEN 1 ELSE 0 END) OVER (
+                               PARTITION BY customer_id ORDER BY sent_at DESC ROWS UNBOUNDED PRECEDING) AS redeemed_since
+                        FROM offers WHERE sent_at < $cutoff - INTERVAL {int(ignored_after_days)} DAY)
+                  GROUP BY 1)"""
+    return _Family("f_of", [cte, ignored], {
         "offers_received": "coalesce(f_of.n, 0)",
         "offers_redeemed": "coalesce(f_of.n_red, 0)",
         "offer_redemption_rate": "f_of.n_red / nullif(f_of.n, 0)",
         "days_since_last_offer": _days("f_of.last_ts"),
-    })
+        "offers_ignored_in_a_row": "coalesce(f_ig.n, 0)",
+    }, also_joined=["f_ig"])
 
 
 def _customers_family(wh: Warehouse) -> _Family:
@@ -247,25 +279,25 @@ def _customers_family(wh: Warehouse) -> _Family:
     return fam
 
 
-def _families(wh: Warehouse, windows: list[int], half_lives: list[int]) -> list[_Family]:
-    families = [*_events_family(wh, windows), _recent_experience_family(half_lives)]
+def _families(wh: Warehouse, cfg: FeatureConfig) -> list[_Family]:
+    families = [*_events_family(wh, cfg.windows_days), _recent_experience_family(cfg.decay_half_lives_days),
+                _browsing_streak_family(), _channel_shift_family(cfg.channel_shift_days)]
     if wh.has("customers"):
         families.append(_customers_family(wh))
     if wh.has("tickets"):
-        families.append(_tickets_family(windows, half_lives))
+        families.append(_tickets_family(cfg.windows_days, cfg.decay_half_lives_days))
     if wh.has("surveys"):
         families.append(_surveys_family())
     if wh.has("loyalty"):
-        families.append(_loyalty_family())
+        families.append(_loyalty_family(cfg.points_expiry_days))
     if wh.has("offers"):
-        families.append(_offers_family())
+        families.append(_offers_family(cfg.offer_ignored_after_days))
     return families
 
 
-def customer_features_sql(wh: Warehouse, windows: list[int],
-                          half_lives: list[int] | None = None) -> tuple[str, dict[str, list[str]]]:
+def customer_features_sql(wh: Warehouse, cfg: FeatureConfig) -> tuple[str, dict[str, list[str]]]:
     """The feature query (parameter `$cutoff`) for the tables present, and the categorical vocabularies."""
-    families = _families(wh, windows, _DEFAULT_HALF_LIVES if half_lives is None else half_lives)
+    families = _families(wh, cfg)
     base = "SELECT DISTINCT customer_id FROM ev"
     if wh.has("customers"):
         base += " UNION SELECT customer_id FROM customers WHERE signup_date < $cutoff"
@@ -282,12 +314,11 @@ def customer_features_sql(wh: Warehouse, windows: list[int],
     return sql, categoricals
 
 
-def compute_customer_features(wh: Warehouse, cutoff: pd.Timestamp, windows: list[int],
-                              half_lives: list[int] | None = None) -> pd.DataFrame:
+def compute_customer_features(wh: Warehouse, cutoff: pd.Timestamp, cfg: FeatureConfig) -> pd.DataFrame:
     """One row per customer known before the cutoff: customer_id, numeric features and categoricals."""
-    register_window_descriptions(windows)
-    register_decay_descriptions(_DEFAULT_HALF_LIVES if half_lives is None else half_lives)
-    sql, categoricals = customer_features_sql(wh, windows, half_lives)
+    register_window_descriptions(cfg.windows_days)
+    register_decay_descriptions(cfg.decay_half_lives_days)
+    sql, categoricals = customer_features_sql(wh, cfg)
     df = wh.df(sql, {"cutoff": cutoff})
     df["customer_id"] = df["customer_id"].astype(str)
     for name, categories in categoricals.items():

@@ -52,6 +52,10 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "activity_days_total": "active (views, carts, purchases) on {value:.0f} days",
     "activity_days_rate": "active on {value:.0%} of days since the first activity",
     "activity_days_overdue": "{value:.1f} usual active days missed since the last activity",
+    "view_days_since_purchase": "viewed products on {value:.0f} days without buying since the last purchase",
+    "channel_shift": "recent activity {value:.0%} away from the customer's earlier channel mix",
+    "offers_ignored_in_a_row": "ignored the last {value:.0f} retention offers",
+    "days_until_points_lapse": "loyalty points lapse in {value:.0f} days without points activity",
 }
 
 _WINDOW_DESCRIPTIONS = {
@@ -74,6 +78,7 @@ FEATURE_GROUPS: dict[str, str] = {
     "resolution_days_mean": "ticket_handling", "ticket_satisfaction_mean": "ticket_handling",
     "nps_last": "nps", "nps_trend": "nps", "csat_last": "csat", "csat_trend": "csat",
     "offers_received": "offers", "offers_redeemed": "offers", "offer_redemption_rate": "offers",
+    "offers_ignored_in_a_row": "offers",
     "points_balance": "loyalty_points", "days_since_loyalty_activity": "loyalty_points",
 }
 GROUP_PHRASES: dict[str, str] = {
@@ -85,7 +90,8 @@ GROUP_PHRASES: dict[str, str] = {
                        "{ticket_satisfaction_mean:.1f} out of 5",
     "nps": "last NPS answer {nps_last:.0f} out of 10 ({nps_trend:+.0f} since the previous answer)",
     "csat": "last satisfaction score {csat_last:.0f} out of 5 ({csat_trend:+.0f} since the previous answer)",
-    "offers": "redeemed {offers_redeemed:.0f} of {offers_received:.0f} retention offers received",
+    "offers": "redeemed {offers_redeemed:.0f} of {offers_received:.0f} retention offers received, ignored the last "
+              "{offers_ignored_in_a_row:.0f} in a row",
     "loyalty_points": "{points_balance:.0f} loyalty points, no points activity in "
                       "{days_since_loyalty_activity:.0f} days",
 }

@@ -59,6 +59,10 @@ class InteractionConfig(_Section):
 class FeatureConfig(_Section):
     windows_days: list[int] = [30, 90, 180, 365]
     decay_half_lives_days: list[int] = [30, 45]  # exponentially decayed counts (recent purchases, tickets, returns)
+    channel_shift_days: int = Field(90, gt=0)  # channel_shift: the channel mix of the last this many days vs before
+    offer_ignored_after_days: int = Field(30, gt=0)  # an offer not redeemed this long after it was sent is ignored
+    points_expiry_days: int | None = Field(None, gt=0)  # the retailer's rule: points lapse after this many days
+                                                        # without points activity (None: they never lapse)
     lookback_days: int = Field(180, gt=0)
     horizon_days: int = Field(90, gt=0)
     train_cutoffs_days_before_end: list[int]

@@ -113,6 +113,27 @@ def test_hand_computed_features(tiny: Settings) -> None:
     assert f.loc["D", "days_since_last_purchase"] == pytest.approx(212.0)
 
 
+def test_hand_computed_browsing_channel_offer_and_points_signals(tiny: Settings) -> None:
+    rules = {"channel_shift_days": 30, "offer_ignored_after_days": 5, "points_expiry_days": 365}
+    settings = tiny.model_copy(update={"features": tiny.features.model_copy(update=rules)})
+    f = customer_features(settings, T).set_index("customer_id")
+    # A viewed on 02-15 after buying on 02-10; B only viewed (02-05); D and E never viewed
+    assert f["view_days_since_purchase"].to_dict() == {"A": 1.0, "B": 1.0, "D": 0.0, "E": 0.0}
+    # A's last 30 days: store, online, store; before: online, online -> 0.5 * (|1/3 - 1| + |2/3 - 0| + 0)
+    assert f.loc["A", "channel_shift"] == pytest.approx(2 / 3)
+    assert f[["channel_shift"]].drop(index="A").isna().all().all()  # one period without events: unknown
+    # offers sent before 02-24: f2 (02-20, redeemed only on 03-02) is ignored, f1 (redeemed 01-25) ends the run
+    assert f.loc["A", "offers_ignored_in_a_row"] == 1.0 and f.loc["B", "offers_ignored_in_a_row"] == 0.0
+    # 150 points, last points activity 02-10: they lapse 365 - 19 days later; no points, no date
+    assert f.loc["A", "days_until_points_lapse"] == pytest.approx(346.0)
+    assert math.isnan(f.loc["B", "days_until_points_lapse"])
+    never = tiny.model_copy(update={"features": tiny.features.model_copy(update={"points_expiry_days": None})})
+    base = customer_features(never, T).set_index("customer_id")
+    assert "days_until_points_lapse" not in base  # points that never lapse give no such feature
+    assert math.isnan(base.loc["A", "channel_shift"])  # 90 days: every event of A is recent
+    assert base.loc["A", "offers_ignored_in_a_row"] == 0.0  # 30 days: only f1 is old enough, and redeemed
+
+
 def test_categoricals_have_fixed_vocabularies(tiny: Settings) -> None:
     f = customer_features(tiny, T)
     assert list(f["loyalty_tier"].cat.categories) == list(LOYALTY_TIERS)
@@ -159,8 +180,9 @@ def test_only_events_present_gives_event_features_without_empty_columns(tmp_path
     for absent in ["tenure_days", "region", "loyalty_tier", "open_tickets", "nps_last", "offers_received",
                    "category_breadth"]:
         assert absent not in f.columns
-    # Nobody in the tiny data has three purchase days, so only the gap spread is legitimately empty here.
-    assert f.drop(columns=["customer_id", "gap_std_days"]).notna().any().all()
+    # Nobody in the tiny data has three purchase days, or events both in the last 90 days and before, so only the
+    # gap spread and the channel shift are legitimately empty here.
+    assert f.drop(columns=["customer_id", "gap_std_days", "channel_shift"]).notna().any().all()
     assert f.set_index("customer_id").loc["A", "returns_rate"] == pytest.approx(0.25)
 
 
