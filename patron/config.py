@@ -364,6 +364,7 @@ class TwoStageConfig(_Section):
     complement_days: int = Field(10, gt=0)  # ranker's pending_complement: items bought within these days after
     browsing_events: list[str] = ["view", "cart"]  # event types behind the ranker's browsing features ([]: none)
     browsing_weight: float = Field(0.3, ge=0.0)  # a browsed item's weight beside a purchase (1) in ALS/item-item/EASE
+    browsing_labels: bool = True  # the ranker also learns from new items browsed in its label windows
     threads: int = Field(2, gt=0)
     seed: int = 42
     num_boost_round: int = Field(400, gt=0)

@@ -10,8 +10,8 @@ from scipy.sparse import csr_matrix
 from patron.config import TwoStageConfig, TwoStageSources
 from tests.conftest import Workspace
 from training.candidates import CandidateSources, browsing_before, candidate_recall, complements, transitions
-from training.ranker import (BROWSING_FEATURES, CHOICE_FEATURES, ItemInfo, item_choice_terms, pair_features,
-                            ranker_training_set, two_stage)
+from training.ranker import (BROWSED_LABEL, BROWSING_FEATURES, CHOICE_FEATURES, PURCHASE_LABEL, ItemInfo,
+                             browsed_in_window, item_choice_terms, pair_features, ranker_training_set, two_stage)
 from training.recsys_bench import item_info, load_interactions
 from training.recsys_protocol import evaluate, split_interactions, targets
 from tests.test_recsys_bench import _events
@@ -78,6 +78,48 @@ def test_browsing_reaches_a_fit_only_before_each_customers_last_purchase_day() -
     earlier.loc[before, "i"] = (earlier.loc[before, "i"] + 3) % split.shape[1]
     moved = two_stage(split.train, labels, history_full, test, split.shape, items, config, {}, 0, browsing=earlier)
     assert not np.array_equal(runs[0].scorer_scores, moved.scorer_scores)
+
+
+def test_browsed_in_window_holds_new_items_browsed_between_the_two_days() -> None:
+    day = pd.Timestamp("2025-01-01")
+    history = pd.DataFrame({"u": [0, 0, 2], "i": [0, 5, 1], "ts": [day, day + pd.Timedelta(days=10, hours=15),
+                                                                   day + pd.Timedelta(days=3)]})
+    browsing = pd.DataFrame({"u": [0, 0, 0, 0, 0, 1, 2], "i": [1, 2, 3, 0, 4, 2, 3], "ts": [
+        day + pd.Timedelta(days=5),            # before the day of 0's last purchase: a feature, not a label
+        day + pd.Timedelta(days=10, hours=1),  # that day, before the purchase: a label
+        day + pd.Timedelta(days=15),           # inside the window
+        day + pd.Timedelta(days=12),           # item 0: bought in the history, not new
+        day + pd.Timedelta(days=20, hours=1),  # on the day the window ends: not in it
+        day + pd.Timedelta(days=12),           # customer 1 has no purchase: no window
+        day + pd.Timedelta(days=25)]})         # after customer 2's window
+    end = pd.Series([day + pd.Timedelta(days=20, hours=9), day + pd.Timedelta(days=20), day + pd.Timedelta(days=20)])
+    got = browsed_in_window(browsing, history, end, (3, 6)).toarray()
+    expected = np.zeros((3, 6))
+    expected[0, [2, 3]] = 1.0
+    np.testing.assert_array_equal(got, expected)
+    # a window with a common start (`patron train recommender`'s label window) begins there when it is later
+    late = browsed_in_window(browsing, history, end, (3, 6), window_start=day + pd.Timedelta(days=12)).toarray()
+    expected[0, 2] = 0.0
+    np.testing.assert_array_equal(late, expected)
+
+
+def test_browsed_new_items_are_ranker_labels_below_purchases() -> None:
+    split = split_interactions(_events(8, customers=80))
+    browsing = _browsing(split)
+    history_full = pd.concat([split.train, split.valid], ignore_index=True)
+    labels = targets(split, split.valid, split.matrix(split.train))
+    items = ItemInfo(np.arange(split.shape[1]) % 4, np.ones(split.shape[1]))
+    end = history_full.groupby("u")["ts"].max()
+    graded, y, _ = ranker_training_set(split.train, labels, split.shape, items, _config(label_windows=1), {}, 0,
+                                       browsing=browsing, valid_end=end)
+    plain, y0, _ = ranker_training_set(split.train, labels, split.shape, items,
+                                       _config(label_windows=1, browsing_labels=False), {}, 0, browsing=browsing)
+    pd.testing.assert_frame_equal(graded, plain)  # the same candidate rows: only their labels differ
+    assert set(np.unique(y)) == {0.0, BROWSED_LABEL, PURCHASE_LABEL} and set(np.unique(y0)) == {0.0, 1.0}
+    np.testing.assert_array_equal(y == PURCHASE_LABEL, y0 == 1.0)
+    window = browsed_in_window(browsing, split.train, end, split.shape)[np.flatnonzero(np.diff(labels.indptr))]
+    browsed = np.asarray(window[graded["user"].to_numpy(), graded["item"].to_numpy()]).ravel() > 0  # user: row
+    np.testing.assert_array_equal(y == BROWSED_LABEL, browsed & (y0 == 0.0))
 
 
 def test_candidates_exclude_seen_items_and_recall_is_measured() -> None:

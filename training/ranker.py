@@ -15,6 +15,8 @@ from training.candidates import CandidateSources, candidate_recall
 
 COUNT_SOURCES = ("item_item", "copurchase", "repeat", "trending", "popular")
 NO_RANK = 1e6  # rank given to items a source cannot reach (seen items); LightGBM handles the gap
+# LambdaRank labels when the items browsed in a label window count too (two_stage.browsing_labels)
+PURCHASE_LABEL, BROWSED_LABEL = 2.0, 1.0
 
 
 @dataclass
@@ -258,23 +260,57 @@ def new_items(earlier: pd.DataFrame, later: pd.DataFrame, shape: tuple[int, int]
     return held
 
 
+def browsed_in_window(browsing: pd.DataFrame, history: pd.DataFrame, window_end: pd.Series, shape: tuple[int, int],
+                      window_start: pd.Timestamp | None = None) -> csr_matrix:
+    """Binary users x items browsed from the day of each customer's last purchase in `history` (or `window_start`,
+    if later) to the day of `window_end` (per user code; that day excluded, as `browsing_before` excludes it) and
+    not bought in `history`: what the customer engaged with during a label window."""
+    start = history.groupby("u")["ts"].max().dt.floor("D").reindex(browsing["u"].to_numpy()).to_numpy()
+    if window_start is not None:
+        start = np.maximum(start, np.datetime64(pd.Timestamp(window_start), "ns"))  # NaT stays NaT
+    end = window_end.dt.floor("D").reindex(browsing["u"].to_numpy()).to_numpy()
+    ts = browsing["ts"].to_numpy()
+    keep = (ts >= start) & (ts < end)  # NaT on either side compares False
+    m = csr_matrix((np.ones(int(keep.sum()), np.float32), (browsing["u"].to_numpy()[keep],
+                                                           browsing["i"].to_numpy()[keep])), shape=shape)
+    m.data[:] = 1.0
+    seen = csr_matrix((np.ones(len(history), np.float32), (history["u"], history["i"])), shape=shape)
+    m = (m - m.multiply(seen > 0)).tocsr()
+    m.eliminate_zeros()
+    m.data[:] = 1.0
+    return m
+
+
 def ranker_training_set(history_train: pd.DataFrame, labels_valid: csr_matrix, shape: tuple[int, int],
                         items: ItemInfo, config: TwoStageConfig, peer_params: dict[str, dict[str, Any]], seed: int,
-                        sequence: SequenceConfig | None = None, browsing: pd.DataFrame | None = None
+                        sequence: SequenceConfig | None = None, browsing: pd.DataFrame | None = None,
+                        valid_end: pd.Series | None = None, valid_start: pd.Timestamp | None = None
                         ) -> tuple[pd.DataFrame, np.ndarray, float]:
     """Candidate feature rows and labels of every label window (validation, then earlier eighths of the history),
-    and the candidate recall of the first window; `browsing` as in `CandidateSources.fit`."""
+    and the candidate recall of the first window; `browsing` as in `CandidateSources.fit`. With
+    `config.browsing_labels` and `valid_end` (per user code, the end of the validation window; `valid_start` its
+    start where it is one date for everyone), new items browsed in a window are labelled BROWSED_LABEL and new
+    purchases PURCHASE_LABEL (a label window then holds far more of the customer's choices: the same taste draws
+    them)."""
     windows = [(history_train, labels_valid)]
     for _ in range(config.label_windows - 1):  # earlier windows: each customer's last eighth of the history
         history, held = _hold_out_last(windows[-1][0], shape)
         windows.append((history, held))
+    graded = config.browsing_labels and browsing is not None and valid_end is not None
     parts, labels, recall_v = [], [], float("nan")
     for w, (history, relevant) in enumerate(windows):
         src = CandidateSources(config, peer_params, seed, sequence).fit(history, shape, browsing)
         users = np.flatnonzero(np.diff(relevant.indptr))
         feats, cands, _ = pair_features(src, users, items, src.X[users])
         rel = relevant[users]
-        labels.append(np.asarray(rel[feats["user"].to_numpy(), feats["item"].to_numpy()]).ravel())
+        pair = (feats["user"].to_numpy(), feats["item"].to_numpy())
+        label = np.asarray(rel[pair]).ravel()
+        if graded:  # a window ends where the next later one's history ends
+            end = valid_end if w == 0 else windows[w - 1][0].groupby("u")["ts"].max()
+            window = browsed_in_window(browsing, history, end, shape, valid_start if w == 0 else None)
+            viewed = np.asarray(window[users][pair]).ravel()
+            label = np.where(label > 0, PURCHASE_LABEL, np.where(viewed > 0, BROWSED_LABEL, 0.0))
+        labels.append(label)
         recall_v = candidate_recall(cands, rel) if w == 0 else recall_v
         parts.append(feats.assign(user=feats["user"] + w * shape[0]))  # one ranking group per user and window
     return pd.concat(parts, ignore_index=True), np.concatenate(labels).astype(np.float32), recall_v
@@ -287,8 +323,9 @@ def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_ful
     """Train the ranker on validation labels with sources fitted on train, then rank test with sources refitted
     on train + validation; returns dense test scores for the customers with test items (row order = their codes).
     `browsing` (views, carts) reaches each fit only up to the day of each customer's last purchase in it."""
+    valid_end = history_full.groupby("u")["ts"].max()
     feats_v, y, recall_v = ranker_training_set(history_train, labels_valid, shape, items, config, peer_params, seed,
-                                               sequence, browsing)
+                                               sequence, browsing, valid_end)
     full = CandidateSources(config, peer_params, seed, sequence).fit(history_full, shape, browsing)
     users_t = np.flatnonzero(np.diff(test_relevant.indptr))
     feats_t, cands_t, scores_t = pair_features(full, users_t, items, full.X[users_t])

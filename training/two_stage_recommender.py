@@ -63,8 +63,10 @@ def fit_two_stage(settings: Settings, rec: Recommender, cutoff: pd.Timestamp) ->
     params = _peer_params(settings)
     booster = None
     if cfg.ranker:
+        window_end = pd.Series(cutoff, index=np.arange(shape[0]))  # the label window is [label_start, cutoff)
         feats, y, _ = ranker_training_set(earlier.reset_index(drop=True), new_items(earlier, later, shape), shape,
-                                          items, cfg, params, cfg.seed, settings.sequence, browsing)
+                                          items, cfg, params, cfg.seed, settings.sequence, browsing, window_end,
+                                          label_start)
         booster = fit_ranker(feats, y, cfg)
     sources = CandidateSources(cfg, params, cfg.seed, settings.sequence).fit(history, shape, browsing)
     return TwoStageRecommender(rec, sources, booster, items)
