@@ -9,7 +9,9 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+import mlflow
 import optuna
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -126,3 +128,43 @@ def test_two_processes_work_on_one_study_stored_in_postgres(tune_workspace: Work
     assert len(study.trials) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert len({t.params["factors"] for t in study.trials} | {t.params["alpha"] for t in study.trials}) > 2
     assert study_storage(load_settings(tune_workspace.config)) == postgres_study_db
+
+
+def test_a_lost_dataset_insert_race_is_retried_and_other_errors_are_not(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two tuning workers logging the same dataset at once: the loser's insert hits the store's unique row."""
+    from mlflow.exceptions import MlflowException
+
+    from training import tracking
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)  # restored after the test
+    mlflow.set_experiment("race")
+    real, calls = mlflow.log_input, []
+
+    def lose_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                                  "datasets.name, datasets.digest")
+        return real(*args, **kwargs)
+
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "weight": [1.0, 2.0]})
+    monkeypatch.setattr(tracking.mlflow, "log_input", lose_once)
+    with mlflow.start_run() as run:
+        digest = tracking.log_dataset_digest(frame, "interactions", "training")
+    assert len(calls) == 2
+    inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [("interactions", digest[:32])]
+
+    def fail(*args, **kwargs):
+        calls.append(1)
+        raise MlflowException("the tracking server is read-only")
+
+    monkeypatch.setattr(tracking.mlflow, "log_input", fail)
+    calls.clear()
+    with mlflow.start_run(), pytest.raises(MlflowException, match="read-only"):
+        tracking.log_dataset_digest(frame, "interactions", "training")
+    assert len(calls) == 1
+    mlflow.set_tracking_uri(previous)

@@ -22,6 +22,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
@@ -114,12 +115,30 @@ def patron_run(settings: Settings, model: str, section: BaseModel) -> Iterator[m
         yield run
 
 
+DATASET_LOG_ATTEMPTS = 3  # see log_dataset_digest: a lost insert race is retried, anything else raised at once
+
+
 def log_dataset_digest(df: pd.DataFrame, name: str, context: str) -> str:
     """Log a dataset's schema, row count and content digest (no rows) as an MLflow input; returns the digest."""
     digest = fingerprint(df)
     # An empty frame with the same columns carries the schema; digest and row count describe the content.
     schema_only = df.head(0)
     dataset = mlflow.data.from_pandas(schema_only, name=name, digest=digest[:32])
-    mlflow.log_input(dataset, context=context, tags={"rows": str(len(df)), "sha256": digest})
+    for attempt in range(DATASET_LOG_ATTEMPTS):
+        try:
+            mlflow.log_input(dataset, context=context, tags={"rows": str(len(df)), "sha256": digest})
+            break
+        except MlflowException as exc:
+            # Two processes (tuning workers on one study) logging the same dataset at once: the store's unique
+            # (experiment, name, digest) row was inserted by the other one between our lookup and our insert. The
+            # next attempt finds that row and only links it to this run.
+            if attempt + 1 == DATASET_LOG_ATTEMPTS or not _is_duplicate_row(exc):
+                raise
     mlflow.log_metric(f"rows_{context}", len(df))
     return digest
+
+
+
+def _is_duplicate_row(exc: MlflowException) -> bool:
+    text = str(exc)
+    return any(m in text for m in ("UNIQUE constraint failed", "duplicate key value", "IntegrityError"))
