@@ -210,6 +210,10 @@ def test_a_moved_alias_is_served_with_no_failed_request_and_a_broken_one_is_refu
     for t in drivers:
         t.start()
     try:
+        # the drivers must be answered by the old champion first, or the swap could happen before they start
+        deadline = time.monotonic() + 30
+        while str(old.version) not in versions and not failures and time.monotonic() < deadline:
+            time.sleep(0.05)
         client.set_registered_model_alias(name, alias, new.version)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
