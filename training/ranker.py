@@ -271,14 +271,7 @@ def browsed_in_window(browsing: pd.DataFrame, history: pd.DataFrame, window_end:
     end = window_end.dt.floor("D").reindex(browsing["u"].to_numpy()).to_numpy()
     ts = browsing["ts"].to_numpy()
     keep = (ts >= start) & (ts < end)  # NaT on either side compares False
-    m = csr_matrix((np.ones(int(keep.sum()), np.float32), (browsing["u"].to_numpy()[keep],
-                                                           browsing["i"].to_numpy()[keep])), shape=shape)
-    m.data[:] = 1.0
-    seen = csr_matrix((np.ones(len(history), np.float32), (history["u"], history["i"])), shape=shape)
-    m = (m - m.multiply(seen > 0)).tocsr()
-    m.eliminate_zeros()
-    m.data[:] = 1.0
-    return m
+    return new_items(history, browsing[keep], shape)
 
 
 def ranker_training_set(history_train: pd.DataFrame, labels_valid: csr_matrix, shape: tuple[int, int],

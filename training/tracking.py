@@ -138,7 +138,6 @@ def log_dataset_digest(df: pd.DataFrame, name: str, context: str) -> str:
     return digest
 
 
-
 def _is_duplicate_row(exc: MlflowException) -> bool:
     text = str(exc)
     return any(m in text for m in ("UNIQUE constraint failed", "duplicate key value", "IntegrityError"))
