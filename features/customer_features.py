@@ -251,7 +251,8 @@ def _offers_family(ignored_after_days: int) -> _Family:
     # least `ignored_after_days` before the cutoff (a newer one may still be redeemed).
     ignored = f"""f_ig AS (SELECT customer_id, count(*) FILTER (WHERE redeemed_since = 0) AS n
                   FROM (SELECT customer_id, sum(CASE WHEN redeemed_at < $cutoff THEN 1 ELSE 0 END) OVER (
-                               PARTITION BY customer_id ORDER BY sent_at DESC ROWS UNBOUNDED PRECEDING) AS redeemed_since
+                                   PARTITION BY customer_id ORDER BY sent_at DESC ROWS UNBOUNDED PRECEDING
+                               ) AS redeemed_since
                         FROM offers WHERE sent_at < $cutoff - INTERVAL {int(ignored_after_days)} DAY)
                   GROUP BY 1)"""
     return _Family("f_of", [cte, ignored], {

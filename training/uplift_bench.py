@@ -132,7 +132,8 @@ def bench_uplift(settings: Settings) -> tuple[BenchReport, dict[str, float]]:
               "vs_risk": spread["value_ratio"]["median"]},
              {"model": f"median of {n} customer splits: {share} by estimated uplift (customers, value 1)",
               "vs_risk": spread["count_ratio"]["median"]},
-             {"model": f"median of {n} customer splits: best estimated offer", "qini": spread["qini_best_offer"]["median"]}]
+             {"model": f"median of {n} customer splits: best estimated offer",
+              "qini": spread["qini_best_offer"]["median"]}]
     metrics = {**observed, **{f"valid_qini_{k}": v for k, v in fit.valid_qini.items()},
                "best_offer_agreement": main.agreement,
                **{f"value_{k}": v for k, v in weighted.items()}, **{f"count_{k}": v for k, v in counted.items()},
