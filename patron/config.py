@@ -359,10 +359,13 @@ class TwoStageConfig(_Section):
     recent_items: int = Field(20, gt=0)
     recency_decay: float = Field(0.8, gt=0.0, le=1.0)
     trend_days: int = Field(30, gt=0)
-    category_prior_weight: float = Field(5.0, ge=0.0)  # pseudo-purchases of the overall category mix in a
+    price_bands: int = Field(4, ge=0)  # ranker: customers' price bands (quantiles of price position; 0: off)
+    price_band_shrink: float = Field(0.5, ge=0.0, le=1.0)  # a band's item shares shrunk this far to the overall
+    as_of_recent_days: int = Field(90, gt=0)  # ranker's item_recent_share_as_of: days before each customer's moment
+    category_prior_weight: float = Field(1.0, ge=0.0)  # pseudo-purchases of the overall category mix in a
     # customer's smoothed category share (ranker's choice-model features)
     complement_days: int = Field(10, gt=0)  # ranker's pending_complement: items bought within these days after
-    browsing_events: list[str] = ["view", "cart"]  # event types behind the ranker's browsing features ([]: none)
+    browsing_events: list[str] = ["view"]  # event types behind the ranker's browsing features ([]: none)
     browsing_weight: float = Field(0.3, ge=0.0)  # a browsed item's weight beside a purchase (1) in ALS/item-item/EASE
     browsing_labels: bool = True  # the ranker also learns from new items browsed in its label windows
     threads: int = Field(2, gt=0)

@@ -155,12 +155,12 @@ def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, t
                                       str(ingested_workspace.settings.workspace), "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "recsys_bench.json").read_text())
-    # the synthetic workspace has views and carts: EASE is also given them, its weight tuned like its own params
-    assert [r["model"] for r in report["results"]] == ["popularity", "ease", "ease + browsing (view, cart)",
+    # the synthetic workspace has views: EASE is also given them, its weight tuned like its own params
+    assert [r["model"] for r in report["results"]] == ["popularity", "ease", "ease + browsing (view)",
                                                        "patron two-stage", ORACLE_ROW]
     assert 0.03 <= report["results"][2]["params"]["browsing_weight"] <= 1.0
     assert "browsing_weight" in report["search_spaces"]["ease + browsing"]
-    assert report["browsing_events"] == ["view", "cart"]
+    assert report["browsing_events"] == ["view"]  # the configured browsing events (carts repeat views)
     assert report["trials_per_peer"] == 1 and report["data_fingerprint"]
     assert all(0.0 <= r["test"]["ndcg@10"] <= 1.0 for r in report["results"])
     two_stage = report["results"][3]

@@ -50,6 +50,7 @@ def two_stage_server(two_stage_workspace: Workspace, tmp_path_factory: pytest.Te
 
 def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_workspace: Workspace) -> None:
     from serving.champions import load_recommender_champion
+    from training.item_timeline import AS_OF_FEATURES
     from training.ranker import BROWSING_FEATURES, customer_features, pair_features
     from training.sequence import SequenceRecommender
     from training.two_stage_recommender import TwoStageRecommender
@@ -66,6 +67,9 @@ def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_
                                             seen.toarray()[0] > 0)
         assert names == list(frame.columns[:-2]) == rec.booster.feature_name()
         assert set(BROWSING_FEATURES) | {"pending_complement"} <= set(names)  # the workspace has views and carts
+        # point-in-time item shares, the catalogue's launch dates and the price bands reach the served features
+        assert set(AS_OF_FEATURES) | {"launched_days_after", "price_band_share", "generative_price_band"} <= set(names)
+        assert np.isfinite(X[:, names.index("launched_days_after")]).all()
         np.testing.assert_array_equal(cands, frame["item"].to_numpy())
         np.testing.assert_allclose(X, frame.drop(columns=["user", "item"]).to_numpy(np.float64), rtol=1e-6,
                                    equal_nan=True)

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from patron.config import SequenceConfig, TwoStageConfig
+from training.item_timeline import ItemTimeline, customer_moments
 from training.peers import PEERS, make_peer
 from training.recsys_protocol import top_k
 from training.sequence import fit_cached, user_sequences
@@ -65,13 +66,20 @@ def complements(history: pd.DataFrame, n_items: int, window: int, days: int) -> 
     return csr_matrix(follow_counts(history, n_items, window, days).multiply(1.0 / np.maximum(counts, 1.0)[:, None]))
 
 
-def browsing_before(browsing: pd.DataFrame, history: pd.DataFrame, shape: tuple[int, int]) -> csr_matrix:
-    """Users x items counts of browsing events dated before the day of each customer's last purchase in `history`
-    (none for customers without one), so a label window that starts after the history never shows through."""
+def browsing_rows_before(browsing: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """The browsing events dated before the day of each customer's last purchase in `history` (none for customers
+    without one), so a label window that starts after the history never shows through."""
     limit = history.groupby("u")["ts"].max().dt.floor("D").reindex(browsing["u"].to_numpy()).to_numpy()
-    keep = browsing["ts"].to_numpy() < limit  # NaT (no history) compares False
-    m = csr_matrix((np.ones(int(keep.sum()), np.float32),
-                    (browsing["u"].to_numpy()[keep], browsing["i"].to_numpy()[keep])), shape=shape)
+    return browsing[browsing["ts"].to_numpy() < limit]  # NaT (no history) compares False
+
+
+def browsing_before(browsing: pd.DataFrame, history: pd.DataFrame, shape: tuple[int, int]) -> csr_matrix:
+    """Users x items counts of `browsing_rows_before`."""
+    return _counts(browsing_rows_before(browsing, history), shape)
+
+
+def _counts(kept: pd.DataFrame, shape: tuple[int, int]) -> csr_matrix:
+    m = csr_matrix((np.ones(len(kept), np.float32), (kept["u"].to_numpy(), kept["i"].to_numpy())), shape=shape)
     m.sum_duplicates()
     return m
 
@@ -102,7 +110,10 @@ class CandidateSources:
         self.shape, self.history = shape, history
         self.X = _binary(history, shape)
         self.has_browsing = browsing is not None and len(browsing) > 0
-        self.browsed = browsing_before(browsing, history, shape) if self.has_browsing else csr_matrix(shape)
+        kept = browsing_rows_before(browsing, history) if self.has_browsing else None
+        self.browsed = _counts(kept, shape) if kept is not None else csr_matrix(shape)
+        self.timeline = ItemTimeline(history, kept)
+        self.moment = customer_moments(history, shape[0])  # the ranker's point in time of each customer
         self.browse_popularity = np.asarray(self.browsed.sum(axis=0), dtype=np.float64).ravel()
         self.peer_X = with_browsing(self.X, self.browsed, cfg.browsing_weight if self.has_browsing else 0.0)
         self.peers = {s: make_peer(p, self.peer_params.get(p) or PEERS[p].defaults, self.seed, cfg.threads

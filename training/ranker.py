@@ -12,6 +12,7 @@ from scipy.sparse import csr_matrix
 
 from patron.config import SequenceConfig, TwoStageConfig
 from training.candidates import CandidateSources, candidate_recall
+from training.price_bands import PriceBands
 
 COUNT_SOURCES = ("item_item", "copurchase", "repeat", "trending", "popular")
 NO_RANK = 1e6  # rank given to items a source cannot reach (seen items); LightGBM handles the gap
@@ -21,14 +22,16 @@ PURCHASE_LABEL, BROWSED_LABEL = 2.0, 1.0
 
 @dataclass
 class ItemInfo:
-    """Static item attributes by item code: category code (-1 unknown) and price level (NaN unknown)."""
+    """Static item attributes by item code: category code (-1 unknown), price level and launch time (seconds since
+    1970; NaN unknown)."""
 
     category: np.ndarray
     price: np.ndarray
+    launched: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n_items: int) -> "ItemInfo":
-        return cls(np.full(n_items, -1, np.int64), np.full(n_items, np.nan))
+        return cls(np.full(n_items, -1, np.int64), np.full(n_items, np.nan), np.full(n_items, np.nan))
 
 
 def item_choice_terms(sources: CandidateSources, items: ItemInfo) -> dict[str, np.ndarray]:
@@ -96,6 +99,38 @@ def browsing_of(sources: CandidateSources, users: np.ndarray, row: np.ndarray, i
             np.asarray(mine[row, item], dtype=np.float64).ravel())
 
 
+def as_of_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray, items: ItemInfo,
+                   choice: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """ItemTimeline's AS_OF_FEATURES of pairs (users[row], item), each customer's moment the last purchase of their
+    history (the history's end for customers without one), their taste from `choice`'s category share; none for
+    sources fitted before these features existed (a registered model keeps the features it was trained on)."""
+    if not hasattr(sources, "moment"):
+        return {}
+    as_of = sources.moment[users][row]
+    taste = choice.get("browse_category_share", choice["category_share"])
+    out = sources.timeline.features(item, as_of, items.category, taste, sources.config.as_of_recent_days)
+    launched = getattr(items, "launched", None)  # None: unknown (models pickled before launch times were read)
+    out["launched_days_after"] = ((launched[item] - as_of) / 86400.0 if launched is not None
+                                  else np.full(len(item), np.nan))
+    return out
+
+
+def price_band_features(sources: CandidateSources, pair_users: np.ndarray, item: np.ndarray, items: ItemInfo,
+                        choice: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The item's share of its category among customers of the same price band, and taste x that share (none with
+    `two_stage.price_bands` 0); the bands are computed once per fitted sources."""
+    cfg = sources.config
+    if not getattr(cfg, "price_bands", 0):  # absent from configs pickled before the bands existed
+        return {}
+    bands = getattr(sources, "price_bands", None)
+    if bands is None:
+        bands = sources.price_bands = PriceBands(sources.X + sources.browsed, items.price, items.category,
+                                                 cfg.price_bands, cfg.price_band_shrink)  # once per sources
+    share = bands.share(pair_users, item)
+    return {"price_band_share": share,
+            "generative_price_band": choice.get("browse_category_share", choice["category_share"]) * share}
+
+
 def _ranks(scores: np.ndarray, seen: csr_matrix) -> np.ndarray:
     """1-based rank of every item in each row's full ranking, seen items at NO_RANK."""
     s = np.array(scores, dtype=np.float64, copy=True)
@@ -148,6 +183,8 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
                                 n_hist[row].astype(np.float64), np.where(has_latest[row], transition, 0.0),
                                 sources.pending(users, row, item), sources.config.category_prior_weight,
                                 browsing_of(sources, users, row, item, items)))
+    cols.update(as_of_features(sources, users, row, item, items, cols))
+    cols.update(price_band_features(sources, users[row], item, items, cols))
     frame = pd.DataFrame(cols)
     frame["user"], frame["item"] = row, item
     return frame, cands, scores
@@ -189,8 +226,10 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
                              np.full(len(cands), float(n_hist)), transition,
                              sources.pending(np.array([user]), only, cands), sources.config.category_prior_weight,
                              browsing_of(sources, np.array([user]), only, cands, items))
-    names += list(choice)
-    cols += list(choice.values())
+    extra = as_of_features(sources, np.array([user]), only, cands, items, choice) | price_band_features(
+        sources, np.full(len(cands), user), cands, items, choice)
+    names += list(choice) + list(extra)
+    cols += list(choice.values()) + list(extra.values())
     return np.column_stack(cols).astype(np.float64) if len(cands) else np.empty((0, len(names))), cands, names
 
 

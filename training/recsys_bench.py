@@ -18,11 +18,13 @@ from features.store import atomic_write_bytes, fingerprint, read_table, write_js
 from patron import progress
 from patron.config import SequenceConfig, Settings, TwoStageConfig
 from training.candidates import SOURCES, browsing_before, with_browsing
+from training.item_timeline import seconds_of
 from training.peers import PEERS, make_peer
 from training.ranker import ItemInfo, TwoStageResult, two_stage
 from training.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
 from training.recsys_protocol import Split, evaluate, shift_back, split_interactions, targets
 
+PRODUCT_COLUMNS = ("item_id", "category", "launched_at")  # what the ranker reads of the catalogue
 PACKAGES = ("patron", "implicit", "lightgbm", "optuna", "numpy", "scipy", "pandas")
 
 
@@ -64,7 +66,13 @@ def load_interactions(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
     if events is None or events.empty:
         raise BenchError(f"dataset: no events table in {tables}")
     events = events[events["type"] == "purchase"].drop(columns="type").reset_index(drop=True)
-    return events, read_table(tables, "products", columns=["item_id", "category"])
+    return events, read_products(tables)
+
+
+def read_products(tables: Path) -> pd.DataFrame | None:
+    """The catalogue's PRODUCT_COLUMNS that the retailer provided (None without a products table)."""
+    products = read_table(Path(tables), "products")
+    return None if products is None else products[[c for c in PRODUCT_COLUMNS if c in products.columns]]
 
 
 def event_codes(tables: Path, types: Sequence[str], customers: Sequence[str], items: Sequence[str],
@@ -87,12 +95,17 @@ def load_browsing(workspace: Path, split: Split, types: Sequence[str]) -> pd.Dat
 
 
 def item_info(item_ids: Sequence[str], events: pd.DataFrame, products: pd.DataFrame | None) -> ItemInfo:
-    """Category code and mean unit price per item code (the position in `item_ids`)."""
+    """Category code, mean unit price and launch time per item code (the position in `item_ids`)."""
     info = ItemInfo.empty(len(item_ids))
     index = pd.Index(item_ids)
     if products is not None:
-        cats = products.astype(str).drop_duplicates("item_id").set_index("item_id")["category"].reindex(index)
-        info.category = pd.Categorical(cats).codes.astype(np.int64)
+        catalogue = products.assign(item_id=products["item_id"].astype(str)).drop_duplicates("item_id").set_index(
+            "item_id")
+        if "category" in catalogue:
+            info.category = pd.Categorical(catalogue["category"].astype(str).reindex(index)).codes.astype(np.int64)
+        if "launched_at" in catalogue:
+            launched = pd.to_datetime(catalogue["launched_at"]).reindex(index)
+            info.launched = np.where(launched.notna(), seconds_of(launched.fillna(pd.Timestamp(0))), np.nan)
     price = events.astype({"item_id": str}).groupby("item_id")["unit_price"].mean().reindex(index)
     info.price = price.to_numpy(np.float64)
     return info

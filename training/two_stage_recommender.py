@@ -19,7 +19,7 @@ from training.candidates import CandidateSources
 from training.ranker import (ItemInfo, customer_features, fit_ranker, new_items, pair_features,
                              ranker_training_set, reciprocal_rank_fusion)
 from training.recommender import Recommender
-from training.recsys_bench import event_codes, item_info
+from training.recsys_bench import event_codes, item_info, read_products
 from training.recsys_protocol import top_k
 
 ARTIFACT = "two_stage"  # folder name beside the ALS recommender's in the logged model
@@ -38,10 +38,9 @@ def event_history(settings: Settings, rec: Recommender, cutoff: pd.Timestamp, ty
 
 
 def catalogue(settings: Settings, item_ids: np.ndarray) -> ItemInfo:
-    """Category and mean purchase price of the recommender's items."""
+    """Category, mean purchase price and launch time of the recommender's items."""
     events = read_table(settings.tables_dir, "events", columns=["item_id", "type", "unit_price"])
-    products = read_table(settings.tables_dir, "products", columns=["item_id", "category"])
-    return item_info(list(item_ids), events[events["type"] == "purchase"], products)
+    return item_info(list(item_ids), events[events["type"] == "purchase"], read_products(settings.tables_dir))
 
 
 def _peer_params(settings: Settings) -> dict[str, dict[str, Any]]:
