@@ -10,7 +10,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from patron.config import SequenceConfig, TwoStageConfig
-from training.item_timeline import ItemTimeline, customer_moments
+from training.item_timeline import ItemTimeline, seconds_of
 from training.peers import PEERS, make_peer
 from training.recsys_protocol import top_k
 from training.sequence import fit_cached, user_sequences
@@ -113,7 +113,6 @@ class CandidateSources:
         kept = browsing_rows_before(browsing, history) if self.has_browsing else None
         self.browsed = _counts(kept, shape) if kept is not None else csr_matrix(shape)
         self.timeline = ItemTimeline(history, kept)
-        self.moment = customer_moments(history, shape[0])  # the ranker's point in time of each customer
         self.browse_popularity = np.asarray(self.browsed.sum(axis=0), dtype=np.float64).ravel()
         self.peer_X = with_browsing(self.X, self.browsed, cfg.browsing_weight if self.has_browsing else 0.0)
         self.peers = {s: make_peer(p, self.peer_params.get(p) or PEERS[p].defaults, self.seed, cfg.threads
@@ -132,6 +131,8 @@ class CandidateSources:
         self.counts = csr_matrix((np.ones(len(history), np.float32), (history["u"], history["i"])), shape=shape)
         self.counts.sum_duplicates()
         self.last_ts = history.groupby("u")["ts"].max()
+        # the ranker's point in time of each customer, in seconds (the history's end for customers without one)
+        self.moment = seconds_of(self.last_ts.reindex(np.arange(shape[0])).fillna(history["ts"].max()))
         latest = history[history["ts"] >= (self.last_ts - pd.Timedelta(days=cfg.complement_days)
                                            ).reindex(history["u"].to_numpy()).to_numpy()]
         self.latest_bought = _binary(latest, shape)  # each customer's purchases of their last complement_days

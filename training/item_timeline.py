@@ -20,7 +20,7 @@ class ItemTimeline:
                                                                                     browsing[["i", "ts"]]])
         self.purchased = _Events(purchases["i"].to_numpy(np.int64), seconds_of(purchases["ts"]))
         self.engaged = _Events(engaged["i"].to_numpy(np.int64), seconds_of(engaged["ts"]))
-        self._by_category: tuple[np.ndarray, _Events, _Events] | None = None
+        self._by_category: _ByCategory | None = None
 
     def features(self, item: np.ndarray, as_of: np.ndarray, category: np.ndarray, taste: np.ndarray,
                  recent_days: int) -> dict[str, np.ndarray]:
@@ -90,17 +90,6 @@ class _ByCategory:
         first = engaged.first_seen(items)
         self.purchased_before_first = self.purchased.before(code, first)
         self.engaged_before_first = self.engaged.before(code, first)
-
-
-def customer_moments(history: pd.DataFrame, n_users: int) -> np.ndarray:
-    """Per user code, the seconds of their last purchase in `history` (the history's end for users without one)."""
-    seconds = seconds_of(history["ts"])
-    moment = np.full(n_users, seconds.max(initial=0))
-    if len(history):
-        last = np.full(n_users, np.iinfo(np.int64).min)
-        np.maximum.at(last, history["u"].to_numpy(), seconds)
-        moment = np.where(last > np.iinfo(np.int64).min, last, moment)
-    return moment
 
 
 def seconds_of(ts: pd.Series | np.ndarray) -> np.ndarray:

@@ -107,18 +107,17 @@ def as_of_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray
     if not hasattr(sources, "moment"):
         return {}
     as_of = sources.moment[users][row]
-    taste = choice.get("browse_category_share", choice["category_share"])
-    out = sources.timeline.features(item, as_of, items.category, taste, sources.config.as_of_recent_days)
+    out = sources.timeline.features(item, as_of, items.category, _taste(choice), sources.config.as_of_recent_days)
     launched = getattr(items, "launched", None)  # None: unknown (models pickled before launch times were read)
     out["launched_days_after"] = ((launched[item] - as_of) / 86400.0 if launched is not None
                                   else np.full(len(item), np.nan))
     return out
 
 
-def price_band_features(sources: CandidateSources, pair_users: np.ndarray, item: np.ndarray, items: ItemInfo,
-                        choice: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The item's share of its category among customers of the same price band, and taste x that share (none with
-    `two_stage.price_bands` 0); the bands are computed once per fitted sources."""
+def price_band_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray,
+                        items: ItemInfo, choice: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The share of pairs (users[row], item) of the item's category among customers of the same price band, and
+    taste x that share (none with `two_stage.price_bands` 0); the bands are computed once per fitted sources."""
     cfg = sources.config
     if not getattr(cfg, "price_bands", 0):  # absent from configs pickled before the bands existed
         return {}
@@ -126,9 +125,13 @@ def price_band_features(sources: CandidateSources, pair_users: np.ndarray, item:
     if bands is None:
         bands = sources.price_bands = PriceBands(sources.X + sources.browsed, items.price, items.category,
                                                  cfg.price_bands, cfg.price_band_shrink)  # once per sources
-    share = bands.share(pair_users, item)
-    return {"price_band_share": share,
-            "generative_price_band": choice.get("browse_category_share", choice["category_share"]) * share}
+    share = bands.share(users[row], item)
+    return {"price_band_share": share, "generative_price_band": _taste(choice) * share}
+
+
+def _taste(choice: dict[str, np.ndarray]) -> np.ndarray:
+    """The customer's share of the item's category: from purchases and browsing where the sources have browsing."""
+    return choice["browse_category_share"] if "browse_category_share" in choice else choice["category_share"]
 
 
 def _ranks(scores: np.ndarray, seen: csr_matrix) -> np.ndarray:
@@ -184,7 +187,7 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
                                 sources.pending(users, row, item), sources.config.category_prior_weight,
                                 browsing_of(sources, users, row, item, items)))
     cols.update(as_of_features(sources, users, row, item, items, cols))
-    cols.update(price_band_features(sources, users[row], item, items, cols))
+    cols.update(price_band_features(sources, users, row, item, items, cols))
     frame = pd.DataFrame(cols)
     frame["user"], frame["item"] = row, item
     return frame, cands, scores
@@ -226,8 +229,8 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
                              np.full(len(cands), float(n_hist)), transition,
                              sources.pending(np.array([user]), only, cands), sources.config.category_prior_weight,
                              browsing_of(sources, np.array([user]), only, cands, items))
-    extra = as_of_features(sources, np.array([user]), only, cands, items, choice) | price_band_features(
-        sources, np.full(len(cands), user), cands, items, choice)
+    extra = (as_of_features(sources, np.array([user]), only, cands, items, choice)
+             | price_band_features(sources, np.array([user]), only, cands, items, choice))
     names += list(choice) + list(extra)
     cols += list(choice.values()) + list(extra.values())
     return np.column_stack(cols).astype(np.float64) if len(cands) else np.empty((0, len(names))), cands, names
