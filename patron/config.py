@@ -354,7 +354,7 @@ class TwoStageConfig(_Section):
     sources: TwoStageSources = TwoStageSources()
     ranker: bool = True                 # False: candidates ordered by the sum of their sources' reciprocal ranks
     label_windows: int = Field(2, ge=1)  # ranker training windows: validation, then earlier eighths of train
-    candidates_per_source: int = Field(200, gt=0)
+    candidates_per_source: int = Field(100, gt=0)
     copurchase_window: int = Field(5, gt=0)
     recent_items: int = Field(20, gt=0)
     recency_decay: float = Field(0.8, gt=0.0, le=1.0)

@@ -14,7 +14,7 @@ import torch
 from features.store import write_table
 from patron.config import SequenceConfig, Settings, TwoStageConfig, TwoStageSources, load_settings
 from training import tracking
-from training.candidates import CandidateSources
+from training.candidates import CandidateSources, source_ranks
 from training.sequence import SequenceRecommender, train_sequence, training_windows, user_sequences
 
 N_ITEMS = 8
@@ -88,7 +88,7 @@ def test_candidate_source_returns_no_seen_items() -> None:
     users = np.arange(len(seqs))
     seen = src.X[users]
     scores = src.all_scores(users)
-    cands = src.candidates(scores, seen)
+    cands = src.candidates(scores, source_ranks(scores, seen))
     for u, c in enumerate(cands):
         assert len(c) == min(4, N_ITEMS - seen[u].nnz) and set(c.tolist()).isdisjoint(seen[u].indices.tolist())
     # the model's favourite unseen item after each customer's history is among its candidates

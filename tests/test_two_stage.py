@@ -9,7 +9,8 @@ from scipy.sparse import csr_matrix
 
 from patron.config import TwoStageConfig, TwoStageSources
 from tests.conftest import Workspace
-from training.candidates import CandidateSources, browsing_before, candidate_recall, complements, transitions
+from training.candidates import (NO_RANK, CandidateSources, browsing_before, candidate_recall, complements,
+                                 source_ranks, transitions)
 from training.ranker import (BROWSED_LABEL, BROWSING_FEATURES, CHOICE_FEATURES, PURCHASE_LABEL, ItemInfo,
                              browsed_in_window, item_choice_terms, pair_features, ranker_training_set, two_stage)
 from training.recsys_bench import item_info, load_interactions
@@ -127,10 +128,22 @@ def test_candidates_exclude_seen_items_and_recall_is_measured() -> None:
     src = CandidateSources(_config(candidates_per_source=5), {}, 0).fit(split.train, split.shape)
     users = np.arange(10)
     seen = src.X[users]
-    cands = src.candidates(src.all_scores(users), seen)
+    scores = src.all_scores(users)
+    ranks = source_ranks(scores, seen)
+    cands = src.candidates(scores, ranks)
     for r, items in enumerate(cands):
         assert not np.isin(items, seen[r].indices).any()
         assert 5 <= len(items) <= 5 * len(src.enabled)
+        # the union of each source's 5 best unseen items (ties: lower item first)
+        unseen = seen[r].toarray().ravel() == 0
+        best = set().union(*(np.argsort(-np.where(unseen, s[r], -np.inf), kind="stable")[:5].tolist()
+                             for s in scores.values()))
+        assert set(items.tolist()) == best
+    for name, r in ranks.items():  # seen items at NO_RANK, the others placed 1..n once each
+        assert (r[seen.nonzero()] == NO_RANK).all()
+        unseen = np.where(seen.toarray() == 0, r, np.nan)
+        for row in unseen:
+            assert sorted(row[np.isfinite(row)].tolist())[:5] == [1, 2, 3, 4, 5]
     relevant = csr_matrix((np.ones(3), ([0, 0, 1], [int(cands[0][0]), 29, int(cands[1][0])])), shape=(2, 30))
     expected = (1 + int(np.isin(29, cands[0])) + 1) / 3
     assert candidate_recall(cands[:2], relevant) == pytest.approx(expected)

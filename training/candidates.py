@@ -12,12 +12,12 @@ from scipy.sparse import csr_matrix
 from patron.config import SequenceConfig, TwoStageConfig
 from training.item_timeline import ItemTimeline, seconds_of
 from training.peers import PEERS, make_peer
-from training.recsys_protocol import top_k
 from training.sequence import fit_cached, user_sequences
 
 # source -> the peer whose (tuned) params it uses; the other sources are computed here
 PEER_SOURCES = {"als": "als", "item_item": "cosine", "ease": "ease"}
 SOURCES = ("als", "item_item", "ease", "copurchase", "repeat", "trending", "popular", "sequence")
+NO_RANK = 1e6  # rank given to items a source cannot reach (seen items); LightGBM handles the gap
 
 
 def _binary(frame: pd.DataFrame, shape: tuple[int, int]) -> csr_matrix:
@@ -146,7 +146,7 @@ class CandidateSources:
         parts = [(r, self._recent_rows[u]) for r, u in enumerate(users) if u in self._recent_rows]
         at = np.concatenate([p for _, p in parts]) if parts else np.array([], np.int64)
         row = np.repeat([r for r, _ in parts], [len(p) for _, p in parts]).astype(np.int64)
-        w = self.config.recency_decay ** self.recent["back"].to_numpy(np.float32)[at]
+        w = self.config.recency_decay ** self.recent["back"].to_numpy()[at].astype(np.float32)
         m = csr_matrix((w, (row, self.recent["i"].to_numpy()[at])), shape=(len(users), self.shape[1]))
         m.sum_duplicates()
         return m
@@ -178,20 +178,33 @@ class CandidateSources:
         """Every enabled source's dense scores for the users."""
         return {s: self.score(s, users) for s in self.enabled}
 
-    def candidates(self, scores: dict[str, np.ndarray], seen: csr_matrix) -> list[np.ndarray]:
-        """Per user, the union of each source's top-N unseen items (N = candidates_per_source)."""
+    def candidates(self, scores: dict[str, np.ndarray], ranks: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Per user, the union of each source's top-N unseen items (N = candidates_per_source; `ranks` from
+        `source_ranks`, so seen items never qualify)."""
         n = self.config.candidates_per_source
-        unseen = seen.toarray() == 0
-        tops = []
+        picked = np.zeros(next(iter(scores.values())).shape, dtype=bool) if scores else np.zeros((0, 0), bool)
         for name, s in scores.items():
-            top = top_k(s, seen, n)
-            value = np.take_along_axis(s, top, axis=1)
-            ok = np.take_along_axis(unseen, top, axis=1) & np.isfinite(value)
+            ok = (ranks[name] <= n) & np.isfinite(s)
             if name == "repeat":  # the customer's own items: only those the protocol does not exclude
-                ok &= value > 0
-            tops.append(np.where(ok, top, -1))
-        union = np.concatenate(tops, axis=1)
-        return [np.unique(row[row >= 0]) for row in union]
+                ok &= s > 0
+            picked |= ok
+        return [np.flatnonzero(row) for row in picked]
+
+
+def source_ranks(scores: dict[str, np.ndarray], seen: csr_matrix) -> dict[str, np.ndarray]:
+    """Per source, the 1-based place of every item in each row's full ranking (ties: the lower item first), seen
+    items at NO_RANK."""
+    rows, cols = seen.nonzero()
+    out = {}
+    for name, values in scores.items():
+        s = np.array(values, dtype=np.float64, copy=True)
+        s[rows, cols] = -np.inf
+        order = np.argsort(-s, axis=1, kind="stable")
+        ranks = np.empty(s.shape, dtype=np.float32)
+        np.put_along_axis(ranks, order, np.arange(1, s.shape[1] + 1, dtype=np.float32)[None, :], axis=1)
+        ranks[rows, cols] = NO_RANK
+        out[name] = ranks
+    return out
 
 
 def candidate_recall(candidates: list[np.ndarray], relevant: csr_matrix) -> float:

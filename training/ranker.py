@@ -11,11 +11,10 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from patron.config import SequenceConfig, TwoStageConfig
-from training.candidates import CandidateSources, candidate_recall
+from training.candidates import NO_RANK, CandidateSources, candidate_recall, source_ranks
 from training.price_bands import PriceBands
 
 COUNT_SOURCES = ("item_item", "copurchase", "repeat", "trending", "popular")
-NO_RANK = 1e6  # rank given to items a source cannot reach (seen items); LightGBM handles the gap
 # LambdaRank labels when the items browsed in a label window count too (two_stage.browsing_labels)
 PURCHASE_LABEL, BROWSED_LABEL = 2.0, 1.0
 
@@ -134,30 +133,18 @@ def _taste(choice: dict[str, np.ndarray]) -> np.ndarray:
     return choice["browse_category_share"] if "browse_category_share" in choice else choice["category_share"]
 
 
-def _ranks(scores: np.ndarray, seen: csr_matrix) -> np.ndarray:
-    """1-based rank of every item in each row's full ranking, seen items at NO_RANK."""
-    s = np.array(scores, dtype=np.float64, copy=True)
-    rows, cols = seen.nonzero()
-    s[rows, cols] = -np.inf
-    order = np.argsort(-s, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, s.shape[1] + 1)[None, :], axis=1)
-    ranks = ranks.astype(np.float32)
-    ranks[rows, cols] = NO_RANK
-    return ranks
-
-
 def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo, seen: csr_matrix
                   ) -> tuple[pd.DataFrame, list[np.ndarray], dict[str, np.ndarray]]:
     """Feature rows for every (user, candidate) pair, the candidate lists and the sources' scores."""
     scores = sources.all_scores(users)
-    cands = sources.candidates(scores, seen)
+    ranks = source_ranks(scores, seen)
+    cands = sources.candidates(scores, ranks)
     row = np.repeat(np.arange(len(users)), [len(c) for c in cands])
     item = np.concatenate(cands) if cands else np.array([], np.int64)
     cols: dict[str, np.ndarray] = {}
     for name, s in scores.items():
         cols[f"{name}_score"] = s[row, item]
-        rank = _ranks(s, seen)[row, item]
+        rank = ranks[name][row, item]
         # a zero score from a count-based source means "not reached", not a place in an arbitrary order
         cols[f"{name}_rank"] = np.where(s[row, item] > 0, rank, NO_RANK) if name in COUNT_SOURCES else rank
     hist = sources.history
@@ -199,12 +186,12 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
     the candidate items and the feature names; `bought`/`bought_ts` are the customer's history rows in `sources`,
     `seen` a boolean mask of the items never to propose."""
     scores = sources.all_scores(np.array([user]))
-    seen_m = csr_matrix(seen[None, :].astype(np.float32))
-    cands = sources.candidates(scores, seen_m)[0]
+    ranks = source_ranks(scores, csr_matrix(seen[None, :].astype(np.float32)))
+    cands = sources.candidates(scores, ranks)[0]
     names, cols = [], []
     for name, s in scores.items():
         value = s[0, cands]
-        rank = _ranks(s, seen_m)[0, cands]
+        rank = ranks[name][0, cands]
         names += [f"{name}_score", f"{name}_rank"]
         cols += [value, np.where(value > 0, rank, NO_RANK) if name in COUNT_SOURCES else rank]
     pop, category = sources.popularity[cands], items.category[cands]

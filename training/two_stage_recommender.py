@@ -146,10 +146,10 @@ class TwoStageRecommender:
     def _strength(self, source: str, bought: np.ndarray, items: np.ndarray) -> np.ndarray:
         """bought x items: how much each bought item adds to each item's score in the source."""
         if REASON_KIND[source] == "bought_with":
-            return self.sources.transitions[bought][:, items].toarray()
+            return self.sources.transitions[bought].toarray()[:, items]  # dense rows: few bought, one item axis
         peer = self.sources.peers.get(source)
         if hasattr(peer, "similarity"):
-            return peer.similarity[bought][:, items].toarray()
+            return peer.similarity[bought].toarray()[:, items]
         if hasattr(peer, "weights"):
             return peer.weights[np.ix_(bought, items)]
         factors = self.base.model.item_factors  # factor models and the sequence model: closeness of item factors
@@ -164,11 +164,13 @@ class TwoStageRecommender:
                 continue
             mine = np.flatnonzero(np.array(sources) == source)
             pool = bought[:self.sources.config.recent_items] if REASON_KIND[source] == "bought_with" else bought
+            if not len(pool):
+                continue
             strength = self._strength(source, pool, items[mine]).astype(np.float64)
             strength[pool[:, None] == items[mine][None, :]] = -np.inf
-            for j, col in zip(mine, strength.T):
-                if np.isfinite(col).any():
-                    out[j] = str(self.item_ids[pool[int(np.argmax(col))]])
+            for j, best, found in zip(mine, strength.argmax(axis=0), np.isfinite(strength).any(axis=0)):
+                if found:
+                    out[j] = str(self.item_ids[pool[best]])
         return out
 
     # --- offline evaluation ----------------------------------------------------------------------
