@@ -388,7 +388,8 @@ class RecsysBenchConfig(_Section):
 
 
 class TuneConfig(_Section):
-    """`patron tune recommender`: an Optuna study of the ALS recommender on the validation window."""
+    """`patron tune recommender`: an Optuna study of the recommender (ALS, or the two-stage pipeline when configured)
+    on the validation window."""
 
     trials: int = Field(20, gt=0)
     study: str = "recommender"

@@ -22,7 +22,7 @@ from patron.config import load_settings
 from tests.conftest import Workspace, small_workspace
 from training.recommender import train_recommender
 from training.registry import promote
-from training.tune import TuneError, study_storage, tune_recommender
+from training.tune import TuneError, configured_two_stage, study_storage, tune_recommender
 
 
 @pytest.fixture()
@@ -83,6 +83,42 @@ def test_tune_stores_the_study_nests_trials_and_registers_a_candidate(tune_works
     candidate = client.get_model_version_by_alias(name, "candidate").version
     assert int(candidate) == first.model_version + 1
     assert int(client.get_model_version_by_alias(name, settings.tracking.champion_alias).version) == champion
+
+
+def test_with_the_two_stage_pipeline_the_study_tunes_it_from_the_configured_one(tune_workspace: Workspace) -> None:
+    config = yaml.safe_load(tune_workspace.config.read_text())
+    config["recommender"] = {**config.get("recommender", {}), "pipeline": "two_stage"}
+    config["two_stage"] = {"label_windows": 1, "candidates_per_source": 60, "num_boost_round": 60}
+    config["tune"]["trials"] = 2
+    tune_workspace.config.write_text(yaml.safe_dump(config))
+    settings = load_settings(tune_workspace.config)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    name = settings.tracking.recommender_model
+    champion = client.get_model_version_by_alias(name, settings.tracking.champion_alias).version
+
+    result = tune_recommender(settings)
+    assert result.study == "rec-two-stage"  # its own study: the ALS study's parameters differ
+    study = optuna.load_study(study_name="rec-two-stage", storage=study_storage(settings))
+    assert len(study.trials) == 2
+    configured = configured_two_stage(settings.two_stage)
+    assert configured["candidates_per_source"] == 60 and configured["learning_rate"] == 0.02
+    assert study.trials[0].params == pytest.approx(configured)  # the first trial is the configured pipeline
+    trials = {int(t.data.tags["optuna.trial"]): t for t in _children(client, result.parent_run_id)}
+    assert set(trials) == {0, 1}
+    for number, run in trials.items():  # each trial's nested run holds its pipeline and validation score
+        assert run.data.metrics["valid_ndcg_at_10"] == pytest.approx(study.trials[number].value)
+        assert int(run.data.params["two_stage.candidates_per_source"]) == \
+            study.trials[number].params["candidates_per_source"]
+    assert result.best_value == max(t.value for t in study.trials)
+    registered = client.get_model_version(name, str(result.model_version))
+    assert registered.tags["patron.tune.study"] == "rec-two-stage"
+    train_run = client.get_run(registered.run_id)
+    best = study.best_trial.params
+    assert int(train_run.data.params["two_stage.candidates_per_source"]) == best["candidates_per_source"]
+    assert float(train_run.data.params["two_stage.ranker_params.learning_rate"]) == pytest.approx(best["learning_rate"])
+    assert "als_ndcg_at_10" in train_run.data.metrics  # trained as a two-stage pipeline, ALS beside it
+    assert int(client.get_model_version_by_alias(name, "candidate").version) == result.model_version
+    assert client.get_model_version_by_alias(name, settings.tracking.champion_alias).version == champion
 
 
 def test_storage_must_be_named_when_tracking_is_not_a_sqlite_file(tmp_path) -> None:

@@ -312,6 +312,8 @@ def train_recommender(settings: Settings) -> tracking.TrainResult:
         if cfg.pipeline == "two_stage":  # the pipeline's metrics become the version's; ALS's are logged beside
             from training.two_stage_recommender import fit_two_stage
 
+            mlflow.log_params(tracking.flat_params(settings.two_stage, "two_stage"))
+
             two = fit_two_stage(settings, rec, holdout_start)
             mlflow.log_metrics({f"als_{k}": v for k, v in als_metrics.items()})
             als_metrics = ranking_metrics(SimpleNamespace(recommend=two.recommend_batch), rec.user_items, test,

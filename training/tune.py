@@ -1,10 +1,12 @@
-"""`patron tune recommender`: an Optuna study of the ALS recommender, stored beside MLflow, best version registered."""
+"""`patron tune recommender`: an Optuna study of the recommender (ALS, or the two-stage pipeline when it is the
+configured one), stored beside MLflow, best version registered."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import mlflow
@@ -14,10 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from threadpoolctl import threadpool_limits
 
 from patron import progress
-from patron.config import RecommenderConfig, Settings
+from patron.config import RecommenderConfig, Settings, TwoStageConfig
 from training import registry, tracking
 from training.evaluation import ranking_metrics
 from training.recommender import MODEL, consenting_customers, fit_recommender, holdout_matrices, train_recommender
+from training.recsys_bench import two_stage_space
 
 PARENT_TAG = "patron.tune.study"
 
@@ -169,27 +172,76 @@ def objective(settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end:
     return run
 
 
+def configured_two_stage(base: TwoStageConfig) -> dict[str, Any]:
+    """The configured pipeline as a trial of `recsys_bench.two_stage_space` (every configured source on), so a new
+    study starts from it and its best is never worse on validation than the configuration."""
+    ranker = {k: base.ranker_params[k] for k in ("learning_rate", "num_leaves", "min_data_in_leaf", "lambda_l2",
+                                                  "feature_fraction") if k in base.ranker_params}
+    return ({f"source_{s}": True for s, on in base.sources.model_dump().items() if on}
+            | {"candidates_per_source": base.candidates_per_source} | ranker)
+
+
+def two_stage_objective(settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+                        ) -> Callable[[optuna.Trial], float]:
+    """Validation NDCG@k of the two-stage pipeline with the trial's sources, candidate count and ranker settings (a
+    nested run); the ALS source keeps the recommender section's settings and is fit once."""
+    from training.two_stage_recommender import fit_two_stage
+
+    rec = fit_recommender(train, settings.recommender, consenting_customers(settings, train["customer_id"]))
+    valid, _ = holdout_matrices(settings, rec, train, start, end)
+    k = settings.recommender.k
+
+    def run(trial: optuna.Trial) -> float:
+        seed_by_trial(trial, settings.tune.seed)
+        cfg = two_stage_space(trial, settings.two_stage)
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+            mlflow.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number)})
+            mlflow.log_params(tracking.flat_params(cfg, "two_stage"))
+            two = fit_two_stage(settings.model_copy(update={"two_stage": cfg}), rec, start)
+            value = ranking_metrics(SimpleNamespace(recommend=two.recommend_batch), rec.user_items, valid,
+                                    k)[f"ndcg_at_{k}"]
+            mlflow.log_metric(f"valid_ndcg_at_{k}", value)
+            mlflow.set_tag("optuna.state", "COMPLETE")
+        return value
+
+    return run
+
+
 def tune_recommender(settings: Settings, trials: int | None = None, study_name: str | None = None,
                      echo: Callable[[str], None] = print) -> TuneResult:
-    """Run (or continue) the study under one parent MLflow run, then register the best params' model as candidate."""
+    """Run (or continue) the study under one parent MLflow run, then register the best params' model as candidate.
+
+    With `recommender.pipeline: two_stage` the study tunes the pipeline's sources, candidate count and ranker (its
+    own study, default name `<tune.study>-two-stage`; no pruning: the ranker early-stops inside each trial)."""
     cfg = settings.tune
-    trials, study_name = trials or cfg.trials, study_name or cfg.study
-    study, storage = open_study(settings, study_name, "maximize",
-                                optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
-                                                            n_warmup_steps=cfg.pruner_warmup_blocks), cfg.seed)
+    two_stage = settings.recommender.pipeline == "two_stage"
+    trials = trials or cfg.trials
+    study_name = study_name or (f"{cfg.study}-two-stage" if two_stage else cfg.study)
+    pruner: optuna.pruners.BasePruner = (
+        optuna.pruners.NopPruner() if two_stage else
+        optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_blocks))
+    study, storage = open_study(settings, study_name, "maximize", pruner, cfg.seed)
+    if two_stage and not study.trials:
+        study.enqueue_trial(configured_two_stage(settings.two_stage))
     tracking.configure(settings)
     train, start, end = validation_data(settings)
-    with parent_run(MODEL, study_name, study, storage, trials, cfg.seed,
-                    f"MedianPruner(startup={cfg.pruner_startup_trials}, warmup_blocks={cfg.pruner_warmup_blocks})",
-                    {"valid_start": start.date().isoformat(), "valid_end": end.date().isoformat()}) as parent:
+    pruner_text = ("none (two-stage)" if two_stage else
+                   f"MedianPruner(startup={cfg.pruner_startup_trials}, warmup_blocks={cfg.pruner_warmup_blocks})")
+    with parent_run(MODEL, study_name, study, storage, trials, cfg.seed, pruner_text,
+                    {"valid_start": start.date().isoformat(), "valid_end": end.date().isoformat(),
+                     "pipeline": settings.recommender.pipeline}) as parent:
         mlflow.log_params(tracking.flat_params(cfg, "tune"))
         tracking.log_dataset_digest(train, "interactions_before_validation", "training")
-        study.optimize(objective(settings, train, start, end), n_trials=trials, show_progress_bar=progress.enabled())
+        run = (two_stage_objective if two_stage else objective)(settings, train, start, end)
+        study.optimize(run, n_trials=trials, show_progress_bar=progress.enabled())
         mlflow.log_metric(f"best_valid_ndcg_at_{settings.recommender.k}", study.best_value)
         mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
-    best = settings.recommender.model_copy(update=study.best_params)
     echo(f"best validation ndcg {study.best_value:.4f} ({study.best_params}); refitting and registering")
-    result = train_recommender(settings.model_copy(update={"recommender": best}))
+    if two_stage:
+        best = settings.model_copy(update={"two_stage": two_stage_space(study.best_trial, settings.two_stage)})
+    else:
+        best = settings.model_copy(update={"recommender": settings.recommender.model_copy(update=study.best_params)})
+    result = train_recommender(best)
     register_candidate(settings, MODEL, result.model_version, study_name, parent.info.run_id, result.run_id)
     return TuneResult(study_name, storage, trials, len(study.trials), float(study.best_value),
                       dict(study.best_params), parent.info.run_id, result.model_version, result.metrics,
