@@ -170,6 +170,15 @@ def two_stage_space(trial: optuna.Trial, base: TwoStageConfig) -> TwoStageConfig
                                                                               log=True)})
 
 
+def configured_two_stage(base: TwoStageConfig, ranker: bool = True) -> dict[str, Any]:
+    """The configured pipeline as a trial of `two_stage_space`: every configured source on at the configured candidate
+    count and, with `ranker`, the configured ranker settings (without: left for the sampler to draw)."""
+    drawn = [k for k in TWO_STAGE_SPACE if k not in ("sources", "candidates_per_source")]
+    return ({f"source_{s}": True for s in SOURCES if getattr(base.sources, s)}
+            | {"candidates_per_source": base.candidates_per_source}
+            | ({k: base.ranker_params[k] for k in drawn if k in base.ranker_params} if ranker else {}))
+
+
 def dense_scorer(matrix: np.ndarray, relevant: Any) -> Callable[[np.ndarray, Any], np.ndarray]:
     """A scorer over dense scores whose rows are the customers with relevant items, in code order."""
     position = pd.Series(np.arange(matrix.shape[0]), index=np.flatnonzero(np.diff(relevant.indptr)))
@@ -195,8 +204,7 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     # first trial: every source the config enables at its candidate count (the ranker's settings still drawn)
-    study.enqueue_trial({f"source_{s}": True for s in SOURCES if getattr(base.sources, s)}
-                        | {"candidates_per_source": base.candidates_per_source})
+    study.enqueue_trial(configured_two_stage(base, ranker=False))
     study.optimize(objective, n_trials=trials, show_progress_bar=progress.enabled())
     return two_stage_space(study.best_trial, base), float(study.best_value), len(study.trials)
 

@@ -16,11 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from threadpoolctl import threadpool_limits
 
 from patron import progress
-from patron.config import RecommenderConfig, Settings, TwoStageConfig
+from patron.config import RecommenderConfig, Settings
 from training import registry, tracking
 from training.evaluation import ranking_metrics
 from training.recommender import MODEL, consenting_customers, fit_recommender, holdout_matrices, train_recommender
-from training.recsys_bench import two_stage_space
+from training.recsys_bench import configured_two_stage, two_stage_space
 
 PARENT_TAG = "patron.tune.study"
 
@@ -170,15 +170,6 @@ def objective(settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end:
         return value
 
     return run
-
-
-def configured_two_stage(base: TwoStageConfig) -> dict[str, Any]:
-    """The configured pipeline as a trial of `recsys_bench.two_stage_space` (every configured source on), so a new
-    study starts from it and its best is never worse on validation than the configuration."""
-    ranker = {k: base.ranker_params[k] for k in ("learning_rate", "num_leaves", "min_data_in_leaf", "lambda_l2",
-                                                  "feature_fraction") if k in base.ranker_params}
-    return ({f"source_{s}": True for s, on in base.sources.model_dump().items() if on}
-            | {"candidates_per_source": base.candidates_per_source} | ranker)
 
 
 def two_stage_objective(settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
