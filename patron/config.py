@@ -361,6 +361,9 @@ class TwoStageConfig(_Section):
     trend_days: int = Field(30, gt=0)
     price_bands: int = Field(4, ge=0)  # ranker: customers' price bands (quantiles of price position; 0: off)
     price_band_shrink: float = Field(0.5, ge=0.0, le=1.0)  # a band's item shares shrunk this far to the overall
+    price_choice_levels: int = Field(21, ge=0)  # ranker: price sensitivities of the mixed-logit choice (0: off)
+    price_choice_range: tuple[float, float] = (-2.0, 2.0)  # lowest and highest sensitivity of that grid
+    price_choice_iterations: int = Field(20, gt=0)  # EM rounds of the mixed logit
     as_of_recent_days: int = Field(90, gt=0)  # ranker's item_recent_share_as_of: days before each customer's moment
     category_prior_weight: float = Field(1.0, ge=0.0)  # pseudo-purchases of the overall category mix in a
     # customer's smoothed category share (ranker's choice-model features)

@@ -93,17 +93,19 @@ def test_a_moment_before_any_event_counts_nothing(moment: str) -> None:
 
 
 def test_sources_pickled_before_these_features_keep_their_old_columns() -> None:
-    """A registered model trained before the point-in-time and price-band features still gets the columns its
-    booster was trained on."""
+    """A registered model trained before the point-in-time, price-band and price-choice features still gets the
+    columns its booster was trained on."""
     split = split_interactions(_events(5, customers=30))
     sources = CandidateSources(_config(), {}, 0).fit(split.train, split.shape)
     items = ItemInfo(np.arange(split.shape[1]) % 3, np.ones(split.shape[1]))
     new, _, _ = pair_features(sources, np.arange(5), items, sources.X[:5])
     del sources.timeline, sources.moment
     old_config = sources.config.model_copy()
-    old_config.__dict__.pop("price_bands")  # as unpickled from a config class without the field
+    for name in ("price_bands", "price_choice_levels"):  # as unpickled from a config class without the fields
+        old_config.__dict__.pop(name)
     sources.config = old_config
     old, _, _ = pair_features(sources, np.arange(5), items, sources.X[:5])
-    added = set(AS_OF_FEATURES) | {"launched_days_after", "price_band_share", "generative_price_band"}
+    added = set(AS_OF_FEATURES) | {"launched_days_after", "price_band_share", "generative_price_band",
+                                   "price_choice_share", "generative_price_choice", "price_sensitivity"}
     assert set(new.columns) - set(old.columns) == added
     pd.testing.assert_frame_equal(old, new[old.columns])

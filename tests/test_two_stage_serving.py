@@ -68,7 +68,8 @@ def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_
         assert names == list(frame.columns[:-2]) == rec.booster.feature_name()
         assert set(BROWSING_FEATURES) | {"pending_complement"} <= set(names)  # the workspace has views and carts
         # point-in-time item shares, the catalogue's launch dates and the price bands reach the served features
-        assert set(AS_OF_FEATURES) | {"launched_days_after", "price_band_share", "generative_price_band"} <= set(names)
+        assert set(AS_OF_FEATURES) | {"launched_days_after", "price_band_share", "generative_price_band",
+                                      "price_choice_share", "price_sensitivity"} <= set(names)
         assert np.isfinite(X[:, names.index("launched_days_after")]).all()
         np.testing.assert_array_equal(cands, frame["item"].to_numpy())
         np.testing.assert_allclose(X, frame.drop(columns=["user", "item"]).to_numpy(np.float64), rtol=1e-6,

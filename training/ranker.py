@@ -13,6 +13,7 @@ from scipy.sparse import csr_matrix
 from patron.config import SequenceConfig, TwoStageConfig
 from training.candidates import NO_RANK, CandidateSources, candidate_recall, source_ranks
 from training.price_bands import PriceBands
+from training.price_choice import PriceChoice
 
 COUNT_SOURCES = ("item_item", "copurchase", "repeat", "trending", "popular")
 # LambdaRank labels when the items browsed in a label window count too (two_stage.browsing_labels)
@@ -128,6 +129,23 @@ def price_band_features(sources: CandidateSources, users: np.ndarray, row: np.nd
     return {"price_band_share": share, "generative_price_band": _taste(choice) * share}
 
 
+def price_choice_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray,
+                          items: ItemInfo, choice: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The mixed logit's chance of pairs (users[row], item) among the item's category, taste x that chance and the
+    customer's price sensitivity (none with `two_stage.price_choice_levels` 0); fitted once per sources."""
+    cfg = sources.config
+    if not getattr(cfg, "price_choice_levels", 0):  # absent from configs pickled before the choice model existed
+        return {}
+    model = getattr(sources, "price_choice", None)
+    if model is None:
+        model = sources.price_choice = PriceChoice(sources.X + sources.browsed, items.price, items.category,
+                                                   cfg.price_choice_levels, cfg.price_choice_range,
+                                                   cfg.price_choice_iterations)
+    share = model.share(users[row], item)
+    return {"price_choice_share": share, "generative_price_choice": _taste(choice) * share,
+            "price_sensitivity": model.sensitivity(users)[row]}
+
+
 def _taste(choice: dict[str, np.ndarray]) -> np.ndarray:
     """The customer's share of the item's category: from purchases and browsing where the sources have browsing."""
     return choice["browse_category_share"] if "browse_category_share" in choice else choice["category_share"]
@@ -175,6 +193,7 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
                                 browsing_of(sources, users, row, item, items)))
     cols.update(as_of_features(sources, users, row, item, items, cols))
     cols.update(price_band_features(sources, users, row, item, items, cols))
+    cols.update(price_choice_features(sources, users, row, item, items, cols))
     frame = pd.DataFrame(cols)
     frame["user"], frame["item"] = row, item
     return frame, cands, scores
@@ -217,7 +236,8 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
                              sources.pending(np.array([user]), only, cands), sources.config.category_prior_weight,
                              browsing_of(sources, np.array([user]), only, cands, items))
     extra = (as_of_features(sources, np.array([user]), only, cands, items, choice)
-             | price_band_features(sources, np.array([user]), only, cands, items, choice))
+             | price_band_features(sources, np.array([user]), only, cands, items, choice)
+             | price_choice_features(sources, np.array([user]), only, cands, items, choice))
     names += list(choice) + list(extra)
     cols += list(choice.values()) + list(extra.values())
     return np.column_stack(cols).astype(np.float64) if len(cands) else np.empty((0, len(names))), cands, names
