@@ -30,21 +30,24 @@ class PriceChoice:
         engaged = csr_matrix(engaged, dtype=np.float64)
         n_cat = int(code.max(initial=0)) + 1
         to_category = csr_matrix((np.ones(len(code)), (np.arange(len(code)), code)), shape=(len(code), n_cat))
-        per_category = engaged @ to_category  # customers x categories: how often each engaged with each
+        per_category = (engaged @ to_category).toarray()  # customers x categories: how often each engaged with each
         observed = np.asarray(engaged.sum(axis=0)).ravel()
         self.appeal = np.log(observed + 0.5)
         self.mix = np.full(levels, 1.0 / levels)
         for _ in range(iterations):
             log_p = self._log_choice()
-            loglik = np.asarray(engaged @ log_p.T) + np.log(self.mix)  # customers x grid
-            weights = np.exp(loglik - logsumexp(loglik, axis=1, keepdims=True))
+            weights = self._posterior(engaged, log_p)
             self.mix = np.maximum(weights.mean(axis=0), 1e-12)
-            expected = (np.exp(log_p) * np.asarray(weights.T @ per_category.toarray())[:, code]).sum(axis=0)
+            expected = (np.exp(log_p) * (weights.T @ per_category)[:, code]).sum(axis=0)
             self.appeal += np.log((observed + 0.5) / (expected + 0.5))
         log_p = self._log_choice()
-        loglik = np.asarray(engaged @ log_p.T) + np.log(self.mix)
-        self.weights = np.exp(loglik - logsumexp(loglik, axis=1, keepdims=True)).astype(np.float32)
+        self.weights = self._posterior(engaged, log_p).astype(np.float32)
         self.choice = np.exp(log_p).astype(np.float32)  # grid x items
+
+    def _posterior(self, engaged: csr_matrix, log_p: np.ndarray) -> np.ndarray:
+        """Each customer's posterior over the grid (customers x grid) given what they engaged with."""
+        loglik = np.asarray(engaged @ log_p.T) + np.log(self.mix)
+        return np.exp(loglik - logsumexp(loglik, axis=1, keepdims=True))
 
     def _log_choice(self) -> np.ndarray:
         """log P(item | category) at every sensitivity of the grid (grid x items)."""
