@@ -164,9 +164,18 @@ def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, t
     assert report["trials_per_peer"] == 1 and report["data_fingerprint"]
     assert all(0.0 <= r["test"]["ndcg@10"] <= 1.0 for r in report["results"])
     two_stage = report["results"][3]
-    assert two_stage["valid_ndcg"] is not None and two_stage["note"].startswith("1 trials")
+    assert two_stage["valid_ndcg"] is not None and two_stage["note"].startswith("1 TPE trials + ")
+    # every configured source was tried without it on validation; the dropped ones are not in the chosen pipeline
+    steps = report["two_stage_elimination"]
+    dropped = {e["source"] for e in steps if e["dropped"]}
+    assert {e["source"] for e in steps} <= {"als", "item_item", "ease", "copurchase", "trending", "popular"}
+    assert len(steps) >= 5 and not dropped & set(two_stage["params"]["sources"])
+    assert all(e["dropped"] == (e["valid_ndcg_without"] >= e["valid_ndcg_with"]) for e in steps)
+    assert two_stage["valid_ndcg"] == pytest.approx(max([steps[0]["valid_ndcg_with"]]
+                                                        + [e["valid_ndcg_without"] for e in steps if e["dropped"]]))
     assert set(report["search_spaces"]["patron two-stage"]) >= {"sources", "candidates_per_source", "num_leaves"}
     assert "| patron two-stage |" in (out / "recsys_bench.md").read_text()
+    assert "## Source elimination on validation" in (out / "recsys_bench.md").read_text()
     # the run is in MLflow with its parameters, every model's metrics and both tables
     client = MlflowClient(ws.settings.tracking_uri)
     run = client.get_run(report["mlflow_run_id"])
@@ -243,9 +252,40 @@ def test_two_stage_tuning_never_reads_test() -> None:
                             ranker_params={"objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "verbose": -1})
     cold = split.train_counts() < 5
     items = ItemInfo.empty(split.shape[1])
-    first = tune_two_stage(split, items, config, {}, 2, 0, 10, cold)
+    config = config.model_copy(update={"sources": config.sources.model_copy(update={"ease": False, "popular": False})})
+    first = tune_two_stage(split, items, config, {}, 6, 0, 10, cold)
     scrambled = split.test.assign(i=(split.test["i"] + 7) % split.shape[1])
     second = tune_two_stage(Split(split.customers, split.items, split.train, split.valid, scrambled), items, config,
-                            {}, 2, 0, 10, cold)
-    assert first[1] == second[1] and first[0] == second[0] and first[2] == 2
-    assert 0.0 < first[1] <= 1.0
+                            {}, 6, 0, 10, cold)
+    assert first.valid_ndcg == second.valid_ndcg and first.config == second.config
+    assert first.elimination == second.elimination
+    # 4 sources on: 2 TPE trials, then one elimination run per source until one is left
+    assert first.tpe_trials == 2 and 3 <= len(first.elimination) <= 4 and first.runs <= 6
+    assert 0.0 < first.valid_ndcg <= 1.0
+
+
+def test_elimination_drops_the_sources_that_do_not_help_weakest_first() -> None:
+    from patron.config import TwoStageConfig
+    from training.two_stage_search import enabled_sources, eliminate_sources
+
+    sources = {"als": True, "item_item": True, "ease": True, "copurchase": False, "repeat": False,
+               "trending": True, "popular": False, "sequence": False}
+    config = TwoStageConfig(sources=sources)
+    worth = {"als": 0.0, "item_item": 0.02, "ease": 0.01, "trending": -0.005}  # what each source adds on validation
+    tried = []
+
+    def score(c: TwoStageConfig) -> tuple[float, dict[str, float]]:
+        tried.append(set(enabled_sources(c)))
+        return 0.3 + sum(worth[s] for s in enabled_sources(c)), {}
+
+    importance = {"item_item_rank": 0.5, "ease_score": 0.3, "als_rank": 0.15, "trending_rank": 0.05}
+    start = 0.3 + sum(worth.values())
+    chosen, value, steps = eliminate_sources(config, start, importance, score)
+    assert [s["source"] for s in steps] == ["trending", "als", "ease", "item_item"]  # by gain share, lowest first
+    assert [s["dropped"] for s in steps] == [True, True, False, False]  # ALS adds nothing: a tie drops it
+    assert enabled_sources(chosen) == ["item_item", "ease"] and value == pytest.approx(0.33)
+    assert tried[1] == {"item_item", "ease"}  # each step starts from what is left
+
+    lone, _, steps = eliminate_sources(TwoStageConfig(sources={**sources, "item_item": False, "ease": False,
+                                                                "trending": False}), 0.3, {}, score)
+    assert enabled_sources(lone) == ["als"] and steps == []  # the last source is never dropped

@@ -16,13 +16,15 @@ import pandas as pd
 
 from features.store import atomic_write_bytes, fingerprint, read_table, write_json
 from patron import progress
-from patron.config import SequenceConfig, Settings, TwoStageConfig
-from training.candidates import SOURCES, browsing_before, with_browsing
+from patron.config import Settings, TwoStageConfig
+from training.candidates import browsing_before, with_browsing
 from training.item_timeline import seconds_of
 from training.peers import PEERS, make_peer
 from training.ranker import ItemInfo, TwoStageResult, two_stage
 from training.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
-from training.recsys_protocol import Split, evaluate, shift_back, split_interactions, targets
+from training.recsys_protocol import Split, dense_scorer, evaluate, split_interactions, targets
+from training.two_stage_search import (ELIMINATION, TWO_STAGE_SPACE, enabled_sources, tune_two_stage,
+                                       without_source)
 
 PRODUCT_COLUMNS = ("item_id", "category", "launched_at")  # what the ranker reads of the catalogue
 PACKAGES = ("patron", "implicit", "lightgbm", "optuna", "numpy", "scipy", "pandas")
@@ -147,66 +149,6 @@ def tune_peer(name: str, split: Split, trials: int, seed: int, k: int, threads: 
 
 
 BROWSING_WEIGHT_RANGE = (0.03, 1.0)
-TWO_STAGE_SPACE = {"sources": "each source enabled in config: on/off (at least one on; first trial all on at the "
-                              "configured candidates_per_source)",
-                   "candidates_per_source": "int 50..400 log", "learning_rate": "0.005..0.2 log",
-                   "num_leaves": "int 3..63 log", "min_data_in_leaf": "int 5..200 log", "lambda_l2": "1e-3..100 log",
-                   "feature_fraction": "0.5..1"}
-
-
-def two_stage_space(trial: optuna.Trial, base: TwoStageConfig) -> TwoStageConfig:
-    """A two-stage config drawn from TWO_STAGE_SPACE around `base` (the ranker's other settings kept)."""
-    on = {s: trial.suggest_categorical(f"source_{s}", [True, False]) for s in SOURCES if getattr(base.sources, s)}
-    if not any(on.values()):
-        raise optuna.TrialPruned("no candidate source switched on")
-    ranker = {**base.ranker_params,
-              "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.2, log=True),
-              "num_leaves": trial.suggest_int("num_leaves", 3, 63, log=True),
-              "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 200, log=True),
-              "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 100.0, log=True),
-              "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0)}
-    return base.model_copy(update={"sources": base.sources.model_copy(update=on), "ranker_params": ranker,
-                                   "candidates_per_source": trial.suggest_int("candidates_per_source", 50, 400,
-                                                                              log=True)})
-
-
-def configured_two_stage(base: TwoStageConfig, ranker: bool = True) -> dict[str, Any]:
-    """The configured pipeline as a trial of `two_stage_space`: every configured source on at the configured candidate
-    count and, with `ranker`, the configured ranker settings (without: left for the sampler to draw)."""
-    drawn = [k for k in TWO_STAGE_SPACE if k not in ("sources", "candidates_per_source")]
-    return ({f"source_{s}": True for s in SOURCES if getattr(base.sources, s)}
-            | {"candidates_per_source": base.candidates_per_source}
-            | ({k: base.ranker_params[k] for k in drawn if k in base.ranker_params} if ranker else {}))
-
-
-def dense_scorer(matrix: np.ndarray, relevant: Any) -> Callable[[np.ndarray, Any], np.ndarray]:
-    """A scorer over dense scores whose rows are the customers with relevant items, in code order."""
-    position = pd.Series(np.arange(matrix.shape[0]), index=np.flatnonzero(np.diff(relevant.indptr)))
-    return lambda users, _history: matrix[position[users].to_numpy()]
-
-
-def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_params: dict[str, dict[str, Any]],
-                   trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None,
-                   browsing: pd.DataFrame | None = None) -> tuple[TwoStageConfig, float, int]:
-    """Optuna TPE over sources, candidates and ranker settings on validation NDCG@k, test never read: the pipeline
-    runs one period earlier (ranker labels from the end of train, sources fit before it, validation ranked)."""
-    inner = shift_back(split)
-    labels = targets(inner, inner.valid, inner.matrix(inner.train))
-    seen = split.matrix(split.train)
-    valid = targets(split, split.valid, seen)
-
-    def objective(trial: optuna.Trial) -> float:
-        config = two_stage_space(trial, base)
-        result = two_stage(inner.train, labels, split.train, valid, split.shape, items, config, peer_params, seed,
-                           sequence, browsing)
-        return evaluate(dense_scorer(result.scorer_scores, valid), seen, seen, valid, k, cold)[f"ndcg@{k}"]
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    # first trial: every source the config enables at its candidate count (the ranker's settings still drawn)
-    study.enqueue_trial(configured_two_stage(base, ranker=False))
-    study.optimize(objective, n_trials=trials, show_progress_bar=progress.enabled())
-    return two_stage_space(study.best_trial, base), float(study.best_value), len(study.trials)
 
 
 def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: Path | None = None,
@@ -253,17 +195,21 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         return dense_scorer(matrix, test)
 
     t0 = time.perf_counter()
-    ts_cfg, ts_valid, ts_trials = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold,
-                                                 settings.sequence, browsing)
+    search = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold, settings.sequence, browsing)
+    ts_cfg = search.config
     tuning_s = time.perf_counter() - t0
-    echo(f"two-stage tuning: valid ndcg@{cfg.k} {ts_valid:.4f} ({ts_trials} trials, {tuning_s:.0f}s)")
+    for step in search.elimination:
+        echo(f"elimination: without {step['source']} valid ndcg@{cfg.k} {step['valid_ndcg_without']:.4f} vs "
+             f"{step['valid_ndcg_with']:.4f}: {'dropped' if step['dropped'] else 'kept'}")
+    echo(f"two-stage tuning: valid ndcg@{cfg.k} {search.valid_ndcg:.4f} ({search.tpe_trials} TPE trials + "
+         f"{len(search.elimination)} elimination runs, {tuning_s:.0f}s)")
 
     def pipeline(name: str, config: TwoStageConfig) -> tuple[Row, TwoStageResult]:
         t0 = time.perf_counter()
         result = two_stage(split.train, labels, history_full, test, split.shape, items, config, tuned, config.seed,
                            settings.sequence, browsing if config.browsing_events else None)
         row = Row(name, evaluate(rows_of(result.scorer_scores), full, full, test, cfg.k, cold), None,
-                  {"sources": [s for s in SOURCES if getattr(config.sources, s)], "ranker": config.ranker,
+                  {"sources": enabled_sources(config), "ranker": config.ranker,
                    "candidates_per_source": config.candidates_per_source,
                    "ranker_params": config.ranker_params if config.ranker else None,
                    "best_iteration": result.best_iteration}, time.perf_counter() - t0,
@@ -273,8 +219,8 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         return row, result
 
     main, result = pipeline("patron two-stage" + ("" if ts_cfg.ranker else " (no ranker)"), ts_cfg)
-    main.valid_ndcg, main.seconds = ts_valid, main.seconds + tuning_s
-    main.note = f"{ts_trials} trials; {main.note}"
+    main.valid_ndcg, main.seconds = search.valid_ndcg, main.seconds + tuning_s
+    main.note = f"{search.tpe_trials} TPE trials + {len(search.elimination)} elimination runs; {main.note}"
     rows.append(main)
     truth = oracle_scorer(settings.model_copy(update={"workspace": workspace}).ground_truth_dir, split)
     if truth is not None:
@@ -284,8 +230,7 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     if cfg.ablation:
         enabled = main.params["sources"]
         variants = ([("without the ranker (rank fusion)", {"ranker": False})] if ts_cfg.ranker else []) + [
-            (f"without {s}", {"sources": ts_cfg.sources.model_copy(update={s: False})})
-            for s in enabled if len(enabled) > 1] + (
+            (f"without {s}", {"sources": without_source(ts_cfg, s).sources}) for s in enabled if len(enabled) > 1] + (
             [("without browsing events", {"browsing_events": []})] if browsing is not None else [])
         ablation += [pipeline(n, ts_cfg.model_copy(update=u))[0] for n, u in variants]
         if not ts_cfg.sources.sequence:  # switched off: show what switching the sequence model on would give
@@ -311,11 +256,13 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
                     "train; sources fit before it), so test is read once, by the chosen config; browsing events (where "
                     "the data has them) reach a fit only before the day of each customer's last purchase in it",
         "k": cfg.k, "trials_per_peer": trials, "seed": cfg.seed, "sampler": "optuna TPESampler(seed)",
-        "search_spaces": {n: PEERS[n].space_text for n in cfg.peers} | {"patron two-stage": TWO_STAGE_SPACE}
+        "search_spaces": {n: PEERS[n].space_text for n in cfg.peers}
+        | {"patron two-stage": TWO_STAGE_SPACE | {"elimination": ELIMINATION}}
         | {f"{n} + browsing": {**PEERS[n].space_text, "browsing_weight": "%g..%g log" % BROWSING_WEIGHT_RANGE}
            for n in (cfg.browsing_peers if browsing is not None else [])},
         "browsing_events": ts_cfg.browsing_events if browsing is not None else [],
         "two_stage": ts_cfg.model_dump(mode="json"),
+        "two_stage_elimination": search.elimination,
         "two_stage_feature_importance": result.feature_importance,
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
         "seconds": round(time.perf_counter() - started, 1),
@@ -359,6 +306,17 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.4f}"
 
 
+def elimination_table(report: dict[str, Any]) -> str:
+    """The two-stage search's backward elimination of sources on validation, as Markdown."""
+    steps = report.get("two_stage_elimination") or []
+    k = report["k"]
+    return (f"\n## Source elimination on validation (after the TPE trials)\n\n| source (weakest first) | gain share "
+            f"| valid NDCG@{k} with | without | decision |\n|---|---|---|---|---|\n"
+            + "".join(f"| {e['source']} | {e['gain_share']:.4f} | {e['valid_ndcg_with']:.4f} "
+                      f"| {e['valid_ndcg_without']:.4f} | {'dropped' if e['dropped'] else 'kept'} |\n" for e in steps)
+            if steps else "")
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables."""
     k = report["k"]
@@ -383,6 +341,7 @@ def markdown(report: dict[str, Any]) -> str:
             + "".join(line(r) for r in report["results"])
             + "\n## Ablation (test; each source ranks on its own score)\n\n" + head
             + "".join(line(r) for r in report["ablation"])
+            + elimination_table(report)
             + f"\n## Best parameters\n\n{params}\n## Search spaces ({report['trials_per_peer']} trials each, "
             f"{report['sampler']}, seed {report['seed']})\n\n{spaces}\n"
             f"## Versions\n\n`{json.dumps(report['versions'])}`\n")

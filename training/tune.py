@@ -20,7 +20,7 @@ from patron.config import RecommenderConfig, Settings
 from training import registry, tracking
 from training.evaluation import ranking_metrics
 from training.recommender import MODEL, consenting_customers, fit_recommender, holdout_matrices, train_recommender
-from training.recsys_bench import configured_two_stage, two_stage_space
+from training.two_stage_search import configured_two_stage, two_stage_space
 
 PARENT_TAG = "patron.tune.study"
 

@@ -1,0 +1,141 @@
+"""The two-stage pipeline's search on validation: Optuna TPE over its numbers, then backward elimination of its
+sources, so that no source is kept that does not help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from patron import progress
+from patron.config import SequenceConfig, TwoStageConfig
+from training.candidates import SOURCES
+from training.ranker import ItemInfo, two_stage
+from training.recsys_protocol import Split, dense_scorer, evaluate, shift_back, targets
+
+SOURCE_SWITCHES = ("each source enabled in config: on/off (at least one on; first trial all on at the configured "
+                   "candidates_per_source)")
+TWO_STAGE_SPACE = {"sources": "every source enabled in config during the TPE trials; then backward elimination on "
+                              "validation (below)",
+                   "candidates_per_source": "int 50..200 log", "learning_rate": "0.005..0.2 log",
+                   "num_leaves": "int 3..63 log", "min_data_in_leaf": "int 5..200 log", "lambda_l2": "1e-3..100 log",
+                   "feature_fraction": "0.5..1"}
+ELIMINATION = ("the best TPE configuration's sources, weakest first (summed gain of their features in its ranker), "
+               "each dropped when validation NDCG@k without it is at least as high; these runs count in the budget: "
+               "the TPE gets the trials minus one per enabled source")
+CANDIDATES_RANGE = {True: (50, 400), False: (50, 200)}  # with source switches / every source on (rows grow with it)
+
+
+def enabled_sources(config: TwoStageConfig) -> list[str]:
+    """The sources switched on in `config`, in SOURCES order."""
+    return [s for s in SOURCES if getattr(config.sources, s)]
+
+
+def without_source(config: TwoStageConfig, source: str) -> TwoStageConfig:
+    """`config` with one source switched off."""
+    return config.model_copy(update={"sources": config.sources.model_copy(update={source: False})})
+
+
+def two_stage_space(trial: optuna.Trial, base: TwoStageConfig, switch_sources: bool = True) -> TwoStageConfig:
+    """A two-stage config drawn around `base` (the ranker's other settings kept); with `switch_sources`, each source
+    `base` enables is also drawn on or off (SOURCE_SWITCHES), else all stay on."""
+    on = ({s: trial.suggest_categorical(f"source_{s}", [True, False]) for s in enabled_sources(base)}
+          if switch_sources else {})
+    if on and not any(on.values()):
+        raise optuna.TrialPruned("no candidate source switched on")
+    ranker = {**base.ranker_params,
+              "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.2, log=True),
+              "num_leaves": trial.suggest_int("num_leaves", 3, 63, log=True),
+              "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 200, log=True),
+              "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 100.0, log=True),
+              "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0)}
+    low, high = CANDIDATES_RANGE[switch_sources]
+    return base.model_copy(update={"sources": base.sources.model_copy(update=on), "ranker_params": ranker,
+                                   "candidates_per_source": trial.suggest_int("candidates_per_source", low, high,
+                                                                              log=True)})
+
+
+def configured_two_stage(base: TwoStageConfig, ranker: bool = True, switch_sources: bool = True) -> dict[str, Any]:
+    """The configured pipeline as a trial of `two_stage_space`: every configured source on at the configured candidate
+    count and, with `ranker`, the configured ranker settings (without: left for the sampler to draw)."""
+    drawn = [k for k in TWO_STAGE_SPACE if k not in ("sources", "candidates_per_source")]
+    return (({f"source_{s}": True for s in enabled_sources(base)} if switch_sources else {})
+            | {"candidates_per_source": base.candidates_per_source}
+            | ({k: base.ranker_params[k] for k in drawn if k in base.ranker_params} if ranker else {}))
+
+
+def source_gain(importance: dict[str, float], source: str) -> float:
+    """The ranker's share of gain from one source's features (its score and rank)."""
+    return sum(v for name, v in importance.items() if name.startswith(f"{source}_"))
+
+
+@dataclass
+class TwoStageSearch:
+    """What the search chose, its validation NDCG and how it got there."""
+
+    config: TwoStageConfig
+    valid_ndcg: float
+    tpe_trials: int
+    elimination: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def runs(self) -> int:
+        """Pipelines fitted in all: the TPE trials and the elimination's runs."""
+        return self.tpe_trials + len(self.elimination)
+
+
+def eliminate_sources(config: TwoStageConfig, value: float, importance: dict[str, float],
+                      score: Callable[[TwoStageConfig], tuple[float, dict[str, float]]]
+                      ) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
+    """Try each enabled source without it, weakest first; drop it when `score` (validation) is not lower without it."""
+    steps = []
+    for source in sorted(enabled_sources(config), key=lambda s: source_gain(importance, s)):
+        if len(enabled_sources(config)) == 1:
+            break
+        trial = without_source(config, source)
+        without, _ = score(trial)
+        dropped = bool(without >= value)
+        steps.append({"source": source, "gain_share": round(source_gain(importance, source), 4),
+                      "valid_ndcg_with": value, "valid_ndcg_without": without, "dropped": dropped})
+        if dropped:
+            config, value = trial, without
+    return config, value, steps
+
+
+def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_params: dict[str, dict[str, Any]],
+                   trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None,
+                   browsing: pd.DataFrame | None = None) -> TwoStageSearch:
+    """Optuna TPE over candidates and ranker settings with every configured source on, then backward elimination
+    of the sources, all on validation NDCG@k with the test never read: the pipeline runs one period earlier (ranker
+    labels from the end of train, sources fit before it, validation ranked). `trials` pipelines in all (at least
+    one TPE trial)."""
+    inner = shift_back(split)
+    labels = targets(inner, inner.valid, inner.matrix(inner.train))
+    seen = split.matrix(split.train)
+    valid = targets(split, split.valid, seen)
+
+    def score(config: TwoStageConfig) -> tuple[float, dict[str, float]]:
+        result = two_stage(inner.train, labels, split.train, valid, split.shape, items, config, peer_params, seed,
+                           sequence, browsing)
+        ndcg = evaluate(dense_scorer(result.scorer_scores, valid), seen, seen, valid, k, cold)[f"ndcg@{k}"]
+        return ndcg, result.feature_importance
+
+    def objective(trial: optuna.Trial) -> float:
+        value, importance = score(two_stage_space(trial, base, switch_sources=False))
+        trial.set_user_attr("importance", importance)
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    # first trial: every source the config enables at its candidate count (the ranker's settings still drawn)
+    study.enqueue_trial(configured_two_stage(base, ranker=False, switch_sources=False))
+    n_sources = len(enabled_sources(base))
+    study.optimize(objective, n_trials=max(1, trials - (n_sources if n_sources > 1 else 0)),
+                   show_progress_bar=progress.enabled())
+    best = two_stage_space(study.best_trial, base, switch_sources=False)
+    config, value, steps = eliminate_sources(best, float(study.best_value),
+                                             study.best_trial.user_attrs.get("importance", {}), score)
+    return TwoStageSearch(config, value, len(study.trials), steps)
