@@ -388,6 +388,7 @@ class RecsysBenchConfig(_Section):
     peers: list[str] = ["popularity", "als", "bpr", "cosine", "bm25", "ease"]
     browsing_peers: list[str] = ["ease"]  # also tuned on purchases + browsing events, where the data has them
     ablation: bool = True  # also run the two-stage pipeline without the ranker and without each source
+    ablation_seeds: int = Field(3, gt=0)  # ranker seeds averaged for the pipeline and each "without <source>" row
 
 
 class TuneConfig(_Section):

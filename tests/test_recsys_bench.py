@@ -259,8 +259,9 @@ def test_two_stage_tuning_never_reads_test() -> None:
                             {}, 6, 0, 10, cold)
     assert first.valid_ndcg == second.valid_ndcg and first.config == second.config
     assert first.elimination == second.elimination
-    # 4 sources on: 2 TPE trials, then one elimination run per source until one is left
-    assert first.tpe_trials == 2 and 3 <= len(first.elimination) <= 4 and first.runs <= 6
+    # 4 sources on: 1 TPE trial, then the elimination's reference and one run per source until one is left
+    assert first.tpe_trials == 1 and 3 <= len(first.elimination) <= 4 and first.runs <= 6
+    assert first.config.seed == config.seed  # the elimination's fresh ranker seed is not the model's
     assert 0.0 < first.valid_ndcg <= 1.0
 
 
@@ -279,13 +280,14 @@ def test_elimination_drops_the_sources_that_do_not_help_weakest_first() -> None:
         return 0.3 + sum(worth[s] for s in enabled_sources(c)), {}
 
     importance = {"item_item_rank": 0.5, "ease_score": 0.3, "als_rank": 0.15, "trending_rank": 0.05}
-    start = 0.3 + sum(worth.values())
-    chosen, value, steps = eliminate_sources(config, start, importance, score)
+    chosen, value, steps = eliminate_sources(config, importance, score)
+    assert tried[0] == {"als", "item_item", "ease", "trending"}  # the starting point is measured first
+    assert steps[0]["valid_ndcg_with"] == pytest.approx(0.3 + sum(worth.values()))
     assert [s["source"] for s in steps] == ["trending", "als", "ease", "item_item"]  # by gain share, lowest first
     assert [s["dropped"] for s in steps] == [True, True, False, False]  # ALS adds nothing: a tie drops it
     assert enabled_sources(chosen) == ["item_item", "ease"] and value == pytest.approx(0.33)
-    assert tried[1] == {"item_item", "ease"}  # each step starts from what is left
+    assert tried[2] == {"item_item", "ease"}  # each step starts from what is left
 
     lone, _, steps = eliminate_sources(TwoStageConfig(sources={**sources, "item_item": False, "ease": False,
-                                                                "trending": False}), 0.3, {}, score)
+                                                                "trending": False}), {}, score)
     assert enabled_sources(lone) == ["als"] and steps == []  # the last source is never dropped

@@ -229,10 +229,25 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
                 for s, m in result.source_scores.items()]
     if cfg.ablation:
         enabled = main.params["sources"]
-        variants = ([("without the ranker (rank fusion)", {"ranker": False})] if ts_cfg.ranker else []) + [
-            (f"without {s}", {"sources": without_source(ts_cfg, s).sources}) for s in enabled if len(enabled) > 1] + (
+        variants = ([("without the ranker (rank fusion)", {"ranker": False})] if ts_cfg.ranker else []) + (
             [("without browsing events", {"browsing_events": []})] if browsing is not None else [])
         ablation += [pipeline(n, ts_cfg.model_copy(update=u))[0] for n, u in variants]
+        # a source's gain is about as large as one run's ranker noise: the pipeline and each removal are averaged
+        # over the same ranker seeds
+        seeds = [ts_cfg.seed + j for j in range(cfg.ablation_seeds)] if ts_cfg.ranker else [ts_cfg.seed]
+        label = f", mean of {len(seeds)} ranker seeds" if len(seeds) > 1 else ""
+
+        def seed_mean(name: str, config: TwoStageConfig, first: Row | None = None) -> Row:
+            runs = [first or pipeline(name, config)[0]] + [
+                pipeline(f"{name} (ranker seed {s})", config.model_copy(update={"seed": s}))[0] for s in seeds[1:]]
+            mean = {m: float(np.mean([r.test[m] for r in runs])) for m in runs[0].test}
+            seconds = sum(r.seconds for r in runs[1:]) + (0.0 if first else runs[0].seconds)  # main's own: above
+            return Row(name + label, mean, None, runs[0].params, seconds,
+                       f"NDCG@{cfg.k} per seed {seeds}: " + ", ".join(f"{r.test[f'ndcg@{cfg.k}']:.4f}" for r in runs))
+
+        if len(seeds) > 1:
+            ablation.append(seed_mean("patron two-stage", ts_cfg, main))
+        ablation += [seed_mean(f"without {s}", without_source(ts_cfg, s)) for s in enabled if len(enabled) > 1]
         if not ts_cfg.sources.sequence:  # switched off: show what switching the sequence model on would give
             with_seq, seq_result = pipeline("with the sequence model",
                                             ts_cfg.model_copy(update={"sources": ts_cfg.sources.model_copy(

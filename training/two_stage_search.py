@@ -24,8 +24,9 @@ TWO_STAGE_SPACE = {"sources": "every source enabled in config during the TPE tri
                    "num_leaves": "int 3..63 log", "min_data_in_leaf": "int 5..200 log", "lambda_l2": "1e-3..100 log",
                    "feature_fraction": "0.5..1"}
 ELIMINATION = ("the best TPE configuration's sources, weakest first (summed gain of their features in its ranker), "
-               "each dropped when validation NDCG@k without it is at least as high; these runs count in the budget: "
-               "the TPE gets the trials minus one per enabled source")
+               "each dropped when validation NDCG@k without it is at least as high, all measured with a fresh ranker seed "
+               "(the best trial's own score is the highest of many); these runs count in the budget: the TPE gets "
+               "the trials minus one per enabled source minus one")
 CANDIDATES_RANGE = {True: (50, 400), False: (50, 200)}  # with source switches / every source on (rows grow with it)
 
 
@@ -83,14 +84,16 @@ class TwoStageSearch:
 
     @property
     def runs(self) -> int:
-        """Pipelines fitted in all: the TPE trials and the elimination's runs."""
-        return self.tpe_trials + len(self.elimination)
+        """Pipelines fitted in all: the TPE trials and the elimination's runs (its reference included)."""
+        return self.tpe_trials + (len(self.elimination) + 1 if self.elimination else 0)
 
 
-def eliminate_sources(config: TwoStageConfig, value: float, importance: dict[str, float],
+def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
                       score: Callable[[TwoStageConfig], tuple[float, dict[str, float]]]
                       ) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
-    """Try each enabled source without it, weakest first; drop it when `score` (validation) is not lower without it."""
+    """Score `config`, then try each enabled source without it, weakest first; drop it when `score` (validation) is
+    not lower without it. Returns the kept config, its score and one step per source tried."""
+    value, _ = score(config)
     steps = []
     for source in sorted(enabled_sources(config), key=lambda s: source_gain(importance, s)):
         if len(enabled_sources(config)) == 1:
@@ -128,14 +131,20 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
         trial.set_user_attr("importance", importance)
         return value
 
+    def rescore(config: TwoStageConfig) -> tuple[float, dict[str, float]]:
+        return score(config.model_copy(update={"seed": config.seed + 1}))
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     # first trial: every source the config enables at its candidate count (the ranker's settings still drawn)
     study.enqueue_trial(configured_two_stage(base, ranker=False, switch_sources=False))
     n_sources = len(enabled_sources(base))
-    study.optimize(objective, n_trials=max(1, trials - (n_sources if n_sources > 1 else 0)),
+    study.optimize(objective, n_trials=max(1, trials - (n_sources + 1 if n_sources > 1 else 0)),
                    show_progress_bar=progress.enabled())
     best = two_stage_space(study.best_trial, base, switch_sources=False)
-    config, value, steps = eliminate_sources(best, float(study.best_value),
-                                             study.best_trial.user_attrs.get("importance", {}), score)
+    if n_sources == 1:
+        return TwoStageSearch(best, float(study.best_value), len(study.trials))
+    # The best trial's own score is the highest of many (biased upwards), so the elimination measures it again, and
+    # every source's removal, with a fresh ranker seed.
+    config, value, steps = eliminate_sources(best, study.best_trial.user_attrs.get("importance", {}), rescore)
     return TwoStageSearch(config, value, len(study.trials), steps)
