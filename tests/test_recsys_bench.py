@@ -186,6 +186,37 @@ def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, t
         "bench/recsys_bench.json", "bench/recsys_bench.md"}
 
 
+def test_bench_ablation_averages_each_source_removal_over_ranker_seeds(ingested_workspace: Workspace,
+                                                                       tmp_path) -> None:
+    ws = small_workspace(tmp_path / "cfg")
+    config = yaml.safe_load(ws.config.read_text())
+    config["recsys_bench"] = {"trials": 1, "ablation": True, "ablation_seeds": 2, "peers": ["popularity"],
+                              "browsing_peers": []}
+    config["two_stage"] = {"num_boost_round": 20, "candidates_per_source": 20, "label_windows": 1,
+                           "sources": {"als": False, "ease": False, "popular": False, "trending": False}}
+    config["sequence"] = {"epochs": 1, "dim": 8}
+    ws.config.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["--config", str(ws.config), "bench", "recsys", "--dataset",
+                                      str(ingested_workspace.settings.workspace), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "recsys_bench.json").read_text())
+    rows = {r["model"]: r for r in report["ablation"]}
+    main = next(r for r in report["results"] if r["model"] == "patron two-stage")
+    kept = main["params"]["sources"]
+    assert 1 <= len(kept) <= 2 and set(kept) <= {"item_item", "copurchase"}
+    averaged = ["patron two-stage, mean of 2 ranker seeds"] + (
+        [f"without {s}, mean of 2 ranker seeds" for s in kept] if len(kept) > 1 else [])
+    assert set(averaged) <= set(rows) and {"without the ranker (rank fusion)", "without browsing events",
+                                           "with the sequence model"} <= set(rows)
+    for name in averaged:  # the row is the mean of its seeds' runs, written in its note
+        per_seed = [float(v) for v in rows[name]["note"].split(": ")[1].split(", ")]
+        assert len(per_seed) == 2 and rows[name]["test"]["ndcg@10"] == pytest.approx(np.mean(per_seed), abs=1e-4)
+    # the first seed is the configured one: the main row itself
+    assert float(rows[averaged[0]]["note"].split(": ")[1].split(", ")[0]) == pytest.approx(main["test"]["ndcg@10"],
+                                                                                          abs=1e-4)
+
+
 def test_bench_command_names_a_bad_dataset(tmp_path) -> None:
     result = CliRunner().invoke(app, ["bench", "recsys", "--dataset", str(tmp_path / "nothing")],
                                 env={"PATRON_HOME": str(tmp_path / "ws")})
