@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,17 +145,22 @@ def test_tuning_runs_the_budget_and_returns_params_from_the_space() -> None:
     assert tune_peer("popularity", split, 4, 0, 10, 1, cold)[2] == 1  # nothing to tune
 
 
-def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, tmp_path) -> None:
+def run_bench_command(ingested: Workspace, tmp_path, sections: dict) -> tuple[Workspace, Path, dict]:
+    """`patron bench recsys` on the ingested workspace with these config sections; (config workspace, out, report)."""
     ws = small_workspace(tmp_path / "cfg")
-    config = yaml.safe_load(ws.config.read_text())
-    config["recsys_bench"] = {"trials": 1, "ablation": False, "peers": ["popularity", "ease"]}
-    config["two_stage"] = {"num_boost_round": 30, "candidates_per_source": 30, "label_windows": 1}
+    config = yaml.safe_load(ws.config.read_text()) | sections
     ws.config.write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["--config", str(ws.config), "bench", "recsys", "--dataset",
-                                      str(ingested_workspace.settings.workspace), "--out", str(out)])
+                                      str(ingested.settings.workspace), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    report = json.loads((out / "recsys_bench.json").read_text())
+    return ws, out, json.loads((out / "recsys_bench.json").read_text())
+
+
+def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, tmp_path) -> None:
+    ws, out, report = run_bench_command(ingested_workspace, tmp_path, {
+        "recsys_bench": {"trials": 1, "ablation": False, "peers": ["popularity", "ease"]},
+        "two_stage": {"num_boost_round": 30, "candidates_per_source": 30, "label_windows": 1}})
     # the synthetic workspace has views: EASE is also given them, its weight tuned like its own params
     assert [r["model"] for r in report["results"]] == ["popularity", "ease", "ease + browsing (view)",
                                                        "patron two-stage", ORACLE_ROW]
@@ -188,19 +194,12 @@ def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, t
 
 def test_bench_ablation_averages_each_source_removal_over_ranker_seeds(ingested_workspace: Workspace,
                                                                        tmp_path) -> None:
-    ws = small_workspace(tmp_path / "cfg")
-    config = yaml.safe_load(ws.config.read_text())
-    config["recsys_bench"] = {"trials": 1, "ablation": True, "ablation_seeds": 2, "peers": ["popularity"],
-                              "browsing_peers": []}
-    config["two_stage"] = {"num_boost_round": 20, "candidates_per_source": 20, "label_windows": 1,
-                           "sources": {"als": False, "ease": False, "popular": False, "trending": False}}
-    config["sequence"] = {"epochs": 1, "dim": 8}
-    ws.config.write_text(yaml.safe_dump(config))
-    out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["--config", str(ws.config), "bench", "recsys", "--dataset",
-                                      str(ingested_workspace.settings.workspace), "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    report = json.loads((out / "recsys_bench.json").read_text())
+    _, _, report = run_bench_command(ingested_workspace, tmp_path, {
+        "recsys_bench": {"trials": 1, "ablation": True, "ablation_seeds": 2, "peers": ["popularity"],
+                         "browsing_peers": []},
+        "two_stage": {"num_boost_round": 20, "candidates_per_source": 20, "label_windows": 1,
+                      "sources": {"als": False, "ease": False, "popular": False, "trending": False}},
+        "sequence": {"epochs": 1, "dim": 8}})
     rows = {r["model"]: r for r in report["ablation"]}
     main = next(r for r in report["results"] if r["model"] == "patron two-stage")
     kept = main["params"]["sources"]
