@@ -202,7 +202,7 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         echo(f"elimination: without {step['source']} valid ndcg@{cfg.k} {step['valid_ndcg_without']:.4f} vs "
              f"{step['valid_ndcg_with']:.4f}: {'dropped' if step['dropped'] else 'kept'}")
     echo(f"two-stage tuning: valid ndcg@{cfg.k} {search.valid_ndcg:.4f} ({search.tpe_trials} TPE trials + "
-         f"{len(search.elimination)} elimination runs, {tuning_s:.0f}s)")
+         f"{search.runs - search.tpe_trials} elimination runs, {tuning_s:.0f}s)")
 
     def pipeline(name: str, config: TwoStageConfig) -> tuple[Row, TwoStageResult]:
         t0 = time.perf_counter()
@@ -220,7 +220,7 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
 
     main, result = pipeline("patron two-stage" + ("" if ts_cfg.ranker else " (no ranker)"), ts_cfg)
     main.valid_ndcg, main.seconds = search.valid_ndcg, main.seconds + tuning_s
-    main.note = f"{search.tpe_trials} TPE trials + {len(search.elimination)} elimination runs; {main.note}"
+    main.note = f"{search.tpe_trials} TPE trials + {search.runs - search.tpe_trials} elimination runs; {main.note}"
     rows.append(main)
     truth = oracle_scorer(settings.model_copy(update={"workspace": workspace}).ground_truth_dir, split)
     if truth is not None:

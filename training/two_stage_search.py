@@ -16,8 +16,6 @@ from training.candidates import SOURCES
 from training.ranker import ItemInfo, two_stage
 from training.recsys_protocol import Split, dense_scorer, evaluate, shift_back, targets
 
-SOURCE_SWITCHES = ("each source enabled in config: on/off (at least one on; first trial all on at the configured "
-                   "candidates_per_source)")
 TWO_STAGE_SPACE = {"sources": "every source enabled in config during the TPE trials; then backward elimination on "
                               "validation (below)",
                    "candidates_per_source": "int 50..200 log", "learning_rate": "0.005..0.2 log",
@@ -42,7 +40,7 @@ def without_source(config: TwoStageConfig, source: str) -> TwoStageConfig:
 
 def two_stage_space(trial: optuna.Trial, base: TwoStageConfig, switch_sources: bool = True) -> TwoStageConfig:
     """A two-stage config drawn around `base` (the ranker's other settings kept); with `switch_sources`, each source
-    `base` enables is also drawn on or off (SOURCE_SWITCHES), else all stay on."""
+    `base` enables is also drawn on or off (at least one on), else all stay on."""
     on = ({s: trial.suggest_categorical(f"source_{s}", [True, False]) for s in enabled_sources(base)}
           if switch_sources else {})
     if on and not any(on.values()):
