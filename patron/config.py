@@ -373,7 +373,7 @@ class TwoStageConfig(_Section):
     browsing_labels: bool = True  # the ranker also learns from new items browsed in its label windows
     threads: int = Field(2, gt=0)
     seed: int = 42
-    num_boost_round: int = Field(400, gt=0)
+    num_boost_round: int = Field(1000, gt=0)
     early_stopping_rounds: int = Field(100, gt=0)
     early_stopping_share: float = Field(0.15, gt=0.0, lt=1.0)
     ranker_params: dict[str, Any] = {}
@@ -389,6 +389,7 @@ class RecsysBenchConfig(_Section):
     browsing_peers: list[str] = ["ease"]  # also tuned on purchases + browsing events, where the data has them
     ablation: bool = True  # also run the two-stage pipeline without the ranker and without each source
     ablation_seeds: int = Field(3, gt=0)  # ranker seeds averaged for the pipeline and each "without <source>" row
+    elimination_margin: float = Field(0.0, ge=0)  # a source is kept only if it adds more than this on validation
 
 
 class TuneConfig(_Section):

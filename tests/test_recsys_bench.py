@@ -318,6 +318,16 @@ def test_elimination_drops_the_sources_that_do_not_help_weakest_first() -> None:
     assert enabled_sources(chosen) == ["item_item", "ease"] and value == pytest.approx(0.33)
     assert tried[2] == {"item_item", "ease"}  # each step starts from what is left
 
+    # with a margin a source must add more than it: trending (-0.005) and ALS (0) drop, EASE (+0.01) is kept at
+    # 0.005 but dropped at 0.015, measured against the best score kept so far
+    tried.clear()
+    chosen, value, steps = eliminate_sources(config, importance, score, margin=0.005)
+    assert [s["dropped"] for s in steps] == [True, True, False, False]
+    chosen, value, steps = eliminate_sources(config, importance, score, margin=0.015)
+    assert [s["dropped"] for s in steps] == [True, True, True]  # item-item is left alone: never tried
+    assert enabled_sources(chosen) == ["item_item"] and value == pytest.approx(0.32)
+    assert [s["valid_ndcg_with"] for s in steps] == pytest.approx([0.325, 0.33, 0.33])
+
     lone, _, steps = eliminate_sources(TwoStageConfig(sources={**sources, "item_item": False, "ease": False,
                                                                 "trending": False}), {}, score)
     assert enabled_sources(lone) == ["als"] and steps == []  # the last source is never dropped

@@ -195,7 +195,8 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         return dense_scorer(matrix, test)
 
     t0 = time.perf_counter()
-    search = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold, settings.sequence, browsing)
+    search = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold, settings.sequence, browsing,
+                            cfg.elimination_margin)
     ts_cfg = search.config
     tuning_s = time.perf_counter() - t0
     for step in search.elimination:

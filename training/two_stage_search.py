@@ -22,7 +22,9 @@ TWO_STAGE_SPACE = {"sources": "every source enabled in config during the TPE tri
                    "num_leaves": "int 3..63 log", "min_data_in_leaf": "int 5..200 log", "lambda_l2": "1e-3..100 log",
                    "feature_fraction": "0.5..1"}
 ELIMINATION = ("the best TPE configuration's sources, weakest first (summed gain of their features in its ranker), "
-               "each dropped when validation NDCG@k without it is at least as high, all measured with a fresh ranker seed "
+               "each dropped unless validation NDCG@k without it falls more than the margin (recsys_bench."
+               "elimination_margin, about one ranker seed's spread) below the best kept so far, all measured with a "
+               "fresh ranker seed "
                "(the best trial's own score is the highest of many); these runs count in the budget: the TPE gets "
                "the trials minus one per enabled source minus one")
 CANDIDATES_RANGE = {True: (50, 400), False: (50, 200)}  # with source switches / every source on (rows grow with it)
@@ -87,30 +89,32 @@ class TwoStageSearch:
 
 
 def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
-                      score: Callable[[TwoStageConfig], tuple[float, dict[str, float]]]
+                      score: Callable[[TwoStageConfig], tuple[float, dict[str, float]]], margin: float = 0.0
                       ) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
-    """Score `config`, then try each enabled source without it, weakest first; drop it when `score` (validation) is
-    not lower without it. Returns the kept config, its score and one step per source tried."""
+    """Score `config`, then try each enabled source without it, weakest first; drop it unless `score` (validation)
+    without it falls more than `margin` below the best score kept so far (a source must earn its place by more than
+    the measurement's noise). Returns the kept config, its score and one step per source tried."""
     value, _ = score(config)
+    best = value
     steps = []
     for source in sorted(enabled_sources(config), key=lambda s: source_gain(importance, s)):
         if len(enabled_sources(config)) == 1:
             break
         trial = without_source(config, source)
         without, _ = score(trial)
-        dropped = bool(without >= value)
+        dropped = bool(without >= best - margin)
         steps.append({"source": source, "gain_share": round(source_gain(importance, source), 4),
                       "valid_ndcg_with": value, "valid_ndcg_without": without, "dropped": dropped})
         if dropped:
-            config, value = trial, without
+            config, value, best = trial, without, max(best, without)
     return config, value, steps
 
 
 def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_params: dict[str, dict[str, Any]],
                    trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None,
-                   browsing: pd.DataFrame | None = None) -> TwoStageSearch:
+                   browsing: pd.DataFrame | None = None, margin: float = 0.0) -> TwoStageSearch:
     """Optuna TPE over candidates and ranker settings with every configured source on, then backward elimination
-    of the sources, all on validation NDCG@k with the test never read: the pipeline runs one period earlier (ranker
+    of the sources (`margin`: as in `eliminate_sources`), all on validation NDCG@k with the test never read: the pipeline runs one period earlier (ranker
     labels from the end of train, sources fit before it, validation ranked). `trials` pipelines in all (at least
     one TPE trial)."""
     inner = shift_back(split)
@@ -144,5 +148,6 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
         return TwoStageSearch(best, float(study.best_value), len(study.trials))
     # The best trial's own score is the highest of many (biased upwards), so the elimination measures it again, and
     # every source's removal, with a fresh ranker seed.
-    config, value, steps = eliminate_sources(best, study.best_trial.user_attrs.get("importance", {}), rescore)
+    config, value, steps = eliminate_sources(best, study.best_trial.user_attrs.get("importance", {}), rescore,
+                                          margin)
     return TwoStageSearch(config, value, len(study.trials), steps)
