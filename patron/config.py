@@ -389,7 +389,7 @@ class RecsysBenchConfig(_Section):
     browsing_peers: list[str] = ["ease"]  # also tuned on purchases + browsing events, where the data has them
     ablation: bool = True  # also run the two-stage pipeline without the ranker and without each source
     ablation_seeds: int = Field(3, gt=0)  # ranker seeds averaged for the pipeline and each "without <source>" row
-    elimination_margin: float = Field(0.0, ge=0)  # a source is kept only if it adds more than this on validation
+    elimination_margin: float = Field(0.001, ge=0)  # a source is kept only if it adds more than this on validation
 
 
 class TuneConfig(_Section):

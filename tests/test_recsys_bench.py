@@ -320,7 +320,6 @@ def test_elimination_drops_the_sources_that_do_not_help_weakest_first() -> None:
 
     # with a margin a source must add more than it: trending (-0.005) and ALS (0) drop, EASE (+0.01) is kept at
     # 0.005 but dropped at 0.015, measured against the best score kept so far
-    tried.clear()
     chosen, value, steps = eliminate_sources(config, importance, score, margin=0.005)
     assert [s["dropped"] for s in steps] == [True, True, False, False]
     chosen, value, steps = eliminate_sources(config, importance, score, margin=0.015)

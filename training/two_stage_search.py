@@ -114,9 +114,9 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
                    trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None,
                    browsing: pd.DataFrame | None = None, margin: float = 0.0) -> TwoStageSearch:
     """Optuna TPE over candidates and ranker settings with every configured source on, then backward elimination
-    of the sources (`margin`: as in `eliminate_sources`), all on validation NDCG@k with the test never read: the pipeline runs one period earlier (ranker
-    labels from the end of train, sources fit before it, validation ranked). `trials` pipelines in all (at least
-    one TPE trial)."""
+    of the sources (`margin` as in `eliminate_sources`), all on validation NDCG@k with the test never read: the
+    pipeline runs one period earlier (ranker labels from the end of train, sources fit before it, validation ranked).
+    `trials` pipelines in all (at least one TPE trial)."""
     inner = shift_back(split)
     labels = targets(inner, inner.valid, inner.matrix(inner.train))
     seen = split.matrix(split.train)
@@ -148,6 +148,6 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
         return TwoStageSearch(best, float(study.best_value), len(study.trials))
     # The best trial's own score is the highest of many (biased upwards), so the elimination measures it again, and
     # every source's removal, with a fresh ranker seed.
-    config, value, steps = eliminate_sources(best, study.best_trial.user_attrs.get("importance", {}), rescore,
-                                          margin)
+    importance = study.best_trial.user_attrs.get("importance", {})
+    config, value, steps = eliminate_sources(best, importance, rescore, margin)
     return TwoStageSearch(config, value, len(study.trials), steps)
