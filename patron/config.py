@@ -390,6 +390,7 @@ class RecsysBenchConfig(_Section):
     ablation: bool = True  # also run the two-stage pipeline without the ranker and without each source
     ablation_seeds: int = Field(3, gt=0)  # ranker seeds averaged for the pipeline and each "without <source>" row
     elimination_margin: float = Field(0.001, ge=0)  # a source is kept only if it adds more than this on validation
+    rescore_top: int = Field(3, gt=0)  # the best TPE trials of the two-stage search scored again with a fresh seed
 
 
 class TuneConfig(_Section):

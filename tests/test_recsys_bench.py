@@ -289,10 +289,36 @@ def test_two_stage_tuning_never_reads_test() -> None:
                             {}, 6, 0, 10, cold)
     assert first.valid_ndcg == second.valid_ndcg and first.config == second.config
     assert first.elimination == second.elimination
-    # 4 sources on: 1 TPE trial, then the elimination's reference and one run per source until one is left
-    assert first.tpe_trials == 1 and 3 <= len(first.elimination) <= 4 and first.runs <= 6
+    # 4 sources on: 1 TPE trial, rescored with a fresh seed (the elimination's reference), then one run per source
+    # until one is left
+    assert first.tpe_trials == 1 and len(first.rescored) == 1 and 3 <= len(first.elimination) <= 4
+    assert first.runs <= 6 and first.rescored[0]["trial"] == 0
     assert first.config.seed == config.seed  # the elimination's fresh ranker seed is not the model's
     assert 0.0 < first.valid_ndcg <= 1.0
+
+
+def test_rescoring_picks_the_best_mean_of_two_seeds_not_the_luckiest_trial() -> None:
+    import optuna
+
+    from training.two_stage_search import rescore_best
+
+    study = optuna.create_study(direction="maximize")
+    for x, value in enumerate([0.30, 0.34, 0.32, 0.31]):
+        study.add_trial(optuna.trial.create_trial(params={"x": x}, value=value,
+                                                  distributions={"x": optuna.distributions.IntDistribution(0, 3)}))
+    fresh = {0: 0.50, 1: 0.28, 2: 0.315, 3: 0.33}  # trial 1's 0.34 was a lucky draw
+    asked = []
+
+    def rescore(trial: optuna.trial.FrozenTrial) -> float:
+        asked.append(trial.params["x"])
+        return fresh[trial.params["x"]]
+
+    chosen, value, lines = rescore_best(study, 3, rescore)
+    assert asked == [1, 2, 3]  # the three best TPE scores, best first; trial 0 is never rescored
+    assert [line["mean"] for line in lines] == pytest.approx([0.31, 0.3175, 0.32])
+    assert chosen.params["x"] == 3 and value == pytest.approx(0.33)
+    chosen, value, lines = rescore_best(study, 1, rescore)
+    assert chosen.params["x"] == 1 and value == pytest.approx(0.28) and len(lines) == 1
 
 
 def test_elimination_drops_the_sources_that_do_not_help_weakest_first() -> None:

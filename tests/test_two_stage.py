@@ -46,6 +46,26 @@ def test_complements_are_the_share_of_buyers_who_buy_the_item_within_the_days() 
     assert complements(history, 2, window=5, days=2).toarray()[0, 1] == pytest.approx(1 / 4)
 
 
+def test_pending_timing_gives_the_best_recent_anchor_and_its_age() -> None:
+    # customer 0 bought item 0 on day 0, item 3 on day 12 and item 1 on day 15 (the last); customer 1 bought item 2
+    ts = pd.to_datetime(["2025-01-01", "2025-01-13", "2025-01-16", "2025-01-10"])
+    history = pd.DataFrame({"u": [0, 0, 0, 1], "i": [0, 3, 1, 2], "ts": ts})
+    src = CandidateSources(_config(sources=TwoStageSources(als=False, item_item=False, ease=False, trending=False,
+                                                           popular=False)), {}, 0).fit(history, (2, 6))
+    src.complements = csr_matrix(np.array([[0, 0, 0, 0, 0.9, 0],  # item 0 -> 4: 15 days before the last purchase
+                                           [0, 0, 0, 0, 0.2, 0.3],  # item 1 -> 4 and 5, the day of the last one
+                                           [0, 0, 0, 0, 0, 0.7],
+                                           [0, 0, 0, 0, 0.5, 0.3],  # item 3 -> 4 and 5, 3 days before it
+                                           [0] * 6, [0] * 6], dtype=np.float32))
+    users, row, item = np.array([0, 1]), np.array([0, 0, 0, 1, 1]), np.array([4, 5, 2, 5, 4])
+    best, days_ago = src.pending_timing(users, row, item)
+    # item 0 lies outside complement_days (10): its 0.9 never counts; item 5: a tie at 0.3, the fresher anchor wins
+    np.testing.assert_allclose(best, [0.5, 0.3, 0.0, 0.7, 0.0])
+    np.testing.assert_allclose(days_ago, [3.0, 0.0, np.nan, 0.0, np.nan], equal_nan=True)
+    frame, _, _ = pair_features(src, users, ItemInfo.empty(6), src.X[users])
+    assert {"complement_best", "complement_days_ago"} <= set(frame.columns)
+
+
 def _browsing(split, seed: int = 0, n: int = 3000) -> pd.DataFrame:
     """Random views over the whole period: some before, some after each customer's purchases."""
     rng = np.random.default_rng(seed)

@@ -136,6 +136,9 @@ class CandidateSources:
         latest = history[history["ts"] >= (self.last_ts - pd.Timedelta(days=cfg.complement_days)
                                            ).reindex(history["u"].to_numpy()).to_numpy()]
         self.latest_bought = _binary(latest, shape)  # each customer's purchases of their last complement_days
+        self.latest_rows = latest[["u", "i"]].assign(  # and how many days before their last purchase each was made
+            days_ago=(self.last_ts.reindex(latest["u"].to_numpy()).to_numpy() - latest["ts"].to_numpy())
+            / np.timedelta64(1, "D")).reset_index(drop=True)
         if "sequence" in self.enabled:
             self.sequences = user_sequences(history, shape[0])
             self.sequence_model = fit_cached(self.sequence_config, self.sequences, shape[1])
@@ -156,6 +159,25 @@ class CandidateSources:
         purchases (`complements` from each purchase of their last `complement_days`)."""
         chance = csr_matrix(self.latest_bought[users] @ self.complements)
         return np.asarray(chance[row, item], dtype=np.float64).ravel()
+
+    def pending_timing(self, users: np.ndarray, row: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair (users[row], item): the largest chance that the item follows one of the customer's purchases of
+        the last `complement_days` (`complements`), and how many days before the customer's last purchase that
+        purchase was (NaN where none reaches the item): an accessory is bought within days of its main item or not
+        at all, so an old anchor's complement is less likely still to come."""
+        anchors = self.latest_rows
+        at = pd.Index(users).get_indexer(anchors["u"].to_numpy())
+        mine = anchors[at >= 0]
+        reach = self.complements[mine["i"].to_numpy()].tocoo()
+        n_items = self.shape[1]
+        found = pd.DataFrame({"key": at[at >= 0][reach.row].astype(np.int64) * n_items + reach.col,
+                              "p": reach.data, "days_ago": mine["days_ago"].to_numpy()[reach.row]})
+        found = found.sort_values(["key", "p", "days_ago"], ascending=[True, False, True], kind="stable")
+        found = found.drop_duplicates("key")
+        where = pd.Index(found["key"].to_numpy()).get_indexer(row.astype(np.int64) * n_items + item)
+        hit = where >= 0
+        best = np.where(hit, found["p"].to_numpy(np.float64)[where], 0.0)
+        return best, np.where(hit, found["days_ago"].to_numpy(np.float64)[where], np.nan)
 
     def score(self, source: str, users: np.ndarray) -> np.ndarray:
         """Dense scores (len(users) x n_items) of one source."""

@@ -114,6 +114,17 @@ def as_of_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray
     return out
 
 
+def complement_timing_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray
+                               ) -> dict[str, np.ndarray]:
+    """The best chance that pairs (users[row], item) follow one of the customer's latest purchases and how many days
+    before the customer's last purchase that one was (`CandidateSources.pending_timing`); none for sources fitted
+    before these features existed."""
+    if not hasattr(sources, "latest_rows"):
+        return {}
+    best, days_ago = sources.pending_timing(users, row, item)
+    return {"complement_best": best, "complement_days_ago": days_ago}
+
+
 def price_band_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray,
                         items: ItemInfo, choice: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The share of pairs (users[row], item) of the item's category among customers of the same price band, and
@@ -192,6 +203,7 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
                                 sources.pending(users, row, item), sources.config.category_prior_weight,
                                 browsing_of(sources, users, row, item, items)))
     cols.update(as_of_features(sources, users, row, item, items, cols))
+    cols.update(complement_timing_features(sources, users, row, item))
     cols.update(price_band_features(sources, users, row, item, items, cols))
     cols.update(price_choice_features(sources, users, row, item, items, cols))
     frame = pd.DataFrame(cols)
@@ -236,6 +248,7 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
                              sources.pending(np.array([user]), only, cands), sources.config.category_prior_weight,
                              browsing_of(sources, np.array([user]), only, cands, items))
     extra = (as_of_features(sources, np.array([user]), only, cands, items, choice)
+             | complement_timing_features(sources, np.array([user]), only, cands)
              | price_band_features(sources, np.array([user]), only, cands, items, choice)
              | price_choice_features(sources, np.array([user]), only, cands, items, choice))
     names += list(choice) + list(extra)

@@ -23,7 +23,7 @@ from training.peers import PEERS, make_peer
 from training.ranker import ItemInfo, TwoStageResult, two_stage
 from training.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
 from training.recsys_protocol import Split, dense_scorer, evaluate, split_interactions, targets
-from training.two_stage_search import (ELIMINATION, TWO_STAGE_SPACE, enabled_sources, tune_two_stage,
+from training.two_stage_search import (ELIMINATION, RESCORE, TWO_STAGE_SPACE, enabled_sources, tune_two_stage,
                                        without_source)
 
 PRODUCT_COLUMNS = ("item_id", "category", "launched_at")  # what the ranker reads of the catalogue
@@ -196,14 +196,17 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
 
     t0 = time.perf_counter()
     search = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold, settings.sequence, browsing,
-                            cfg.elimination_margin)
+                            cfg.elimination_margin, cfg.rescore_top)
     ts_cfg = search.config
     tuning_s = time.perf_counter() - t0
+    for line in search.rescored:
+        echo(f"rescored trial {line['trial']}: valid ndcg@{cfg.k} {line['valid_ndcg']:.4f}, fresh seed "
+             f"{line['valid_ndcg_fresh_seed']:.4f}")
     for step in search.elimination:
         echo(f"elimination: without {step['source']} valid ndcg@{cfg.k} {step['valid_ndcg_without']:.4f} vs "
              f"{step['valid_ndcg_with']:.4f}: {'dropped' if step['dropped'] else 'kept'}")
     echo(f"two-stage tuning: valid ndcg@{cfg.k} {search.valid_ndcg:.4f} ({search.tpe_trials} TPE trials + "
-         f"{search.runs - search.tpe_trials} elimination runs, {tuning_s:.0f}s)")
+         f"{search.runs - search.tpe_trials} rescoring and elimination runs, {tuning_s:.0f}s)")
 
     def pipeline(name: str, config: TwoStageConfig) -> tuple[Row, TwoStageResult]:
         t0 = time.perf_counter()
@@ -221,7 +224,8 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
 
     main, result = pipeline("patron two-stage" + ("" if ts_cfg.ranker else " (no ranker)"), ts_cfg)
     main.valid_ndcg, main.seconds = search.valid_ndcg, main.seconds + tuning_s
-    main.note = f"{search.tpe_trials} TPE trials + {search.runs - search.tpe_trials} elimination runs; {main.note}"
+    main.note = (f"{search.tpe_trials} TPE trials + {search.runs - search.tpe_trials} rescoring and elimination runs; "
+                 f"{main.note}")
     rows.append(main)
     truth = oracle_scorer(settings.model_copy(update={"workspace": workspace}).ground_truth_dir, split)
     if truth is not None:
@@ -273,12 +277,12 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
                     "the data has them) reach a fit only before the day of each customer's last purchase in it",
         "k": cfg.k, "trials_per_peer": trials, "seed": cfg.seed, "sampler": "optuna TPESampler(seed)",
         "search_spaces": {n: PEERS[n].space_text for n in cfg.peers}
-        | {"patron two-stage": TWO_STAGE_SPACE | {"elimination": ELIMINATION}}
+        | {"patron two-stage": TWO_STAGE_SPACE | {"rescoring": RESCORE, "elimination": ELIMINATION}}
         | {f"{n} + browsing": {**PEERS[n].space_text, "browsing_weight": "%g..%g log" % BROWSING_WEIGHT_RANGE}
            for n in (cfg.browsing_peers if browsing is not None else [])},
         "browsing_events": ts_cfg.browsing_events if browsing is not None else [],
         "two_stage": ts_cfg.model_dump(mode="json"),
-        "two_stage_elimination": search.elimination,
+        "two_stage_rescored": search.rescored, "two_stage_elimination": search.elimination,
         "two_stage_feature_importance": result.feature_importance,
         "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
         "seconds": round(time.perf_counter() - started, 1),
@@ -322,6 +326,15 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.4f}"
 
 
+def rescore_table(report: dict[str, Any]) -> str:
+    """The two-stage search's best TPE trials scored again with a fresh ranker seed, as Markdown."""
+    lines = report.get("two_stage_rescored") or []
+    k = report["k"]
+    return (f"\n## Best TPE trials rescored with a fresh ranker seed\n\n| trial | valid NDCG@{k} | fresh seed | mean |\n"
+            "|---|---|---|---|\n" + "".join(f"| {r['trial']} | {r['valid_ndcg']:.4f} | {r['valid_ndcg_fresh_seed']:.4f} "
+                                          f"| {r['mean']:.4f} |\n" for r in lines) if lines else "")
+
+
 def elimination_table(report: dict[str, Any]) -> str:
     """The two-stage search's backward elimination of sources on validation, as Markdown."""
     steps = report.get("two_stage_elimination") or []
@@ -357,7 +370,7 @@ def markdown(report: dict[str, Any]) -> str:
             + "".join(line(r) for r in report["results"])
             + "\n## Ablation (test; each source ranks on its own score)\n\n" + head
             + "".join(line(r) for r in report["ablation"])
-            + elimination_table(report)
+            + rescore_table(report) + elimination_table(report)
             + f"\n## Best parameters\n\n{params}\n## Search spaces ({report['trials_per_peer']} trials each, "
             f"{report['sampler']}, seed {report['seed']})\n\n{spaces}\n"
             f"## Versions\n\n`{json.dumps(report['versions'])}`\n")

@@ -21,6 +21,9 @@ TWO_STAGE_SPACE = {"sources": "every source enabled in config during the TPE tri
                    "candidates_per_source": "int 50..200 log", "learning_rate": "0.005..0.2 log",
                    "num_leaves": "int 3..63 log", "min_data_in_leaf": "int 5..200 log", "lambda_l2": "1e-3..100 log",
                    "feature_fraction": "0.5..1"}
+RESCORE = ("the best TPE trials (recsys_bench.rescore_top) scored again with a fresh ranker seed; the one with the best "
+           "mean of its two scores goes on (one run's ranker noise is as large as the differences between good "
+           "trials, so the single best score is the luckiest draw)")
 ELIMINATION = ("the best TPE configuration's sources, weakest first (summed gain of their features in its ranker), "
                "each dropped unless validation NDCG@k without it falls more than the margin (recsys_bench."
                "elimination_margin, about one ranker seed's spread) below the best kept so far, all measured with a "
@@ -81,20 +84,35 @@ class TwoStageSearch:
     valid_ndcg: float
     tpe_trials: int
     elimination: list[dict[str, Any]] = field(default_factory=list)
+    rescored: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def runs(self) -> int:
-        """Pipelines fitted in all: the TPE trials and the elimination's runs (its reference included)."""
-        return self.tpe_trials + (len(self.elimination) + 1 if self.elimination else 0)
+        """Pipelines fitted in all: the TPE trials, the rescored ones and the elimination's runs."""
+        return self.tpe_trials + len(self.rescored) + len(self.elimination)
+
+
+def rescore_best(study: optuna.Study, top: int, rescore: Callable[[optuna.trial.FrozenTrial], float]
+                 ) -> tuple[optuna.trial.FrozenTrial, float, list[dict[str, Any]]]:
+    """Score the `top` best completed trials again (`rescore`: a fresh ranker seed) and pick the best mean of the two
+    scores; returns that trial, its fresh score and one line per trial rescored."""
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = sorted(done, key=lambda t: -t.value)[:max(1, top)]
+    lines = [{"trial": t.number, "valid_ndcg": t.value, "valid_ndcg_fresh_seed": rescore(t)} for t in best]
+    for line in lines:
+        line["mean"] = (line["valid_ndcg"] + line["valid_ndcg_fresh_seed"]) / 2
+    chosen = max(range(len(best)), key=lambda j: lines[j]["mean"])  # ties: the better TPE score
+    return best[chosen], lines[chosen]["valid_ndcg_fresh_seed"], lines
 
 
 def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
-                      score: Callable[[TwoStageConfig], tuple[float, dict[str, float]]], margin: float = 0.0
-                      ) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
-    """Score `config`, then try each enabled source without it, weakest first; drop it unless `score` (validation)
-    without it falls more than `margin` below the best score kept so far (a source must earn its place by more than
-    the measurement's noise). Returns the kept config, its score and one step per source tried."""
-    value, _ = score(config)
+                      score: Callable[[TwoStageConfig], tuple[float, dict[str, float]]], margin: float = 0.0,
+                      start: float | None = None) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
+    """Score `config` (unless its score is given as `start`), then try each enabled source without it, weakest
+    first; drop it unless `score` (validation) without it falls more than `margin` below the best score kept so far
+    (a source must earn its place by more than the measurement's noise). Returns the kept config, its score and one
+    step per source tried."""
+    value = score(config)[0] if start is None else start
     best = value
     steps = []
     for source in sorted(enabled_sources(config), key=lambda s: source_gain(importance, s)):
@@ -112,11 +130,13 @@ def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
 
 def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_params: dict[str, dict[str, Any]],
                    trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None,
-                   browsing: pd.DataFrame | None = None, margin: float = 0.0) -> TwoStageSearch:
-    """Optuna TPE over candidates and ranker settings with every configured source on, then backward elimination
-    of the sources (`margin` as in `eliminate_sources`), all on validation NDCG@k with the test never read: the
-    pipeline runs one period earlier (ranker labels from the end of train, sources fit before it, validation ranked).
-    `trials` pipelines in all (at least one TPE trial)."""
+                   browsing: pd.DataFrame | None = None, margin: float = 0.0, rescore_top: int = 1
+                   ) -> TwoStageSearch:
+    """Optuna TPE over candidates and ranker settings with every configured source on (the first trial the
+    configured pipeline), the `rescore_top` best trials scored again with a fresh ranker seed (`rescore_best`), then
+    backward elimination of the sources (`margin` as in `eliminate_sources`), all on validation NDCG@k with the
+    test never read: the pipeline runs one period earlier (ranker labels from the end of train, sources fit before
+    it, validation ranked). `trials` pipelines in all (at least one TPE trial)."""
     inner = shift_back(split)
     labels = targets(inner, inner.valid, inner.matrix(inner.train))
     seen = split.matrix(split.train)
@@ -138,16 +158,18 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    # first trial: every source the config enables at its candidate count (the ranker's settings still drawn)
-    study.enqueue_trial(configured_two_stage(base, ranker=False, switch_sources=False))
+    # first trial: the configured pipeline (every source it enables, its candidate count and ranker settings)
+    study.enqueue_trial(configured_two_stage(base, switch_sources=False))
     n_sources = len(enabled_sources(base))
-    study.optimize(objective, n_trials=max(1, trials - (n_sources + 1 if n_sources > 1 else 0)),
-                   show_progress_bar=progress.enabled())
-    best = two_stage_space(study.best_trial, base, switch_sources=False)
-    if n_sources == 1:
-        return TwoStageSearch(best, float(study.best_value), len(study.trials))
-    # The best trial's own score is the highest of many (biased upwards), so the elimination measures it again, and
+    later = rescore_top + (n_sources if n_sources > 1 else 0)  # the runs after the TPE
+    study.optimize(objective, n_trials=max(1, trials - later), show_progress_bar=progress.enabled())
+    # The best trial's own score is the highest of many (biased upwards): the best few are measured again, and
     # every source's removal, with a fresh ranker seed.
-    importance = study.best_trial.user_attrs.get("importance", {})
-    config, value, steps = eliminate_sources(best, importance, rescore, margin)
-    return TwoStageSearch(config, value, len(study.trials), steps)
+    chosen, fresh, lines = rescore_best(study, rescore_top,
+                                        lambda t: rescore(two_stage_space(t, base, switch_sources=False))[0])
+    best = two_stage_space(chosen, base, switch_sources=False)
+    if n_sources == 1:
+        return TwoStageSearch(best, fresh, len(study.trials), rescored=lines)
+    importance = chosen.user_attrs.get("importance", {})
+    config, value, steps = eliminate_sources(best, importance, rescore, margin, start=fresh)
+    return TwoStageSearch(config, value, len(study.trials), steps, lines)
