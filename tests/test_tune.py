@@ -101,7 +101,8 @@ def test_with_the_two_stage_pipeline_the_study_tunes_it_from_the_configured_one(
     study = optuna.load_study(study_name="rec-two-stage", storage=study_storage(settings))
     assert len(study.trials) == 2
     configured = configured_two_stage(settings.two_stage)
-    assert configured["candidates_per_source"] == 60 and configured["learning_rate"] == 0.02
+    assert configured["candidates_per_source"] == 60
+    assert configured["learning_rate"] == settings.two_stage.ranker_params["learning_rate"]  # configs/default.yaml's
     assert study.trials[0].params == pytest.approx(configured)  # the first trial is the configured pipeline
     trials = {int(t.data.tags["optuna.trial"]): t for t in _children(client, result.parent_run_id)}
     assert set(trials) == {0, 1}
