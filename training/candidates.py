@@ -167,17 +167,19 @@ class CandidateSources:
         at all, so an old anchor's complement is less likely still to come."""
         anchors = self.latest_rows
         at = pd.Index(users).get_indexer(anchors["u"].to_numpy())
-        mine = anchors[at >= 0]
-        reach = self.complements[mine["i"].to_numpy()].tocoo()
-        n_items = self.shape[1]
-        found = pd.DataFrame({"key": at[at >= 0][reach.row].astype(np.int64) * n_items + reach.col,
-                              "p": reach.data, "days_ago": mine["days_ago"].to_numpy()[reach.row]})
-        found = found.sort_values(["key", "p", "days_ago"], ascending=[True, False, True], kind="stable")
-        found = found.drop_duplicates("key")
-        where = pd.Index(found["key"].to_numpy()).get_indexer(row.astype(np.int64) * n_items + item)
-        hit = where >= 0
-        best = np.where(hit, found["p"].to_numpy(np.float64)[where], 0.0)
-        return best, np.where(hit, found["days_ago"].to_numpy(np.float64)[where], np.nan)
+        mine = anchors[at >= 0].assign(r=at[at >= 0]).sort_values(["r", "days_ago"], kind="stable")  # freshest first
+        n_anchors = np.bincount(mine["r"].to_numpy(), minlength=len(users))
+        first = np.concatenate([[0], np.cumsum(n_anchors)[:-1]]).astype(np.int64)
+        anchor_item, anchor_days = mine["i"].to_numpy(), mine["days_ago"].to_numpy(np.float64)
+        best, days_ago = np.zeros(len(row)), np.full(len(row), np.nan)
+        for j in range(int(n_anchors.max(initial=0))):  # each customer's j-th freshest anchor against their pairs
+            pairs = np.flatnonzero(n_anchors[row] > j)
+            at_j = first[row[pairs]] + j
+            chance = np.asarray(self.complements[anchor_item[at_j], item[pairs]], dtype=np.float64).ravel()
+            better = chance > best[pairs]  # strictly: a tie keeps the fresher anchor
+            best[pairs[better]] = chance[better]
+            days_ago[pairs[better]] = anchor_days[at_j[better]]
+        return best, days_ago
 
     def score(self, source: str, users: np.ndarray) -> np.ndarray:
         """Dense scores (len(users) x n_items) of one source."""
