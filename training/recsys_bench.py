@@ -330,9 +330,10 @@ def rescore_table(report: dict[str, Any]) -> str:
     """The two-stage search's best TPE trials scored again with a fresh ranker seed, as Markdown."""
     lines = report.get("two_stage_rescored") or []
     k = report["k"]
-    return (f"\n## Best TPE trials rescored with a fresh ranker seed\n\n| trial | valid NDCG@{k} | fresh seed | mean |\n"
-            "|---|---|---|---|\n" + "".join(f"| {r['trial']} | {r['valid_ndcg']:.4f} | {r['valid_ndcg_fresh_seed']:.4f} "
-                                          f"| {r['mean']:.4f} |\n" for r in lines) if lines else "")
+    head = f"\n## Best TPE trials rescored with a fresh ranker seed\n\n| trial | valid NDCG@{k} | fresh seed | mean |\n"
+    return (head + "|---|---|---|---|\n"
+            + "".join(f"| {r['trial']} | {r['valid_ndcg']:.4f} | {r['valid_ndcg_fresh_seed']:.4f} | {r['mean']:.4f} |\n"
+                      for r in lines) if lines else "")
 
 
 def elimination_table(report: dict[str, Any]) -> str:

@@ -21,8 +21,8 @@ TWO_STAGE_SPACE = {"sources": "every source enabled in config during the TPE tri
                    "candidates_per_source": "int 50..200 log", "learning_rate": "0.005..0.2 log",
                    "num_leaves": "int 3..63 log", "min_data_in_leaf": "int 5..200 log", "lambda_l2": "1e-3..100 log",
                    "feature_fraction": "0.5..1"}
-RESCORE = ("the best TPE trials (recsys_bench.rescore_top) scored again with a fresh ranker seed; the one with the best "
-           "mean of its two scores goes on (one run's ranker noise is as large as the differences between good "
+RESCORE = ("the best TPE trials (recsys_bench.rescore_top) scored again with a fresh ranker seed; the one with the "
+           "best mean of its two scores goes on (one run's ranker noise is as large as the differences between good "
            "trials, so the single best score is the luckiest draw)")
 ELIMINATION = ("the best TPE configuration's sources, weakest first (summed gain of their features in its ranker), "
                "each dropped unless validation NDCG@k without it falls more than the margin (recsys_bench."
