@@ -136,9 +136,10 @@ class CandidateSources:
         latest = history[history["ts"] >= (self.last_ts - pd.Timedelta(days=cfg.complement_days)
                                            ).reindex(history["u"].to_numpy()).to_numpy()]
         self.latest_bought = _binary(latest, shape)  # each customer's purchases of their last complement_days
-        self.latest_rows = latest[["u", "i"]].assign(  # and how many days before their last purchase each was made
+        self.latest_rows = latest[["u", "i"]].assign(  # and how many days before their last purchase each was made,
             days_ago=(self.last_ts.reindex(latest["u"].to_numpy()).to_numpy() - latest["ts"].to_numpy())
-            / np.timedelta64(1, "D")).reset_index(drop=True)
+            / np.timedelta64(1, "D")).sort_values(["u", "days_ago"], kind="stable").reset_index(drop=True)  # freshest
+        self.latest_start = np.concatenate([[0], np.cumsum(np.bincount(self.latest_rows["u"], minlength=shape[0]))])
         if "sequence" in self.enabled:
             self.sequences = user_sequences(history, shape[0])
             self.sequence_model = fit_cached(self.sequence_config, self.sequences, shape[1])
@@ -165,12 +166,10 @@ class CandidateSources:
         the last `complement_days` (`complements`), and how many days before the customer's last purchase that
         purchase was (NaN where none reaches the item): an accessory is bought within days of its main item or not
         at all, so an old anchor's complement is less likely still to come."""
-        anchors = self.latest_rows
-        at = pd.Index(users).get_indexer(anchors["u"].to_numpy())
-        mine = anchors[at >= 0].assign(r=at[at >= 0]).sort_values(["r", "days_ago"], kind="stable")  # freshest first
-        n_anchors = np.bincount(mine["r"].to_numpy(), minlength=len(users))
-        first = np.concatenate([[0], np.cumsum(n_anchors)[:-1]]).astype(np.int64)
-        anchor_item, anchor_days = mine["i"].to_numpy(), mine["days_ago"].to_numpy(np.float64)
+        first = self.latest_start[users]  # each customer's rows of `latest_rows`, freshest first
+        n_anchors = self.latest_start[users + 1] - first
+        anchor_item = self.latest_rows["i"].to_numpy()
+        anchor_days = self.latest_rows["days_ago"].to_numpy(np.float64)
         best, days_ago = np.zeros(len(row)), np.full(len(row), np.nan)
         for j in range(int(n_anchors.max(initial=0))):  # each customer's j-th freshest anchor against their pairs
             pairs = np.flatnonzero(n_anchors[row] > j)

@@ -119,7 +119,7 @@ def complement_timing_features(sources: CandidateSources, users: np.ndarray, row
     """The best chance that pairs (users[row], item) follow one of the customer's latest purchases and how many days
     before the customer's last purchase that one was (`CandidateSources.pending_timing`); none for sources fitted
     before these features existed."""
-    if not hasattr(sources, "latest_rows"):
+    if not hasattr(sources, "latest_start"):
         return {}
     best, days_ago = sources.pending_timing(users, row, item)
     return {"complement_best": best, "complement_days_ago": days_ago}
