@@ -28,8 +28,9 @@ ELIMINATION = ("the best TPE configuration's sources, weakest first (summed gain
                "each dropped unless validation NDCG@k without it falls more than the margin (recsys_bench."
                "elimination_margin, about one ranker seed's spread) below the best kept so far, all measured with a "
                "fresh ranker seed "
-               "(the best trial's own score is the highest of many); these runs count in the budget: the TPE gets "
-               "the trials minus one per enabled source minus one")
+               "(the best trial's own score is the highest of many; the chosen trial's rescored score is the "
+               "reference); these runs count in the budget: the TPE gets the trials minus the rescored ones minus one "
+               "per enabled source")
 CANDIDATES_RANGE = {True: (50, 400), False: (50, 200)}  # with source switches / every source on (rows grow with it)
 
 
@@ -62,13 +63,13 @@ def two_stage_space(trial: optuna.Trial, base: TwoStageConfig, switch_sources: b
                                                                               log=True)})
 
 
-def configured_two_stage(base: TwoStageConfig, ranker: bool = True, switch_sources: bool = True) -> dict[str, Any]:
+def configured_two_stage(base: TwoStageConfig, switch_sources: bool = True) -> dict[str, Any]:
     """The configured pipeline as a trial of `two_stage_space`: every configured source on at the configured candidate
-    count and, with `ranker`, the configured ranker settings (without: left for the sampler to draw)."""
+    count, with the configured ranker settings."""
     drawn = [k for k in TWO_STAGE_SPACE if k not in ("sources", "candidates_per_source")]
     return (({f"source_{s}": True for s in enabled_sources(base)} if switch_sources else {})
             | {"candidates_per_source": base.candidates_per_source}
-            | ({k: base.ranker_params[k] for k in drawn if k in base.ranker_params} if ranker else {}))
+            | {k: base.ranker_params[k] for k in drawn if k in base.ranker_params})
 
 
 def source_gain(importance: dict[str, float], source: str) -> float:
