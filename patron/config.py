@@ -388,9 +388,11 @@ class RecsysBenchConfig(_Section):
     peers: list[str] = ["popularity", "als", "bpr", "cosine", "bm25", "ease"]
     browsing_peers: list[str] = ["ease"]  # also tuned on purchases + browsing events, where the data has them
     ablation: bool = True  # also run the two-stage pipeline without the ranker and without each source
-    ablation_seeds: int = Field(3, gt=0)  # ranker seeds averaged for the pipeline and each "without <source>" row
+    ablation_seeds: int = Field(5, gt=0)  # ranker seeds averaged for the pipeline and each "without <source>" row
     elimination_margin: float = Field(0.001, ge=0)  # a source is kept only if it adds more than this on validation
     rescore_top: int = Field(3, gt=0)  # the best TPE trials of the two-stage search scored again with a fresh seed
+    elimination_seeds: int = Field(3, gt=0)  # ranker seeds averaged for each configuration the elimination measures
+    elimination_z: float = Field(2.0, ge=0)  # a source must add this many standard deviations of the seeds' noise
 
 
 class TuneConfig(_Section):

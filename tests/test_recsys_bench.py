@@ -16,12 +16,14 @@ from scipy.sparse import csr_matrix
 from typer.testing import CliRunner
 
 from patron.cli import app
+from patron.config import load_settings
 from tests.conftest import Workspace, small_workspace
 from training.peers import PEERS, make_peer
 from training.recsys_bench import tune_peer
 from training.recsys_oracle import ORACLE_ROW
-from training.recsys_protocol import (Split, evaluate, metrics_per_user, shift_back, split_interactions, split_sizes,
-                                     targets, top_k)
+from training.recsys_protocol import (Split, dense_scorer, evaluate, metrics_per_user, shift_back, split_interactions,
+                                     split_sizes, targets, top_k)
+from training.two_stage_runs import rank_with_seeds, two_stage_rows
 
 
 def _events(seed: int = 0, customers: int = 40, items: int = 30) -> pd.DataFrame:
@@ -176,9 +178,14 @@ def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, t
     dropped = {e["source"] for e in steps if e["dropped"]}
     assert {e["source"] for e in steps} <= {"als", "item_item", "ease", "copurchase", "trending", "popular"}
     assert len(steps) >= 5 and not dropped & set(two_stage["params"]["sources"])
-    assert all(e["dropped"] == (e["valid_ndcg_without"] >= e["valid_ndcg_with"]) for e in steps)
-    assert two_stage["valid_ndcg"] == pytest.approx(max([steps[0]["valid_ndcg_with"]]
-                                                        + [e["valid_ndcg_without"] for e in steps if e["dropped"]]))
+    best, margin = steps[0]["valid_ndcg_with"], load_settings(ws.config).recsys_bench.elimination_margin
+    for e in steps:  # dropped unless it falls more than the margin (at least the configured one) below the best
+        assert e["margin"] >= margin and len(e["without_per_seed"]) == 3
+        assert e["dropped"] == (e["valid_ndcg_without"] >= best - e["margin"])
+        best = max(best, e["valid_ndcg_without"]) if e["dropped"] else best
+    # the chosen pipeline's score: its start's, or the score without the last source dropped
+    assert two_stage["valid_ndcg"] == pytest.approx(([steps[0]["valid_ndcg_with"]]
+                                                     + [e["valid_ndcg_without"] for e in steps if e["dropped"]])[-1])
     assert set(report["search_spaces"]["patron two-stage"]) >= {"sources", "candidates_per_source", "num_leaves"}
     assert "| patron two-stage |" in (out / "recsys_bench.md").read_text()
     assert "## Source elimination on validation" in (out / "recsys_bench.md").read_text()
@@ -279,21 +286,33 @@ def test_two_stage_tuning_never_reads_test() -> None:
 
     split = split_interactions(_events(5, customers=120, items=40))
     config = TwoStageConfig(num_boost_round=20, candidates_per_source=20, label_windows=1, threads=1,
-                            ranker_params={"objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "verbose": -1})
+                            ranker_params={"objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "verbose": -1,
+                                           "learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 5,
+                                           "lambda_l2": 1.0, "feature_fraction": 0.6})
     cold = split.train_counts() < 5
     items = ItemInfo.empty(split.shape[1])
     config = config.model_copy(update={"sources": config.sources.model_copy(update={"ease": False, "popular": False})})
-    first = tune_two_stage(split, items, config, {}, 6, 0, 10, cold)
+    first = tune_two_stage(split, items, config, {}, 7, 0, 10, cold, elimination_seeds=2)
     scrambled = split.test.assign(i=(split.test["i"] + 7) % split.shape[1])
     second = tune_two_stage(Split(split.customers, split.items, split.train, split.valid, scrambled), items, config,
-                            {}, 6, 0, 10, cold)
+                            {}, 7, 0, 10, cold, elimination_seeds=2)
     assert first.valid_ndcg == second.valid_ndcg and first.config == second.config
     assert first.elimination == second.elimination
-    # 4 sources on: 1 TPE trial, rescored with a fresh seed (the elimination's reference), then one run per source
-    # until one is left
+    # 4 sources on: 1 TPE trial, rescored with a fresh seed, the elimination's start, then one run per source until
+    # one is left
     assert first.tpe_trials == 1 and len(first.rescored) == 1 and 3 <= len(first.elimination) <= 4
-    assert first.runs <= 6 and first.rescored[0]["trial"] == 0
-    assert first.config.seed == config.seed  # the elimination's fresh ranker seed is not the model's
+    assert first.runs <= 7 and first.rescored[0]["trial"] == 0
+    assert first.config.seed == config.seed  # the elimination's fresh ranker seeds are not the model's
+    # the elimination's start is the mean of fresh seeds (seed + 1, seed + 2) fitted on the configured pipeline's rows
+    inner = shift_back(split)
+    seen = split.matrix(split.train)
+    valid = targets(split, split.valid, seen)
+    rows = two_stage_rows(inner.train, targets(inner, inner.valid, inner.matrix(inner.train)), split.train, valid,
+                          split.shape, items, config, {}, 0)
+    by_seed = [evaluate(dense_scorer(r.scorer_scores, valid), seen, seen, valid, 10, cold)["ndcg@10"]
+               for r in rank_with_seeds(rows, config, [config.seed + 1, config.seed + 2])]
+    assert by_seed[0] != by_seed[1]  # the seeds differ, so the mean is not either one
+    assert first.elimination[0]["valid_ndcg_with"] == pytest.approx(np.mean(by_seed))
     assert 0.0 < first.valid_ndcg <= 1.0
 
 
@@ -331,9 +350,9 @@ def test_elimination_drops_the_sources_that_do_not_help_weakest_first() -> None:
     worth = {"als": 0.0, "item_item": 0.02, "ease": 0.01, "trending": -0.005}  # what each source adds on validation
     tried = []
 
-    def score(c: TwoStageConfig) -> tuple[float, dict[str, float]]:
+    def score(c: TwoStageConfig) -> tuple[list[float], dict[str, float]]:
         tried.append(set(enabled_sources(c)))
-        return 0.3 + sum(worth[s] for s in enabled_sources(c)), {}
+        return [0.3 + sum(worth[s] for s in enabled_sources(c))], {}
 
     importance = {"item_item_rank": 0.5, "ease_score": 0.3, "als_rank": 0.15, "trending_rank": 0.05}
     chosen, value, steps = eliminate_sources(config, importance, score)
@@ -356,3 +375,31 @@ def test_elimination_drops_the_sources_that_do_not_help_weakest_first() -> None:
     lone, _, steps = eliminate_sources(TwoStageConfig(sources={**sources, "item_item": False, "ease": False,
                                                                 "trending": False}), {}, score)
     assert enabled_sources(lone) == ["als"] and steps == []  # the last source is never dropped
+
+
+def test_elimination_keeps_a_source_only_above_the_seeds_noise() -> None:
+    from patron.config import TwoStageConfig
+    from training.two_stage_search import eliminate_sources, enabled_sources, mean_difference_sd
+
+    # two seeds per configuration, each pair 0.004 apart: per-seed variance 8e-6, a difference of two-seed means
+    # has sd sqrt(8e-6 * 2 / 2) = 0.002828
+    assert mean_difference_sd([[0.30, 0.304], [0.31, 0.314]]) == pytest.approx(0.0028284, abs=1e-6)
+    assert mean_difference_sd([[0.30], [0.31]]) == 0.0  # one seed: no spread to read
+    sources = {"als": True, "item_item": True, "ease": True, "copurchase": False, "repeat": False,
+               "trending": False, "popular": False, "sequence": False}
+    worth = {"als": 0.004, "item_item": 0.05, "ease": 0.008}  # ALS adds 1.4 sd, EASE 2.8 sd
+
+    def score(c: TwoStageConfig) -> tuple[list[float], dict[str, float]]:
+        mean = 0.3 + sum(worth[s] for s in enabled_sources(c))
+        return [mean - 0.002, mean + 0.002], {}
+
+    importance = {"als_rank": 0.1, "ease_rank": 0.2, "item_item_rank": 0.7}
+    config = TwoStageConfig(sources=sources)
+    chosen, value, steps = eliminate_sources(config, importance, score, margin=0.001, z=2.0)
+    assert [s["source"] for s in steps] == ["als", "ease", "item_item"]
+    assert [s["margin"] for s in steps] == pytest.approx([2 * 0.0028284] * 3, abs=1e-6)
+    assert [s["dropped"] for s in steps] == [True, False, False]  # ALS's 0.004 is inside 2 sd, EASE's 0.008 not
+    assert enabled_sources(chosen) == ["item_item", "ease"] and value == pytest.approx(0.358)
+    assert steps[0]["without_per_seed"] == pytest.approx([0.356, 0.36])
+    # without z the floor margin alone decides: ALS's 0.004 keeps it
+    assert [s["dropped"] for s in eliminate_sources(config, importance, score, margin=0.001)[2]] == [False] * 3

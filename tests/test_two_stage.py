@@ -12,8 +12,9 @@ from tests.conftest import Workspace
 from training.candidates import (NO_RANK, CandidateSources, browsing_before, candidate_recall, complements,
                                  source_ranks, transitions)
 from training.ranker import (BROWSED_LABEL, BROWSING_FEATURES, CHOICE_FEATURES, PURCHASE_LABEL, ItemInfo,
-                             browsed_in_window, item_choice_terms, pair_features, ranker_training_set, two_stage)
+                             browsed_in_window, item_choice_terms, pair_features, ranker_training_set)
 from training.recsys_bench import item_info, load_interactions
+from training.two_stage_runs import rank_with_seeds, two_stage, two_stage_rows
 from training.recsys_protocol import evaluate, split_interactions, targets
 from tests.test_recsys_bench import _events
 
@@ -192,6 +193,25 @@ def test_test_labels_never_reach_the_scores() -> None:
             for t in (test, shuffled)]
     assert np.array_equal(runs[0].scorer_scores, runs[1].scorer_scores)
 
+
+
+def test_ranker_seeds_share_the_rows_and_match_separate_runs() -> None:
+    """Ranking the same rows with several ranker seeds gives exactly what a whole run per seed gives."""
+    split = split_interactions(_events(7, customers=80))
+    history_full = pd.concat([split.train, split.valid], ignore_index=True)
+    labels = targets(split, split.valid, split.matrix(split.train))
+    test = targets(split, split.test, split.matrix(split.train, split.valid))
+    config = _config(num_boost_round=20, early_stopping_rounds=5, ranker_params={
+        "objective": "lambdarank", "min_data_in_leaf": 5, "feature_fraction": 0.5, "verbose": -1})
+    args = (split.train, labels, history_full, test, split.shape, ItemInfo.empty(split.shape[1]))
+    shared = rank_with_seeds(two_stage_rows(*args, config, {}, 0), config, [5, 6])
+    separate = [two_stage(*args, config.model_copy(update={"seed": s}), {}, 0) for s in (5, 6)]
+    for one, other in zip(shared, separate):
+        np.testing.assert_array_equal(one.scorer_scores, other.scorer_scores)
+    assert not np.array_equal(shared[0].scorer_scores, shared[1].scorer_scores)  # the seed changes the ranker
+    # without the ranker there is nothing to seed: one result
+    assert len(rank_with_seeds(two_stage_rows(*args, config, {}, 0), config.model_copy(update={"ranker": False}),
+                               [5, 6])) == 1
 
 def test_choice_features_never_read_the_label_window() -> None:
     """The choice-model features of a label window come from the history before it: the same values with other

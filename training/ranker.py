@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -256,18 +256,6 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
     return np.column_stack(cols).astype(np.float64) if len(cands) else np.empty((0, len(names))), cands, names
 
 
-@dataclass
-class TwoStageResult:
-    """Test metrics of the two-stage pipeline, its ablation and diagnostics."""
-
-    scorer_scores: np.ndarray
-    candidate_recall_valid: float
-    candidate_recall_test: float
-    feature_importance: dict[str, float] = field(default_factory=dict)
-    source_scores: dict[str, np.ndarray] = field(default_factory=dict)
-    best_iteration: int = 0
-
-
 def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: TwoStageConfig) -> lgb.Booster:
     """LambdaRank on (user, candidate) rows grouped by user; early stopping on a held-out share of users."""
     rng = np.random.default_rng(config.seed)
@@ -292,13 +280,6 @@ def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: TwoStageConfi
 def reciprocal_rank_fusion(features: pd.DataFrame, sources: list[str]) -> np.ndarray:
     """Score without the ranker: the sum over sources of 1 / (60 + rank)."""
     return sum(1.0 / (60.0 + features[f"{s}_rank"].to_numpy()) for s in sources)
-
-
-def dense(features: pd.DataFrame, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Users x items scores: candidates get their values, everything else far below."""
-    out = np.full(shape, -1e9, dtype=np.float64)
-    out[features["user"].to_numpy(), features["item"].to_numpy()] = values
-    return out
 
 
 def _hold_out_last(history: pd.DataFrame, shape: tuple[int, int]) -> tuple[pd.DataFrame, csr_matrix]:
@@ -369,31 +350,3 @@ def ranker_training_set(history_train: pd.DataFrame, labels_valid: csr_matrix, s
         recall_v = candidate_recall(cands, rel) if w == 0 else recall_v
         parts.append(feats.assign(user=feats["user"] + w * shape[0]))  # one ranking group per user and window
     return pd.concat(parts, ignore_index=True), np.concatenate(labels).astype(np.float32), recall_v
-
-
-def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_full: pd.DataFrame,
-              test_relevant: csr_matrix, shape: tuple[int, int], items: ItemInfo, config: TwoStageConfig,
-              peer_params: dict[str, dict[str, Any]], seed: int, sequence: SequenceConfig | None = None,
-              browsing: pd.DataFrame | None = None) -> TwoStageResult:
-    """Train the ranker on validation labels with sources fitted on train, then rank test with sources refitted
-    on train + validation; returns dense test scores for the customers with test items (row order = their codes).
-    `browsing` (views, carts) reaches each fit only up to the day of each customer's last purchase in it."""
-    valid_end = history_full.groupby("u")["ts"].max()
-    feats_v, y, recall_v = ranker_training_set(history_train, labels_valid, shape, items, config, peer_params, seed,
-                                               sequence, browsing, valid_end)
-    full = CandidateSources(config, peer_params, seed, sequence).fit(history_full, shape, browsing)
-    users_t = np.flatnonzero(np.diff(test_relevant.indptr))
-    feats_t, cands_t, scores_t = pair_features(full, users_t, items, full.X[users_t])
-    recall_t = candidate_recall(cands_t, test_relevant[users_t])
-    result = TwoStageResult(np.empty(0), recall_v, recall_t, source_scores=scores_t)
-    if config.ranker:
-        booster = fit_ranker(feats_v, y, config)
-        values = booster.predict(feats_t.drop(columns=["user", "item"]), num_iteration=booster.best_iteration)
-        gain = booster.feature_importance("gain")
-        result.feature_importance = dict(sorted(zip(booster.feature_name(), (gain / gain.sum()).round(4).tolist()),
-                                                key=lambda kv: -kv[1]))
-        result.best_iteration = int(booster.best_iteration)
-    else:
-        values = reciprocal_rank_fusion(feats_t, full.enabled)
-    result.scorer_scores = dense(feats_t, values, (len(users_t), shape[1]))
-    return result

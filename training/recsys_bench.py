@@ -20,11 +20,12 @@ from patron.config import Settings, TwoStageConfig
 from training.candidates import browsing_before, with_browsing
 from training.item_timeline import seconds_of
 from training.peers import PEERS, make_peer
-from training.ranker import ItemInfo, TwoStageResult, two_stage
+from training.ranker import ItemInfo
 from training.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
 from training.recsys_protocol import Split, dense_scorer, evaluate, split_interactions, targets
 from training.two_stage_search import (ELIMINATION, RESCORE, TWO_STAGE_SPACE, enabled_sources, tune_two_stage,
                                        without_source)
+from training.two_stage_runs import TwoStageResult, rank_with_seeds, two_stage_rows
 
 PRODUCT_COLUMNS = ("item_id", "category", "launched_at")  # what the ranker reads of the catalogue
 PACKAGES = ("patron", "implicit", "lightgbm", "optuna", "numpy", "scipy", "pandas")
@@ -196,7 +197,7 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
 
     t0 = time.perf_counter()
     search = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold, settings.sequence, browsing,
-                            cfg.elimination_margin, cfg.rescore_top)
+                            cfg.elimination_margin, cfg.rescore_top, cfg.elimination_seeds, cfg.elimination_z)
     ts_cfg = search.config
     tuning_s = time.perf_counter() - t0
     for line in search.rescored:
@@ -204,25 +205,41 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
              f"{line['valid_ndcg_fresh_seed']:.4f}")
     for step in search.elimination:
         echo(f"elimination: without {step['source']} valid ndcg@{cfg.k} {step['valid_ndcg_without']:.4f} vs "
-             f"{step['valid_ndcg_with']:.4f}: {'dropped' if step['dropped'] else 'kept'}")
+             f"{step['valid_ndcg_with']:.4f} (margin {step['margin']:.4f}): {'dropped' if step['dropped'] else 'kept'}")
     echo(f"two-stage tuning: valid ndcg@{cfg.k} {search.valid_ndcg:.4f} ({search.tpe_trials} TPE trials + "
          f"{search.runs - search.tpe_trials} rescoring and elimination runs, {tuning_s:.0f}s)")
 
-    def pipeline(name: str, config: TwoStageConfig) -> tuple[Row, TwoStageResult]:
+    def pipeline(name: str, config: TwoStageConfig, n_seeds: int = 1) -> tuple[Row, Row | None, TwoStageResult]:
+        """The pipeline's row on its own ranker seed and, with `n_seeds` > 1, the mean over seeds seed, seed + 1,
+        ... (rankers fitted on the same rows); the first seed's result."""
         t0 = time.perf_counter()
-        result = two_stage(split.train, labels, history_full, test, split.shape, items, config, tuned, config.seed,
-                           settings.sequence, browsing if config.browsing_events else None)
-        row = Row(name, evaluate(rows_of(result.scorer_scores), full, full, test, cfg.k, cold), None,
-                  {"sources": enabled_sources(config), "ranker": config.ranker,
-                   "candidates_per_source": config.candidates_per_source,
-                   "ranker_params": config.ranker_params if config.ranker else None,
-                   "best_iteration": result.best_iteration}, time.perf_counter() - t0,
-                  f"candidate recall valid {result.candidate_recall_valid:.3f} / test "
-                  f"{result.candidate_recall_test:.3f}")
+        built = two_stage_rows(split.train, labels, history_full, test, split.shape, items, config, tuned,
+                               config.seed, settings.sequence, browsing if config.browsing_events else None)
+        results = rank_with_seeds(built, config, [config.seed + j for j in range(n_seeds)])
+        seconds = (time.perf_counter() - t0) / len(results)  # per seed, the rows' cost shared
+        runs = [evaluate(rows_of(r.scorer_scores), full, full, test, cfg.k, cold) for r in results]
+        result = results[0]
+        params = {"sources": enabled_sources(config), "ranker": config.ranker,
+                  "candidates_per_source": config.candidates_per_source,
+                  "ranker_params": config.ranker_params if config.ranker else None,
+                  "best_iteration": result.best_iteration}
+        row = Row(name, runs[0], None, params, seconds, f"candidate recall valid {result.candidate_recall_valid:.3f} "
+                                                        f"/ test {result.candidate_recall_test:.3f}")
         echo(f"{name}: test ndcg@{cfg.k} {row.test[f'ndcg@{cfg.k}']:.4f} ({row.seconds:.0f}s)")
-        return row, result
+        if len(runs) == 1:
+            return row, None, result
+        mean = Row(f"{name}, mean of {len(runs)} ranker seeds", {m: float(np.mean([r[m] for r in runs]))
+                                                                 for m in runs[0]}, None, params,
+                   seconds * len(runs), f"NDCG@{cfg.k} per seed {config.seed}..{config.seed + len(runs) - 1}: "
+                   + ", ".join(f"{r[f'ndcg@{cfg.k}']:.4f}" for r in runs))
+        echo(f"{mean.model}: test ndcg@{cfg.k} {mean.test[f'ndcg@{cfg.k}']:.4f}")
+        return row, mean, result
 
-    main, result = pipeline("patron two-stage" + ("" if ts_cfg.ranker else " (no ranker)"), ts_cfg)
+    # a source's gain is about as large as one run's ranker noise: the pipeline and each removal are also averaged
+    # over the same ranker seeds
+    n_seeds = cfg.ablation_seeds if cfg.ablation and ts_cfg.ranker else 1
+    main, main_mean, result = pipeline("patron two-stage" + ("" if ts_cfg.ranker else " (no ranker)"), ts_cfg,
+                                       n_seeds)
     main.valid_ndcg, main.seconds = search.valid_ndcg, main.seconds + tuning_s
     main.note = (f"{search.tpe_trials} TPE trials + {search.runs - search.tpe_trials} rescoring and elimination runs; "
                  f"{main.note}")
@@ -237,26 +254,14 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         variants = ([("without the ranker (rank fusion)", {"ranker": False})] if ts_cfg.ranker else []) + (
             [("without browsing events", {"browsing_events": []})] if browsing is not None else [])
         ablation += [pipeline(n, ts_cfg.model_copy(update=u))[0] for n, u in variants]
-        # a source's gain is about as large as one run's ranker noise: the pipeline and each removal are averaged
-        # over the same ranker seeds
-        seeds = [ts_cfg.seed + j for j in range(cfg.ablation_seeds)] if ts_cfg.ranker else [ts_cfg.seed]
-        label = f", mean of {len(seeds)} ranker seeds" if len(seeds) > 1 else ""
-
-        def seed_mean(name: str, config: TwoStageConfig, first: Row | None = None) -> Row:
-            runs = [first or pipeline(name, config)[0]] + [
-                pipeline(f"{name} (ranker seed {s})", config.model_copy(update={"seed": s}))[0] for s in seeds[1:]]
-            mean = {m: float(np.mean([r.test[m] for r in runs])) for m in runs[0].test}
-            seconds = sum(r.seconds for r in runs[1:]) + (0.0 if first else runs[0].seconds)  # main's own: above
-            return Row(name + label, mean, None, runs[0].params, seconds,
-                       f"NDCG@{cfg.k} per seed {seeds}: " + ", ".join(f"{r.test[f'ndcg@{cfg.k}']:.4f}" for r in runs))
-
-        if len(seeds) > 1:
-            ablation.append(seed_mean("patron two-stage", ts_cfg, main))
-        ablation += [seed_mean(f"without {s}", without_source(ts_cfg, s)) for s in enabled if len(enabled) > 1]
+        ablation += [main_mean] if main_mean is not None else []
+        for source in enabled if len(enabled) > 1 else []:
+            alone, mean, _ = pipeline(f"without {source}", without_source(ts_cfg, source), n_seeds)
+            ablation.append(mean or alone)
         if not ts_cfg.sources.sequence:  # switched off: show what switching the sequence model on would give
-            with_seq, seq_result = pipeline("with the sequence model",
-                                            ts_cfg.model_copy(update={"sources": ts_cfg.sources.model_copy(
-                                                update={"sequence": True})}))
+            with_seq, _, seq_result = pipeline("with the sequence model",
+                                               ts_cfg.model_copy(update={"sources": ts_cfg.sources.model_copy(
+                                                   update={"sequence": True})}))
             ablation += [Row("source alone: sequence", evaluate(rows_of(seq_result.source_scores["sequence"]),
                                                                 full, full, test, cfg.k, cold)), with_seq]
     report = {
@@ -341,9 +346,10 @@ def elimination_table(report: dict[str, Any]) -> str:
     steps = report.get("two_stage_elimination") or []
     k = report["k"]
     return (f"\n## Source elimination on validation (after the TPE trials)\n\n| source (weakest first) | gain share "
-            f"| valid NDCG@{k} with | without | decision |\n|---|---|---|---|---|\n"
+            f"| valid NDCG@{k} with | without | margin | decision |\n|---|---|---|---|---|---|\n"
             + "".join(f"| {e['source']} | {e['gain_share']:.4f} | {e['valid_ndcg_with']:.4f} "
-                      f"| {e['valid_ndcg_without']:.4f} | {'dropped' if e['dropped'] else 'kept'} |\n" for e in steps)
+                      f"| {e['valid_ndcg_without']:.4f} | {e.get('margin', 0.0):.4f} "
+                      f"| {'dropped' if e['dropped'] else 'kept'} |\n" for e in steps)
             if steps else "")
 
 

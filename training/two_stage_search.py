@@ -13,8 +13,9 @@ import pandas as pd
 from patron import progress
 from patron.config import SequenceConfig, TwoStageConfig
 from training.candidates import SOURCES
-from training.ranker import ItemInfo, two_stage
+from training.ranker import ItemInfo
 from training.recsys_protocol import Split, dense_scorer, evaluate, shift_back, targets
+from training.two_stage_runs import rank_with_seeds, two_stage_rows
 
 TWO_STAGE_SPACE = {"sources": "every source enabled in config during the TPE trials; then backward elimination on "
                               "validation (below)",
@@ -24,13 +25,14 @@ TWO_STAGE_SPACE = {"sources": "every source enabled in config during the TPE tri
 RESCORE = ("the best TPE trials (recsys_bench.rescore_top) scored again with a fresh ranker seed; the one with the "
            "best mean of its two scores goes on (one run's ranker noise is as large as the differences between good "
            "trials, so the single best score is the luckiest draw)")
-ELIMINATION = ("the best TPE configuration's sources, weakest first (summed gain of their features in its ranker), "
-               "each dropped unless validation NDCG@k without it falls more than the margin (recsys_bench."
-               "elimination_margin, about one ranker seed's spread) below the best kept so far, all measured with a "
-               "fresh ranker seed "
-               "(the best trial's own score is the highest of many; the chosen trial's rescored score is the "
-               "reference); these runs count in the budget: the TPE gets the trials minus the rescored ones minus one "
-               "per enabled source")
+ELIMINATION = ("the chosen configuration's sources, weakest first (summed gain of their features in its ranker), "
+               "each dropped unless validation NDCG@k without it falls below the best kept so far by more than the "
+               "larger of recsys_bench.elimination_margin and recsys_bench.elimination_z standard deviations of a "
+               "difference of means (the seeds' spread pooled over every configuration measured so far); the chosen "
+               "configuration and every removal are measured with recsys_bench.elimination_seeds fresh ranker seeds "
+               "fitted on the same rows (one seed's noise is as large as a weak source's gain); these runs count in "
+               "the budget: the TPE gets the trials minus the rescored ones minus one per enabled source and one for "
+               "the chosen configuration's own measurement")
 CANDIDATES_RANGE = {True: (50, 400), False: (50, 200)}  # with source switches / every source on (rows grow with it)
 
 
@@ -89,8 +91,9 @@ class TwoStageSearch:
 
     @property
     def runs(self) -> int:
-        """Pipelines fitted in all: the TPE trials, the rescored ones and the elimination's runs."""
-        return self.tpe_trials + len(self.rescored) + len(self.elimination)
+        """Configurations measured in all: the TPE trials, the rescored ones, the elimination's start and its
+        removals."""
+        return self.tpe_trials + len(self.rescored) + (len(self.elimination) + 1 if self.elimination else 0)
 
 
 def rescore_best(study: optuna.Study, top: int, rescore: Callable[[optuna.trial.FrozenTrial], float]
@@ -106,24 +109,34 @@ def rescore_best(study: optuna.Study, top: int, rescore: Callable[[optuna.trial.
     return best[chosen], lines[chosen]["valid_ndcg_fresh_seed"], lines
 
 
+def mean_difference_sd(runs: list[list[float]]) -> float:
+    """The standard deviation of the difference between two configurations' seed means, from the spread of the
+    seeds' scores pooled over every configuration measured (0 where each has one seed)."""
+    spread = [float(np.var(r, ddof=1)) for r in runs if len(r) > 1]
+    return float(np.sqrt(np.mean(spread) * 2 / len(runs[0]))) if spread else 0.0
+
+
 def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
-                      score: Callable[[TwoStageConfig], tuple[float, dict[str, float]]], margin: float = 0.0,
-                      start: float | None = None) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
-    """Score `config` (unless its score is given as `start`), then try each enabled source without it, weakest
-    first; drop it unless `score` (validation) without it falls more than `margin` below the best score kept so far
-    (a source must earn its place by more than the measurement's noise). Returns the kept config, its score and one
+                      score: Callable[[TwoStageConfig], tuple[list[float], dict[str, float]]], margin: float = 0.0,
+                      z: float = 0.0) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
+    """Score `config` (one validation score per ranker seed), then try each enabled source without it, weakest
+    first; drop it unless the mean without it falls more than the larger of `margin` and `z` times the noise of a
+    difference of means (`mean_difference_sd` over everything measured so far) below the best mean kept so far: a
+    source must earn its place by more than the measurement's noise. Returns the kept config, its mean and one
     step per source tried."""
-    value = score(config)[0] if start is None else start
-    best = value
+    runs = [score(config)[0]]
+    value = best = float(np.mean(runs[0]))
     steps = []
     for source in sorted(enabled_sources(config), key=lambda s: source_gain(importance, s)):
         if len(enabled_sources(config)) == 1:
             break
         trial = without_source(config, source)
-        without, _ = score(trial)
-        dropped = bool(without >= best - margin)
+        runs.append(score(trial)[0])
+        without, needed = float(np.mean(runs[-1])), max(margin, z * mean_difference_sd(runs))
+        dropped = bool(without >= best - needed)
         steps.append({"source": source, "gain_share": round(source_gain(importance, source), 4),
-                      "valid_ndcg_with": value, "valid_ndcg_without": without, "dropped": dropped})
+                      "valid_ndcg_with": value, "valid_ndcg_without": without, "margin": needed,
+                      "without_per_seed": runs[-1], "dropped": dropped})
         if dropped:
             config, value, best = trial, without, max(best, without)
     return config, value, steps
@@ -131,46 +144,49 @@ def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
 
 def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_params: dict[str, dict[str, Any]],
                    trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None,
-                   browsing: pd.DataFrame | None = None, margin: float = 0.0, rescore_top: int = 1
-                   ) -> TwoStageSearch:
+                   browsing: pd.DataFrame | None = None, margin: float = 0.0, rescore_top: int = 1,
+                   elimination_seeds: int = 1, elimination_z: float = 0.0) -> TwoStageSearch:
     """Optuna TPE over candidates and ranker settings with every configured source on (the first trial the
     configured pipeline), the `rescore_top` best trials scored again with a fresh ranker seed (`rescore_best`), then
-    backward elimination of the sources (`margin` as in `eliminate_sources`), all on validation NDCG@k with the
-    test never read: the pipeline runs one period earlier (ranker labels from the end of train, sources fit before
-    it, validation ranked). `trials` pipelines in all (at least one TPE trial)."""
+    backward elimination of the sources (`margin`, `elimination_z` as in `eliminate_sources`; each configuration
+    measured with `elimination_seeds` fresh ranker seeds), all on validation NDCG@k with the test never read: the
+    pipeline runs one period earlier (ranker labels from the end of train, sources fit before it, validation
+    ranked). `trials` configurations in all (at least one TPE trial)."""
     inner = shift_back(split)
     labels = targets(inner, inner.valid, inner.matrix(inner.train))
     seen = split.matrix(split.train)
     valid = targets(split, split.valid, seen)
 
-    def score(config: TwoStageConfig) -> tuple[float, dict[str, float]]:
-        result = two_stage(inner.train, labels, split.train, valid, split.shape, items, config, peer_params, seed,
-                           sequence, browsing)
-        ndcg = evaluate(dense_scorer(result.scorer_scores, valid), seen, seen, valid, k, cold)[f"ndcg@{k}"]
-        return ndcg, result.feature_importance
+    def score(config: TwoStageConfig, seeds: list[int]) -> tuple[list[float], dict[str, float]]:
+        """Validation NDCG@k per ranker seed, the rankers fitted on the same rows; the first seed's feature gains."""
+        rows = two_stage_rows(inner.train, labels, split.train, valid, split.shape, items, config, peer_params, seed,
+                              sequence, browsing)
+        results = rank_with_seeds(rows, config, seeds)
+        ndcg = [evaluate(dense_scorer(r.scorer_scores, valid), seen, seen, valid, k, cold)[f"ndcg@{k}"]
+                for r in results]
+        return ndcg, results[0].feature_importance
 
     def objective(trial: optuna.Trial) -> float:
-        value, importance = score(two_stage_space(trial, base, switch_sources=False))
+        config = two_stage_space(trial, base, switch_sources=False)
+        value, importance = score(config, [config.seed])
         trial.set_user_attr("importance", importance)
-        return value
+        return value[0]
 
-    def rescore(config: TwoStageConfig) -> tuple[float, dict[str, float]]:
-        return score(config.model_copy(update={"seed": config.seed + 1}))
-
+    fresh = [base.seed + 1 + j for j in range(max(1, elimination_seeds))]  # never the TPE's own seed
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     # first trial: the configured pipeline (every source it enables, its candidate count and ranker settings)
     study.enqueue_trial(configured_two_stage(base, switch_sources=False))
     n_sources = len(enabled_sources(base))
-    later = rescore_top + (n_sources if n_sources > 1 else 0)  # the runs after the TPE
+    later = rescore_top + (n_sources + 1 if n_sources > 1 else 0)  # the runs after the TPE
     study.optimize(objective, n_trials=max(1, trials - later), show_progress_bar=progress.enabled())
-    # The best trial's own score is the highest of many (biased upwards): the best few are measured again, and
-    # every source's removal, with a fresh ranker seed.
-    chosen, fresh, lines = rescore_best(study, rescore_top,
-                                        lambda t: rescore(two_stage_space(t, base, switch_sources=False))[0])
+    # The best trial's own score is the highest of many (biased upwards): the best few are measured again with a
+    # fresh ranker seed, and the elimination measures its start and every removal with fresh seeds.
+    chosen, rescored, lines = rescore_best(study, rescore_top, lambda t: score(
+        two_stage_space(t, base, switch_sources=False), fresh[:1])[0][0])
     best = two_stage_space(chosen, base, switch_sources=False)
     if n_sources == 1:
-        return TwoStageSearch(best, fresh, len(study.trials), rescored=lines)
+        return TwoStageSearch(best, rescored, len(study.trials), rescored=lines)
     importance = chosen.user_attrs.get("importance", {})
-    config, value, steps = eliminate_sources(best, importance, rescore, margin, start=fresh)
+    config, value, steps = eliminate_sources(best, importance, lambda c: score(c, fresh), margin, elimination_z)
     return TwoStageSearch(config, value, len(study.trials), steps, lines)
