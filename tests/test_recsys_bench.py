@@ -403,3 +403,36 @@ def test_elimination_keeps_a_source_only_above_the_seeds_noise() -> None:
     assert steps[0]["without_per_seed"] == pytest.approx([0.356, 0.36])
     # without z the floor margin alone decides: ALS's 0.004 keeps it
     assert [s["dropped"] for s in eliminate_sources(config, importance, score, margin=0.001)[2]] == [False] * 3
+
+
+def test_elimination_rechecks_a_source_kept_under_an_early_noise_estimate() -> None:
+    from patron.config import TwoStageConfig
+    from training.two_stage_search import eliminate_sources, enabled_sources
+
+    sources = {"als": True, "item_item": True, "ease": True, "copurchase": False, "repeat": False,
+               "trending": True, "popular": False, "sequence": False}
+    worth = {"als": 0.003, "trending": 0.0, "ease": 0.02, "item_item": 0.05}
+    calls = []
+
+    def score(c: TwoStageConfig) -> tuple[list[float], dict[str, float]]:
+        # the first two configurations measured happen to have seeds 0.001 apart, every later one 0.008 apart
+        calls.append(set(enabled_sources(c)))
+        mean, half = 0.3 + sum(worth[s] for s in enabled_sources(c)), (0.0005 if len(calls) <= 2 else 0.004)
+        return [mean - half, mean + half], {}
+
+    importance = {"als_rank": 0.05, "trending_rank": 0.1, "ease_rank": 0.25, "item_item_rank": 0.6}
+    config = TwoStageConfig(sources=sources)
+    chosen, value, steps = eliminate_sources(config, importance, score, margin=0.001, z=2.0, rechecks=1)
+    assert [(s["source"], s["recheck"], s["dropped"]) for s in steps] == [
+        ("als", False, False), ("trending", False, True), ("ease", False, False), ("item_item", False, False),
+        ("als", True, True)]
+    # ALS's 0.003 cleared a first margin read off two tight configurations: 2 * sqrt(5e-7 * 2 / 2) = 0.00141
+    assert steps[0]["margin"] == pytest.approx(0.0014142, abs=1e-6)
+    # measured again from what is left once six configurations are pooled: 2 * sqrt((2 * 5e-7 + 4 * 3.2e-5) / 6)
+    assert steps[-1]["margin"] == pytest.approx(2 * np.sqrt((2 * 5e-7 + 4 * 3.2e-5) / 6), abs=1e-7)
+    assert calls[-1] == {"item_item", "ease"}
+    assert enabled_sources(chosen) == ["item_item", "ease"] and value == pytest.approx(0.37)
+    # without a re-check ALS stays; EASE (0.02, outside every margin) is never re-checked
+    calls.clear()
+    chosen, _, steps = eliminate_sources(config, importance, score, margin=0.001, z=2.0)
+    assert enabled_sources(chosen) == ["als", "item_item", "ease"] and not any(s["recheck"] for s in steps)

@@ -197,15 +197,17 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
 
     t0 = time.perf_counter()
     search = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold, settings.sequence, browsing,
-                            cfg.elimination_margin, cfg.rescore_top, cfg.elimination_seeds, cfg.elimination_z)
+                            cfg.elimination_margin, cfg.rescore_top, cfg.elimination_seeds, cfg.elimination_z,
+                            cfg.elimination_rechecks)
     ts_cfg = search.config
     tuning_s = time.perf_counter() - t0
     for line in search.rescored:
         echo(f"rescored trial {line['trial']}: valid ndcg@{cfg.k} {line['valid_ndcg']:.4f}, fresh seed "
              f"{line['valid_ndcg_fresh_seed']:.4f}")
     for step in search.elimination:
-        echo(f"elimination: without {step['source']} valid ndcg@{cfg.k} {step['valid_ndcg_without']:.4f} vs "
-             f"{step['valid_ndcg_with']:.4f} (margin {step['margin']:.4f}): {'dropped' if step['dropped'] else 'kept'}")
+        echo(f"elimination{' re-check' if step.get('recheck') else ''}: without {step['source']} valid "
+             f"ndcg@{cfg.k} {step['valid_ndcg_without']:.4f} vs {step['valid_ndcg_with']:.4f} "
+             f"(margin {step['margin']:.4f}): {'dropped' if step['dropped'] else 'kept'}")
     echo(f"two-stage tuning: valid ndcg@{cfg.k} {search.valid_ndcg:.4f} ({search.tpe_trials} TPE trials + "
          f"{search.runs - search.tpe_trials} rescoring and elimination runs, {tuning_s:.0f}s)")
 
@@ -347,7 +349,7 @@ def elimination_table(report: dict[str, Any]) -> str:
     k = report["k"]
     return (f"\n## Source elimination on validation (after the TPE trials)\n\n| source (weakest first) | gain share "
             f"| valid NDCG@{k} with | without | margin | decision |\n|---|---|---|---|---|---|\n"
-            + "".join(f"| {e['source']} | {e['gain_share']:.4f} | {e['valid_ndcg_with']:.4f} "
+            + "".join(f"| {e['source']}{' (re-check)' if e.get('recheck') else ''} | {e['gain_share']:.4f} | {e['valid_ndcg_with']:.4f} "
                       f"| {e['valid_ndcg_without']:.4f} | {e.get('margin', 0.0):.4f} "
                       f"| {'dropped' if e['dropped'] else 'kept'} |\n" for e in steps)
             if steps else "")

@@ -30,9 +30,11 @@ ELIMINATION = ("the chosen configuration's sources, weakest first (summed gain o
                "larger of recsys_bench.elimination_margin and recsys_bench.elimination_z standard deviations of a "
                "difference of means (the seeds' spread pooled over every configuration measured so far); the chosen "
                "configuration and every removal are measured with recsys_bench.elimination_seeds fresh ranker seeds "
-               "fitted on the same rows (one seed's noise is as large as a weak source's gain); these runs count in "
-               "the budget: the TPE gets the trials minus the rescored ones minus one per enabled source and one for "
-               "the chosen configuration's own measurement")
+               "fitted on the same rows (one seed's noise is as large as a weak source's gain); then up to "
+               "recsys_bench.elimination_rechecks kept sources whose fall is inside the final margin (the first "
+               "steps' noise estimate rests on two or three configurations) are tried once more, smallest fall "
+               "first; these runs count in the budget: the TPE gets the trials minus the rescored ones minus one per "
+               "enabled source, one for the chosen configuration's own measurement and one per re-check")
 CANDIDATES_RANGE = {True: (50, 400), False: (50, 200)}  # with source switches / every source on (rows grow with it)
 
 
@@ -118,38 +120,53 @@ def mean_difference_sd(runs: list[list[float]]) -> float:
 
 def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
                       score: Callable[[TwoStageConfig], tuple[list[float], dict[str, float]]], margin: float = 0.0,
-                      z: float = 0.0) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
+                      z: float = 0.0, rechecks: int = 0) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
     """Score `config` (one validation score per ranker seed), then try each enabled source without it, weakest
     first; drop it unless the mean without it falls more than the larger of `margin` and `z` times the noise of a
     difference of means (`mean_difference_sd` over everything measured so far) below the best mean kept so far: a
-    source must earn its place by more than the measurement's noise. Returns the kept config, its mean and one
-    step per source tried."""
+    source must earn its place by more than the measurement's noise. Then up to `rechecks` kept sources whose fall
+    is inside the final (settled) margin are tried once more, smallest fall first: the first steps' noise estimate
+    rests on two or three configurations. Returns the kept config, its mean and one step per source tried."""
     runs = [score(config)[0]]
     value = best = float(np.mean(runs[0]))
-    steps = []
-    for source in sorted(enabled_sources(config), key=lambda s: source_gain(importance, s)):
-        if len(enabled_sources(config)) == 1:
-            break
+    steps: list[dict[str, Any]] = []
+
+    def try_without(source: str, recheck: bool) -> None:
+        nonlocal config, value, best
         trial = without_source(config, source)
         runs.append(score(trial)[0])
         without, needed = float(np.mean(runs[-1])), max(margin, z * mean_difference_sd(runs))
         dropped = bool(without >= best - needed)
         steps.append({"source": source, "gain_share": round(source_gain(importance, source), 4),
-                      "valid_ndcg_with": value, "valid_ndcg_without": without, "margin": needed,
-                      "without_per_seed": runs[-1], "dropped": dropped})
+                      "valid_ndcg_with": value, "valid_ndcg_best": best, "valid_ndcg_without": without,
+                      "margin": needed, "without_per_seed": runs[-1], "recheck": recheck, "dropped": dropped})
         if dropped:
             config, value, best = trial, without, max(best, without)
+
+    for source in sorted(enabled_sources(config), key=lambda s: source_gain(importance, s)):
+        if len(enabled_sources(config)) == 1:
+            break
+        try_without(source, recheck=False)
+    settled = max(margin, z * mean_difference_sd(runs))
+    early = sorted((s for s in steps if not s["dropped"] and s["margin"] < settled
+                    and s["valid_ndcg_best"] - s["valid_ndcg_without"] < settled),
+                   key=lambda s: s["valid_ndcg_best"] - s["valid_ndcg_without"])
+    for step in early[:rechecks]:
+        if len(enabled_sources(config)) > 1:
+            try_without(step["source"], recheck=True)
     return config, value, steps
 
 
 def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_params: dict[str, dict[str, Any]],
                    trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None,
                    browsing: pd.DataFrame | None = None, margin: float = 0.0, rescore_top: int = 1,
-                   elimination_seeds: int = 1, elimination_z: float = 0.0) -> TwoStageSearch:
+                   elimination_seeds: int = 1, elimination_z: float = 0.0, elimination_rechecks: int = 0
+                   ) -> TwoStageSearch:
     """Optuna TPE over candidates and ranker settings with every configured source on (the first trial the
     configured pipeline), the `rescore_top` best trials scored again with a fresh ranker seed (`rescore_best`), then
-    backward elimination of the sources (`margin`, `elimination_z` as in `eliminate_sources`; each configuration
-    measured with `elimination_seeds` fresh ranker seeds), all on validation NDCG@k with the test never read: the
+    backward elimination of the sources (`margin`, `elimination_z`, `elimination_rechecks` as in
+    `eliminate_sources`; each configuration measured with `elimination_seeds` fresh ranker seeds), all on validation
+    NDCG@k with the test never read: the
     pipeline runs one period earlier (ranker labels from the end of train, sources fit before it, validation
     ranked). `trials` configurations in all (at least one TPE trial)."""
     inner = shift_back(split)
@@ -178,7 +195,7 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
     # first trial: the configured pipeline (every source it enables, its candidate count and ranker settings)
     study.enqueue_trial(configured_two_stage(base, switch_sources=False))
     n_sources = len(enabled_sources(base))
-    later = rescore_top + (n_sources + 1 if n_sources > 1 else 0)  # the runs after the TPE
+    later = rescore_top + (n_sources + 1 + elimination_rechecks if n_sources > 1 else 0)  # the runs after the TPE
     study.optimize(objective, n_trials=max(1, trials - later), show_progress_bar=progress.enabled())
     # The best trial's own score is the highest of many (biased upwards): the best few are measured again with a
     # fresh ranker seed, and the elimination measures its start and every removal with fresh seeds.
@@ -188,5 +205,6 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
     if n_sources == 1:
         return TwoStageSearch(best, rescored, len(study.trials), rescored=lines)
     importance = chosen.user_attrs.get("importance", {})
-    config, value, steps = eliminate_sources(best, importance, lambda c: score(c, fresh), margin, elimination_z)
+    config, value, steps = eliminate_sources(best, importance, lambda c: score(c, fresh), margin, elimination_z,
+                                             elimination_rechecks)
     return TwoStageSearch(config, value, len(study.trials), steps, lines)
