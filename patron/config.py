@@ -394,6 +394,7 @@ class RecsysBenchConfig(_Section):
     elimination_seeds: int = Field(3, gt=0)  # ranker seeds averaged for each configuration the elimination measures
     elimination_z: float = Field(2.0, ge=0)  # a source must add this many standard deviations of the seeds' noise
     elimination_rechecks: int = Field(1, ge=0)  # kept sources tried again once the noise estimate has settled
+    elimination_ranker: bool = True  # the elimination also tries the pipeline without its LightGBM ranker
 
 
 class TuneConfig(_Section):

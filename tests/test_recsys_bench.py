@@ -176,11 +176,12 @@ def test_bench_command_on_an_ingested_workspace(ingested_workspace: Workspace, t
     # every configured source was tried without it on validation; the dropped ones are not in the chosen pipeline
     steps = report["two_stage_elimination"]
     dropped = {e["source"] for e in steps if e["dropped"]}
-    assert {e["source"] for e in steps} <= {"als", "item_item", "ease", "copurchase", "trending", "popular"}
+    assert {e["source"] for e in steps} <= {"als", "item_item", "ease", "copurchase", "trending", "popular", "ranker"}
     assert len(steps) >= 5 and not dropped & set(two_stage["params"]["sources"])
+    assert steps[-1]["source"] == "ranker" and two_stage["params"]["ranker"] == (not steps[-1]["dropped"])
     best, margin = steps[0]["valid_ndcg_with"], load_settings(ws.config).recsys_bench.elimination_margin
     for e in steps:  # dropped unless it falls more than the margin (at least the configured one) below the best
-        assert e["margin"] >= margin and len(e["without_per_seed"]) == 3
+        assert e["margin"] >= margin and len(e["without_per_seed"]) == (1 if e["source"] == "ranker" else 3)
         assert e["dropped"] == (e["valid_ndcg_without"] >= best - e["margin"])
         best = max(best, e["valid_ndcg_without"]) if e["dropped"] else best
     # the chosen pipeline's score: its start's, or the score without the last source dropped
@@ -203,7 +204,7 @@ def test_bench_ablation_averages_each_source_removal_over_ranker_seeds(ingested_
                                                                        tmp_path) -> None:
     _, _, report = run_bench_command(ingested_workspace, tmp_path, {
         "recsys_bench": {"trials": 1, "ablation": True, "ablation_seeds": 2, "peers": ["popularity"],
-                         "browsing_peers": []},
+                         "browsing_peers": [], "elimination_ranker": False},
         "two_stage": {"num_boost_round": 20, "candidates_per_source": 20, "label_windows": 1,
                       "sources": {"als": False, "ease": False, "popular": False, "trending": False}},
         "sequence": {"epochs": 1, "dim": 8}})
@@ -436,3 +437,52 @@ def test_elimination_rechecks_a_source_kept_under_an_early_noise_estimate() -> N
     calls.clear()
     chosen, _, steps = eliminate_sources(config, importance, score, margin=0.001, z=2.0)
     assert enabled_sources(chosen) == ["als", "item_item", "ease"] and not any(s["recheck"] for s in steps)
+
+
+def test_elimination_tries_the_ranker_last_against_rank_fusion() -> None:
+    from patron.config import TwoStageConfig
+    from training.two_stage_search import eliminate_sources, enabled_sources
+
+    sources = {"als": False, "item_item": True, "ease": True, "copurchase": False, "repeat": False,
+               "trending": False, "popular": False, "sequence": False}
+    worth = {"item_item": 0.05, "ease": 0.02}
+
+    def scorer(ranker_gain: float):
+        def score(c: TwoStageConfig) -> tuple[list[float], dict[str, float]]:
+            mean = 0.3 + sum(worth[s] for s in enabled_sources(c))
+            # rank fusion has no ranker, so no seed: one score
+            return ([mean + ranker_gain - 0.002, mean + ranker_gain + 0.002] if c.ranker else [mean]), {}
+        return score
+
+    importance = {"ease_rank": 0.3, "item_item_rank": 0.7}
+    config = TwoStageConfig(sources=sources)
+    margin = 2 * 0.0028284  # two seeds 0.004 apart, as in the test above
+    chosen, value, steps = eliminate_sources(config, importance, scorer(0.004), margin=0.001, z=2.0, ranker=True)
+    assert [(s["source"], s["dropped"]) for s in steps] == [("ease", False), ("item_item", False), ("ranker", True)]
+    assert steps[-1]["gain_share"] is None and steps[-1]["without_per_seed"] == pytest.approx([0.37])
+    assert steps[-1]["margin"] == pytest.approx(margin, abs=1e-6)
+    assert not chosen.ranker and enabled_sources(chosen) == ["item_item", "ease"] and value == pytest.approx(0.37)
+    chosen, value, steps = eliminate_sources(config, importance, scorer(0.03), margin=0.001, z=2.0, ranker=True)
+    assert steps[-1]["source"] == "ranker" and not steps[-1]["dropped"]
+    assert chosen.ranker and value == pytest.approx(0.40)
+    # not asked: the ranker is never tried
+    assert [s["source"] for s in eliminate_sources(config, importance, scorer(0.004), margin=0.001, z=2.0)[2]] == [
+        "ease", "item_item"]
+
+
+def test_bench_ablation_shows_the_ranker_when_the_pipeline_has_none(ingested_workspace: Workspace, tmp_path) -> None:
+    _, out, report = run_bench_command(ingested_workspace, tmp_path, {
+        "recsys_bench": {"trials": 1, "ablation": True, "ablation_seeds": 2, "peers": ["popularity"],
+                         "browsing_peers": []},
+        "two_stage": {"num_boost_round": 20, "candidates_per_source": 20, "label_windows": 1, "ranker": False,
+                      "sources": {"als": False, "ease": False, "popular": False, "trending": False,
+                                  "copurchase": False}},
+        "sequence": {"epochs": 1, "dim": 8}})
+    main = next(r for r in report["results"] if r["model"] == "patron two-stage")
+    assert main["params"]["ranker"] is False and "no ranker: rank fusion" in main["note"]
+    assert all(e["source"] != "ranker" for e in report["two_stage_elimination"])  # nothing to try
+    rows = {r["model"]: r for r in report["ablation"]}
+    assert "without the ranker (rank fusion)" not in rows
+    with_ranker = rows["with the LightGBM ranker, mean of 2 ranker seeds"]
+    assert len(with_ranker["note"].split(": ")[1].split(", ")) == 2
+    assert with_ranker["test"]["ndcg@10"] != pytest.approx(main["test"]["ndcg@10"], abs=1e-9)

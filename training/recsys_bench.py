@@ -198,7 +198,7 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     t0 = time.perf_counter()
     search = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold, settings.sequence, browsing,
                             cfg.elimination_margin, cfg.rescore_top, cfg.elimination_seeds, cfg.elimination_z,
-                            cfg.elimination_rechecks)
+                            cfg.elimination_rechecks, cfg.elimination_ranker)
     ts_cfg = search.config
     tuning_s = time.perf_counter() - t0
     for line in search.rescored:
@@ -240,11 +240,10 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     # a source's gain is about as large as one run's ranker noise: the pipeline and each removal are also averaged
     # over the same ranker seeds
     n_seeds = cfg.ablation_seeds if cfg.ablation and ts_cfg.ranker else 1
-    main, main_mean, result = pipeline("patron two-stage" + ("" if ts_cfg.ranker else " (no ranker)"), ts_cfg,
-                                       n_seeds)
+    main, main_mean, result = pipeline("patron two-stage", ts_cfg, n_seeds)
     main.valid_ndcg, main.seconds = search.valid_ndcg, main.seconds + tuning_s
     main.note = (f"{search.tpe_trials} TPE trials + {search.runs - search.tpe_trials} rescoring and elimination runs; "
-                 f"{main.note}")
+                 f"{'' if ts_cfg.ranker else 'no ranker: rank fusion of the kept sources; '}{main.note}")
     rows.append(main)
     truth = oracle_scorer(settings.model_copy(update={"workspace": workspace}).ground_truth_dir, split)
     if truth is not None:
@@ -256,6 +255,10 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         variants = ([("without the ranker (rank fusion)", {"ranker": False})] if ts_cfg.ranker else []) + (
             [("without browsing events", {"browsing_events": []})] if browsing is not None else [])
         ablation += [pipeline(n, ts_cfg.model_copy(update=u))[0] for n, u in variants]
+        if not ts_cfg.ranker:  # the search dropped it: show what it would have given
+            alone, mean, _ = pipeline("with the LightGBM ranker", ts_cfg.model_copy(update={"ranker": True}),
+                                      cfg.ablation_seeds)
+            ablation.append(mean or alone)
         ablation += [main_mean] if main_mean is not None else []
         for source in enabled if len(enabled) > 1 else []:
             alone, mean, _ = pipeline(f"without {source}", without_source(ts_cfg, source), n_seeds)
@@ -349,7 +352,8 @@ def elimination_table(report: dict[str, Any]) -> str:
     k = report["k"]
     return (f"\n## Source elimination on validation (after the TPE trials)\n\n| source (weakest first) | gain share "
             f"| valid NDCG@{k} with | without | margin | decision |\n|---|---|---|---|---|---|\n"
-            + "".join(f"| {e['source']}{' (re-check)' if e.get('recheck') else ''} | {e['gain_share']:.4f} | {e['valid_ndcg_with']:.4f} "
+            + "".join(f"| {e['source']}{' (re-check)' if e.get('recheck') else ''} "
+                      f"| {'-' if e['gain_share'] is None else format(e['gain_share'], '.4f')} | {e['valid_ndcg_with']:.4f} "
                       f"| {e['valid_ndcg_without']:.4f} | {e.get('margin', 0.0):.4f} "
                       f"| {'dropped' if e['dropped'] else 'kept'} |\n" for e in steps)
             if steps else "")

@@ -33,8 +33,10 @@ ELIMINATION = ("the chosen configuration's sources, weakest first (summed gain o
                "fitted on the same rows (one seed's noise is as large as a weak source's gain); then up to "
                "recsys_bench.elimination_rechecks kept sources whose fall is inside the final margin (the first "
                "steps' noise estimate rests on two or three configurations) are tried once more, smallest fall "
-               "first; these runs count in the budget: the TPE gets the trials minus the rescored ones minus one per "
-               "enabled source, one for the chosen configuration's own measurement and one per re-check")
+               "first; with recsys_bench.elimination_ranker the LightGBM ranker is then tried the same way (without it, "
+               "rank fusion of the kept sources); these runs count in the budget: the TPE gets the trials minus the "
+               "rescored ones minus one per enabled source, one for the chosen configuration's own measurement, one "
+               "per re-check and one for the ranker")
 CANDIDATES_RANGE = {True: (50, 400), False: (50, 200)}  # with source switches / every source on (rows grow with it)
 
 
@@ -46,6 +48,14 @@ def enabled_sources(config: TwoStageConfig) -> list[str]:
 def without_source(config: TwoStageConfig, source: str) -> TwoStageConfig:
     """`config` with one source switched off."""
     return config.model_copy(update={"sources": config.sources.model_copy(update={source: False})})
+
+
+RANKER = "ranker"  # the elimination's name for the LightGBM ranker (without it: rank fusion of the sources)
+
+
+def without_part(config: TwoStageConfig, part: str) -> TwoStageConfig:
+    """`config` without one source, or without the ranker (`RANKER`)."""
+    return config.model_copy(update={"ranker": False}) if part == RANKER else without_source(config, part)
 
 
 def two_stage_space(trial: optuna.Trial, base: TwoStageConfig, switch_sources: bool = True) -> TwoStageConfig:
@@ -120,24 +130,28 @@ def mean_difference_sd(runs: list[list[float]]) -> float:
 
 def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
                       score: Callable[[TwoStageConfig], tuple[list[float], dict[str, float]]], margin: float = 0.0,
-                      z: float = 0.0, rechecks: int = 0) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
+                      z: float = 0.0, rechecks: int = 0, ranker: bool = False
+                      ) -> tuple[TwoStageConfig, float, list[dict[str, Any]]]:
     """Score `config` (one validation score per ranker seed), then try each enabled source without it, weakest
     first; drop it unless the mean without it falls more than the larger of `margin` and `z` times the noise of a
     difference of means (`mean_difference_sd` over everything measured so far) below the best mean kept so far: a
     source must earn its place by more than the measurement's noise. Then up to `rechecks` kept sources whose fall
     is inside the final (settled) margin are tried once more, smallest fall first: the first steps' noise estimate
-    rests on two or three configurations. Returns the kept config, its mean and one step per source tried."""
+    rests on two or three configurations. With `ranker`, the ranker is tried last the same way (without it the kept
+    sources are merged by rank fusion, which has no seed). Returns the kept config, its mean and one step per part
+    tried."""
     runs = [score(config)[0]]
     value = best = float(np.mean(runs[0]))
     steps: list[dict[str, Any]] = []
 
-    def try_without(source: str, recheck: bool) -> None:
+    def try_without(part: str, recheck: bool) -> None:
         nonlocal config, value, best
-        trial = without_source(config, source)
+        trial = without_part(config, part)
         runs.append(score(trial)[0])
         without, needed = float(np.mean(runs[-1])), max(margin, z * mean_difference_sd(runs))
         dropped = bool(without >= best - needed)
-        steps.append({"source": source, "gain_share": round(source_gain(importance, source), 4),
+        gain = None if part == RANKER else round(source_gain(importance, part), 4)
+        steps.append({"source": part, "gain_share": gain,
                       "valid_ndcg_with": value, "valid_ndcg_best": best, "valid_ndcg_without": without,
                       "margin": needed, "without_per_seed": runs[-1], "recheck": recheck, "dropped": dropped})
         if dropped:
@@ -154,21 +168,23 @@ def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
     for step in early[:rechecks]:
         if len(enabled_sources(config)) > 1:
             try_without(step["source"], recheck=True)
+    if ranker and config.ranker:
+        try_without(RANKER, recheck=False)
     return config, value, steps
 
 
 def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_params: dict[str, dict[str, Any]],
                    trials: int, seed: int, k: int, cold: np.ndarray, sequence: SequenceConfig | None = None,
                    browsing: pd.DataFrame | None = None, margin: float = 0.0, rescore_top: int = 1,
-                   elimination_seeds: int = 1, elimination_z: float = 0.0, elimination_rechecks: int = 0
-                   ) -> TwoStageSearch:
+                   elimination_seeds: int = 1, elimination_z: float = 0.0, elimination_rechecks: int = 0,
+                   elimination_ranker: bool = False) -> TwoStageSearch:
     """Optuna TPE over candidates and ranker settings with every configured source on (the first trial the
     configured pipeline), the `rescore_top` best trials scored again with a fresh ranker seed (`rescore_best`), then
-    backward elimination of the sources (`margin`, `elimination_z`, `elimination_rechecks` as in
-    `eliminate_sources`; each configuration measured with `elimination_seeds` fresh ranker seeds), all on validation
-    NDCG@k with the test never read: the
-    pipeline runs one period earlier (ranker labels from the end of train, sources fit before it, validation
-    ranked). `trials` configurations in all (at least one TPE trial)."""
+    backward elimination of the sources and the ranker (`margin`, `elimination_z`, `elimination_rechecks`,
+    `elimination_ranker` as in `eliminate_sources`; each configuration measured with `elimination_seeds` fresh
+    ranker seeds), all on validation NDCG@k with the test never read: the pipeline runs one period earlier (ranker
+    labels from the end of train, sources fit before it, validation ranked). `trials` configurations in all (at
+    least one TPE trial)."""
     inner = shift_back(split)
     labels = targets(inner, inner.valid, inner.matrix(inner.train))
     seen = split.matrix(split.train)
@@ -195,7 +211,8 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
     # first trial: the configured pipeline (every source it enables, its candidate count and ranker settings)
     study.enqueue_trial(configured_two_stage(base, switch_sources=False))
     n_sources = len(enabled_sources(base))
-    later = rescore_top + (n_sources + 1 + elimination_rechecks if n_sources > 1 else 0)  # the runs after the TPE
+    later = rescore_top + (n_sources + 1 + elimination_rechecks + int(elimination_ranker and base.ranker)
+                           if n_sources > 1 else 0)  # the runs after the TPE
     study.optimize(objective, n_trials=max(1, trials - later), show_progress_bar=progress.enabled())
     # The best trial's own score is the highest of many (biased upwards): the best few are measured again with a
     # fresh ranker seed, and the elimination measures its start and every removal with fresh seeds.
@@ -206,5 +223,5 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
         return TwoStageSearch(best, rescored, len(study.trials), rescored=lines)
     importance = chosen.user_attrs.get("importance", {})
     config, value, steps = eliminate_sources(best, importance, lambda c: score(c, fresh), margin, elimination_z,
-                                             elimination_rechecks)
+                                             elimination_rechecks, elimination_ranker)
     return TwoStageSearch(config, value, len(study.trials), steps, lines)
