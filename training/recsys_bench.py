@@ -353,7 +353,8 @@ def elimination_table(report: dict[str, Any]) -> str:
     return (f"\n## Source elimination on validation (after the TPE trials)\n\n| source (weakest first) | gain share "
             f"| valid NDCG@{k} with | without | margin | decision |\n|---|---|---|---|---|---|\n"
             + "".join(f"| {e['source']}{' (re-check)' if e.get('recheck') else ''} "
-                      f"| {'-' if e['gain_share'] is None else format(e['gain_share'], '.4f')} | {e['valid_ndcg_with']:.4f} "
+                      f"| {'-' if e['gain_share'] is None else format(e['gain_share'], '.4f')} "
+                      f"| {e['valid_ndcg_with']:.4f} "
                       f"| {e['valid_ndcg_without']:.4f} | {e.get('margin', 0.0):.4f} "
                       f"| {'dropped' if e['dropped'] else 'kept'} |\n" for e in steps)
             if steps else "")

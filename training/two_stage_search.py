@@ -33,10 +33,10 @@ ELIMINATION = ("the chosen configuration's sources, weakest first (summed gain o
                "fitted on the same rows (one seed's noise is as large as a weak source's gain); then up to "
                "recsys_bench.elimination_rechecks kept sources whose fall is inside the final margin (the first "
                "steps' noise estimate rests on two or three configurations) are tried once more, smallest fall "
-               "first; with recsys_bench.elimination_ranker the LightGBM ranker is then tried the same way (without it, "
-               "rank fusion of the kept sources); these runs count in the budget: the TPE gets the trials minus the "
-               "rescored ones minus one per enabled source, one for the chosen configuration's own measurement, one "
-               "per re-check and one for the ranker")
+               "first; with recsys_bench.elimination_ranker the LightGBM ranker is then tried the same way (without "
+               "it, rank fusion of the kept sources); these runs count in the budget: the TPE gets the trials minus "
+               "the rescored ones minus one per enabled source, one for the chosen configuration's own measurement, "
+               "one per re-check and one for the ranker")
 CANDIDATES_RANGE = {True: (50, 400), False: (50, 200)}  # with source switches / every source on (rows grow with it)
 
 
