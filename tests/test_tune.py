@@ -153,7 +153,8 @@ def postgres_study_db() -> Iterator[str]:
 def test_two_processes_work_on_one_study_stored_in_postgres(tune_workspace: Workspace, postgres_study_db: str
                                                             ) -> None:
     config = yaml.safe_load(tune_workspace.config.read_text())
-    config["tune"] = {**config["tune"], "storage": postgres_study_db, "study": "shared"}
+    # no pruning before two trials are done: otherwise whichever worker finishes first may prune the other's trial
+    config["tune"] = {**config["tune"], "storage": postgres_study_db, "study": "shared", "pruner_startup_trials": 2}
     tune_workspace.config.write_text(yaml.safe_dump(config))
     command = [str(Path(sys.executable).parent / "patron"), "--config", str(tune_workspace.config), "tune",
                "recommender", "--trials", "1"]
