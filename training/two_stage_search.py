@@ -162,9 +162,11 @@ def eliminate_sources(config: TwoStageConfig, importance: dict[str, float],
             break
         try_without(source, recheck=False)
     settled = max(margin, z * mean_difference_sd(runs))
-    early = sorted((s for s in steps if not s["dropped"] and s["margin"] < settled
-                    and s["valid_ndcg_best"] - s["valid_ndcg_without"] < settled),
-                   key=lambda s: s["valid_ndcg_best"] - s["valid_ndcg_without"])
+
+    def fall(step: dict[str, Any]) -> float:
+        return step["valid_ndcg_best"] - step["valid_ndcg_without"]
+
+    early = sorted((s for s in steps if not s["dropped"] and s["margin"] < settled and fall(s) < settled), key=fall)
     for step in early[:rechecks]:
         if len(enabled_sources(config)) > 1:
             try_without(step["source"], recheck=True)
