@@ -258,3 +258,18 @@ def test_ranker_beats_its_best_single_source(ingested_workspace: Workspace) -> N
     assert len(singles) == 6  # every default source (repeat is off) is measured alone
     assert 0.5 < result.candidate_recall_test <= 1.0
     assert ndcg(result.scorer_scores) > max(singles.values()), singles
+
+
+def test_rank_fusion_reuses_the_rows_built_for_the_ranker() -> None:
+    from patron.config import TwoStageConfig
+    from training.two_stage_runs import LastRows
+
+    built = []
+    rows = LastRows(lambda config: built.append(config) or object())
+    config = TwoStageConfig()
+    first = rows(config)
+    assert rows(config.model_copy(update={"ranker": False})) is first  # only the ranker switch differs
+    assert len(built) == 1
+    other = rows(config.model_copy(update={"candidates_per_source": config.candidates_per_source + 1}))
+    assert other is not first and len(built) == 2
+    assert rows(config) is not first and len(built) == 3  # one configuration kept, the last

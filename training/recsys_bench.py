@@ -25,7 +25,7 @@ from training.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
 from training.recsys_protocol import Split, dense_scorer, evaluate, split_interactions, targets
 from training.two_stage_search import (ELIMINATION, RESCORE, TWO_STAGE_SPACE, enabled_sources, tune_two_stage,
                                        without_source)
-from training.two_stage_runs import TwoStageResult, rank_with_seeds, two_stage_rows
+from training.two_stage_runs import LastRows, TwoStageResult, rank_with_seeds, two_stage_rows
 
 PRODUCT_COLUMNS = ("item_id", "category", "launched_at")  # what the ranker reads of the catalogue
 PACKAGES = ("patron", "implicit", "lightgbm", "optuna", "numpy", "scipy", "pandas")
@@ -211,13 +211,15 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     echo(f"two-stage tuning: valid ndcg@{cfg.k} {search.valid_ndcg:.4f} ({search.tpe_trials} TPE trials + "
          f"{search.runs - search.tpe_trials} rescoring and elimination runs, {tuning_s:.0f}s)")
 
+    test_rows = LastRows(lambda config: two_stage_rows(split.train, labels, history_full, test, split.shape, items,
+                                                       config, tuned, config.seed, settings.sequence,
+                                                       browsing if config.browsing_events else None))
+
     def pipeline(name: str, config: TwoStageConfig, n_seeds: int = 1) -> tuple[Row, Row | None, TwoStageResult]:
         """The pipeline's row on its own ranker seed and, with `n_seeds` > 1, the mean over seeds seed, seed + 1,
         ... (rankers fitted on the same rows); the first seed's result."""
         t0 = time.perf_counter()
-        built = two_stage_rows(split.train, labels, history_full, test, split.shape, items, config, tuned,
-                               config.seed, settings.sequence, browsing if config.browsing_events else None)
-        results = rank_with_seeds(built, config, [config.seed + j for j in range(n_seeds)])
+        results = rank_with_seeds(test_rows(config), config, [config.seed + j for j in range(n_seeds)])
         seconds = (time.perf_counter() - t0) / len(results)  # per seed, the rows' cost shared
         runs = [evaluate(rows_of(r.scorer_scores), full, full, test, cfg.k, cold) for r in results]
         result = results[0]
@@ -252,13 +254,13 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
                 for s, m in result.source_scores.items()]
     if cfg.ablation:
         enabled = main.params["sources"]
-        variants = ([("without the ranker (rank fusion)", {"ranker": False})] if ts_cfg.ranker else []) + (
-            [("without browsing events", {"browsing_events": []})] if browsing is not None else [])
-        ablation += [pipeline(n, ts_cfg.model_copy(update=u))[0] for n, u in variants]
-        if not ts_cfg.ranker:  # the search dropped it: show what it would have given
+        if not ts_cfg.ranker:  # the search dropped it: show what it would have given (on the pipeline's rows)
             alone, mean, _ = pipeline("with the LightGBM ranker", ts_cfg.model_copy(update={"ranker": True}),
                                       cfg.ablation_seeds)
             ablation.append(mean or alone)
+        variants = ([("without the ranker (rank fusion)", {"ranker": False})] if ts_cfg.ranker else []) + (
+            [("without browsing events", {"browsing_events": []})] if browsing is not None else [])
+        ablation += [pipeline(n, ts_cfg.model_copy(update=u))[0] for n, u in variants]
         ablation += [main_mean] if main_mean is not None else []
         for source in enabled if len(enabled) > 1 else []:
             alone, mean, _ = pipeline(f"without {source}", without_source(ts_cfg, source), n_seeds)

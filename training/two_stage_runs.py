@@ -4,7 +4,7 @@ ranker seeds (a seed changes only the ranker's fit, so the rows are shared)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -89,6 +89,21 @@ def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_ful
     on train + validation (`two_stage_rows`, then `rank_rows`)."""
     return rank_rows(two_stage_rows(history_train, labels_valid, history_full, test_relevant, shape, items, config,
                                     peer_params, seed, sequence, browsing), config)
+
+
+class LastRows:
+    """`build`'s rows for the last configuration asked, reused when the next one differs at most in the ranker
+    switch: rank fusion ranks the very rows the ranker does, so "without the ranker" costs no second build."""
+
+    def __init__(self, build: Callable[[TwoStageConfig], TwoStageRows]) -> None:
+        self.build, self.key, self.rows = build, "", None
+
+    def __call__(self, config: TwoStageConfig) -> TwoStageRows:
+        key = config.model_copy(update={"ranker": True}).model_dump_json()
+        if self.rows is None or key != self.key:
+            self.rows, self.key = None, key  # the old rows go before the new ones are built
+            self.rows = self.build(config)
+        return self.rows
 
 
 def dense(features: pd.DataFrame, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

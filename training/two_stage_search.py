@@ -15,7 +15,7 @@ from patron.config import SequenceConfig, TwoStageConfig
 from training.candidates import SOURCES
 from training.ranker import ItemInfo
 from training.recsys_protocol import Split, dense_scorer, evaluate, shift_back, targets
-from training.two_stage_runs import rank_with_seeds, two_stage_rows
+from training.two_stage_runs import LastRows, rank_with_seeds, two_stage_rows
 
 TWO_STAGE_SPACE = {"sources": "every source enabled in config during the TPE trials; then backward elimination on "
                               "validation (below)",
@@ -192,11 +192,12 @@ def tune_two_stage(split: Split, items: ItemInfo, base: TwoStageConfig, peer_par
     seen = split.matrix(split.train)
     valid = targets(split, split.valid, seen)
 
+    rows_of = LastRows(lambda config: two_stage_rows(inner.train, labels, split.train, valid, split.shape, items,
+                                                     config, peer_params, seed, sequence, browsing))
+
     def score(config: TwoStageConfig, seeds: list[int]) -> tuple[list[float], dict[str, float]]:
         """Validation NDCG@k per ranker seed, the rankers fitted on the same rows; the first seed's feature gains."""
-        rows = two_stage_rows(inner.train, labels, split.train, valid, split.shape, items, config, peer_params, seed,
-                              sequence, browsing)
-        results = rank_with_seeds(rows, config, seeds)
+        results = rank_with_seeds(rows_of(config), config, seeds)
         ndcg = [evaluate(dense_scorer(r.scorer_scores, valid), seen, seen, valid, k, cold)[f"ndcg@{k}"]
                 for r in results]
         return ndcg, results[0].feature_importance
