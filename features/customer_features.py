@@ -137,6 +137,29 @@ def _channel_shift_family(days: int) -> _Family:
     return _Family("f_ch", [cte], {"channel_shift": "f_ch.shift"})
 
 
+def _rebuy_family(min_gaps: int, same_item_share: float) -> _Family:
+    # Re-bought categories (consumables): at least `min_gaps` gaps between a customer's purchase days in the
+    # category before the cutoff, and at least `same_item_share` of them re-buying the item bought the time before.
+    # Their usual re-buy interval is the median gap; a customer is overdue when every such category they buy from
+    # has gone longer than that without a purchase (the least overdue category counts).
+    ctes = ["""rb_days AS (SELECT DISTINCT ev.customer_id, p.category, CAST(ev.ts AS DATE) AS d, ev.item_id
+                          FROM ev JOIN products p USING (item_id) WHERE ev.type = 'purchase')""",
+            f"""rb_cycle AS (
+                SELECT category, median(gap) AS cycle
+                FROM (SELECT category, date_diff('day', lag(d) OVER w, d) AS gap,
+                             CAST(item_id = lag(item_id) OVER w AS DOUBLE) AS same
+                      FROM rb_days WINDOW w AS (PARTITION BY customer_id, category ORDER BY d, item_id))
+                WHERE gap > 0 GROUP BY 1
+                HAVING count(*) >= {int(min_gaps)} AND avg(same) >= {float(same_item_share)})""",
+            """f_rb AS (
+                SELECT customer_id, count(*) AS n, min(since / cycle) AS ratio, min(since - cycle) AS over
+                FROM (SELECT customer_id, category, date_diff('day', max(d), CAST($cutoff AS DATE)) AS since
+                      FROM rb_days GROUP BY 1, 2) JOIN rb_cycle USING (category)
+                GROUP BY 1)"""]
+    return _Family("f_rb", ctes, {"rebuy_categories": "coalesce(f_rb.n, 0)", "rebuy_overdue_ratio": "f_rb.ratio",
+                                  "rebuy_overdue_days": "f_rb.over"})
+
+
 def _decay(age_days: str, h: int) -> str:
     return f"pow(0.5, {age_days} / {int(h)})"
 
@@ -283,6 +306,8 @@ def _customers_family(wh: Warehouse) -> _Family:
 def _families(wh: Warehouse, cfg: FeatureConfig) -> list[_Family]:
     families = [*_events_family(wh, cfg.windows_days), _recent_experience_family(cfg.decay_half_lives_days),
                 _browsing_streak_family(), _channel_shift_family(cfg.channel_shift_days)]
+    if wh.has("products", "category"):
+        families.append(_rebuy_family(cfg.rebuy_min_gaps, cfg.rebuy_same_item_share))
     if wh.has("customers"):
         families.append(_customers_family(wh))
     if wh.has("tickets"):

@@ -56,6 +56,10 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "channel_shift": "recent activity {value:.0%} away from the customer's earlier channel mix",
     "offers_ignored_in_a_row": "ignored the last {value:.0f} retention offers",
     "days_until_points_lapse": "loyalty points lapse in {value:.0f} days without points activity",
+    "rebuy_categories": "regularly re-buys from {value:.0f} product categories",
+    "rebuy_overdue_ratio": "{value:.1f} times the usual re-buy interval since the last re-buy, in every "
+                           "re-bought category",
+    "rebuy_overdue_days": "{value:+.0f} days against the usual re-buy interval in every re-bought category",
 }
 
 _WINDOW_DESCRIPTIONS = {
@@ -80,6 +84,7 @@ FEATURE_GROUPS: dict[str, str] = {
     "offers_received": "offers", "offers_redeemed": "offers", "offer_redemption_rate": "offers",
     "offers_ignored_in_a_row": "offers",
     "points_balance": "loyalty_points", "days_since_loyalty_activity": "loyalty_points",
+    "rebuy_categories": "rebuy", "rebuy_overdue_ratio": "rebuy", "rebuy_overdue_days": "rebuy",
 }
 GROUP_PHRASES: dict[str, str] = {
     "purchase_recency": "no purchase in {days_since_last_purchase:.0f} days, usually every {gap_mean_days:.0f}",
@@ -94,6 +99,8 @@ GROUP_PHRASES: dict[str, str] = {
               "{offers_ignored_in_a_row:.0f} in a row",
     "loyalty_points": "{points_balance:.0f} loyalty points, no points activity in "
                       "{days_since_loyalty_activity:.0f} days",
+    "rebuy": "{rebuy_overdue_ratio:.1f} times the usual re-buy interval since the last purchase in each of "
+             "{rebuy_categories:.0f} regularly re-bought categories",
 }
 _WINDOW_GROUPS = {
     "orders_{w}d": ("orders_{w}d", "{{orders_{w}d:.0f}} orders in the last {w} days "

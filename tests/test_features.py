@@ -134,6 +134,34 @@ def test_hand_computed_browsing_channel_offer_and_points_signals(tiny: Settings)
     assert base.loc["A", "offers_ignored_in_a_row"] == 0.0  # 30 days: only f1 is old enough, and redeemed
 
 
+def test_hand_computed_rebuy_overdue_from_categories_bought_again_before_the_cutoff(tmp_path: Path) -> None:
+    customers = pd.DataFrame({"customer_id": ["P", "Q", "R", "S"], "signup_date": pd.to_datetime(["2024-12-01"] * 4)})
+    products = pd.DataFrame({"item_id": ["c1", "c2", "t1", "t2"], "category": ["coffee", "coffee", "toys", "toys"],
+                             "in_stock": True})
+    buy = lambda n, c, i, day: (f"e{n}", c, i, day, "purchase", 1, 5.0, "online", f"o{n}")  # noqa: E731
+    events = _events([
+        buy(1, "P", "c1", "2025-01-01"), buy(2, "P", "c1", "2025-01-11"), buy(3, "P", "c1", "2025-01-11 18:00"),
+        buy(4, "P", "c1", "2025-01-21"), buy(5, "P", "c1", "2025-03-05"),  # the last one after the cutoff
+        buy(6, "Q", "c1", "2025-01-05"), buy(7, "Q", "c2", "2025-01-25"),
+        buy(8, "R", "c2", "2025-02-20"),
+        buy(9, "P", "t1", "2025-01-02"), buy(10, "P", "t2", "2025-02-01"), buy(11, "Q", "t1", "2025-01-03"),
+        buy(12, "Q", "t2", "2025-01-10"), buy(13, "S", "t1", "2025-02-01"),
+    ])
+    tables = {"customers": customers, "products": products, "events": events}
+    rule = {"rebuy_min_gaps": 3, "rebuy_same_item_share": 0.5}
+    f = customer_features(write_workspace(tmp_path / "ws", tables, features=rule), T).set_index("customer_id")
+    # coffee, before the cutoff: gaps 10 and 10 (P, the same item; two orders on 01-11 are one day) and 20 (Q, the
+    # other item): 3 gaps, 2/3 the same item -> re-bought, usual interval 10 days. Toys: 2 gaps, never the same
+    # item -> not re-bought. P's 03-05 purchase is after the cutoff and changes nothing (else the median is 15).
+    assert f["rebuy_categories"].to_dict() == {"P": 1.0, "Q": 1.0, "R": 1.0, "S": 0.0}
+    assert f["rebuy_overdue_ratio"].drop(index="S").to_dict() == pytest.approx({"P": 3.9, "Q": 3.5, "R": 0.9})
+    assert f["rebuy_overdue_days"].drop(index="S").to_dict() == pytest.approx({"P": 29.0, "Q": 25.0, "R": -1.0})
+    assert math.isnan(f.loc["S", "rebuy_overdue_ratio"]) and math.isnan(f.loc["S", "rebuy_overdue_days"])
+    for stricter in ({"rebuy_min_gaps": 4}, {"rebuy_same_item_share": 0.7}):  # 3 gaps; 2/3 the same item
+        g = customer_features(write_workspace(tmp_path / str(stricter), tables, features={**rule, **stricter}), T)
+        assert (g["rebuy_categories"] == 0).all() and g["rebuy_overdue_ratio"].isna().all(), stricter
+
+
 def test_categoricals_have_fixed_vocabularies(tiny: Settings) -> None:
     f = customer_features(tiny, T)
     assert list(f["loyalty_tier"].cat.categories) == list(LOYALTY_TIERS)
