@@ -62,6 +62,12 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "rebuy_overdue_days": "{value:+.0f} days against the usual re-buy interval in every re-bought category",
 }
 
+# Feature name -> phrase for a customer without a value, where "no <feature> on record" would mislead.
+MISSING_PHRASES: dict[str, str] = {
+    "rebuy_overdue_ratio": "buys nothing that customers re-buy regularly",
+    "rebuy_overdue_days": "buys nothing that customers re-buy regularly",
+}
+
 _WINDOW_DESCRIPTIONS = {
     "orders_{w}d": "{{value:.0f}} orders in the last {w} days",
     "spend_{w}d": "{{value:.2f}} spent in the last {w} days",
@@ -99,7 +105,7 @@ GROUP_PHRASES: dict[str, str] = {
               "{offers_ignored_in_a_row:.0f} in a row",
     "loyalty_points": "{points_balance:.0f} loyalty points, no points activity in "
                       "{days_since_loyalty_activity:.0f} days",
-    "rebuy": "{rebuy_overdue_ratio:.1f} times the usual re-buy interval since the last purchase in each of "
+    "rebuy": "at least {rebuy_overdue_ratio:.1f} times the usual re-buy interval since the last purchase, in each of "
              "{rebuy_categories:.0f} regularly re-bought categories",
 }
 _WINDOW_GROUPS = {

@@ -13,6 +13,7 @@ import pandas as pd
 
 from tqdm.auto import tqdm
 
+from features.feature_text import MISSING_PHRASES
 from features.store import read_table
 from patron.config import ChurnConfig, Settings
 
@@ -97,7 +98,7 @@ def reason_text(feature: str, row: pd.Series, descriptions: dict[str, str]) -> s
     """Plain-language phrase for one feature of one customer (e.g. "no purchase in 74 days, usually every 21")."""
     value = _plain(row.get(feature))
     if value is None:
-        return f"no {feature.replace('_', ' ')} on record"
+        return MISSING_PHRASES.get(feature, f"no {feature.replace('_', ' ')} on record")
     try:
         text = descriptions[feature].format(value=value)
     except (KeyError, ValueError, TypeError):

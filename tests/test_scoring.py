@@ -82,6 +82,9 @@ def test_reason_text_combines_recency_with_usual_gap():
     assert reason_text("region", row, DESCRIPTIONS) == "lives in region north"
     assert reason_text("undescribed", pd.Series({"undescribed": 2.0}), DESCRIPTIONS) == "undescribed: 2.0"
     assert reason_text("orders_total", pd.Series({"orders_total": np.nan}), DESCRIPTIONS) == "no orders total on record"
+    # a customer with nothing re-bought regularly has no overdue figure: said as such, not "no ... on record"
+    assert (reason_text("rebuy_overdue_days", pd.Series({"rebuy_overdue_days": np.nan}), DESCRIPTIONS)
+            == "buys nothing that customers re-buy regularly")
 
 
 def test_unknown_customers_are_reported_not_scored(frame_and_booster, monkeypatch):
