@@ -57,9 +57,10 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "offers_ignored_in_a_row": "ignored the last {value:.0f} retention offers",
     "days_until_points_lapse": "loyalty points lapse in {value:.0f} days without points activity",
     "rebuy_categories": "regularly re-buys from {value:.0f} product categories",
-    "rebuy_overdue_ratio": "{value:.1f} times the usual re-buy interval since the last re-buy, in every "
-                           "re-bought category",
-    "rebuy_overdue_days": "{value:+.0f} days against the usual re-buy interval in every re-bought category",
+    "rebuy_overdue_ratio": "at least {value:.1f} times the usual re-buy interval since the last purchase, in every "
+                           "regularly re-bought category",
+    "rebuy_overdue_days": "{value:+.0f} days against the usual re-buy date, in the least overdue regularly "
+                          "re-bought category",
 }
 
 # Feature name -> phrase for a customer without a value, where "no <feature> on record" would mislead.

@@ -62,9 +62,9 @@ class FeatureConfig(_Section):
     channel_shift_days: int = Field(90, gt=0)  # channel_shift: the channel mix of the last this many days vs before
     offer_ignored_after_days: int = Field(30, gt=0)  # an offer not redeemed this long after it was sent is ignored
     points_expiry_days: int | None = Field(None, gt=0)  # the retailer's rule: points lapse after this many days
+                                                        # without points activity (None: they never lapse)
     rebuy_min_gaps: int = Field(20, gt=0)  # a re-bought category needs this many repeat gaps before the cutoff
     rebuy_same_item_share: float = Field(0.3, ge=0.0, le=1.0)  # ... and this share of them re-buying the same item
-                                                        # without points activity (None: they never lapse)
     lookback_days: int = Field(180, gt=0)
     horizon_days: int = Field(90, gt=0)
     train_cutoffs_days_before_end: list[int]
