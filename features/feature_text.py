@@ -64,10 +64,8 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
 }
 
 # Feature name -> phrase for a customer without a value, where "no <feature> on record" would mislead.
-MISSING_PHRASES: dict[str, str] = {
-    "rebuy_overdue_ratio": "buys nothing that customers re-buy regularly",
-    "rebuy_overdue_days": "buys nothing that customers re-buy regularly",
-}
+MISSING_PHRASES: dict[str, str] = dict.fromkeys(("rebuy_overdue_ratio", "rebuy_overdue_days"),
+                                                "buys nothing that customers re-buy regularly")
 
 _WINDOW_DESCRIPTIONS = {
     "orders_{w}d": "{{value:.0f}} orders in the last {w} days",
