@@ -26,7 +26,7 @@ class IngestConfig(_Section):
 
 
 class InputLimitsConfig(_Section):
-    """Bounds on untrusted input files (features/bounded_read.py): a file past them is refused with a clear error."""
+    """Bounds on untrusted input files (features/ingest/bounded_read.py): a file past them is refused with a clear error."""
 
     max_file_bytes: int = Field(4_000_000_000, gt=0)  # bytes read from one file, counted after decompression
     max_rows: int = Field(100_000_000, gt=0)  # rows of one file (Parquet: as its metadata claims, before reading)
@@ -169,7 +169,7 @@ class RetentionConfig(_Section):
 
 
 class SegmentsConfig(_Section):
-    """RFM quintiles, lifecycle stage and value tier (features/segments.py)."""
+    """RFM quintiles, lifecycle stage and value tier (features/pit/segments.py)."""
 
     rfm_bins: int = Field(5, ge=2)
     new_max_tenure_days: float = Field(90.0, gt=0)  # signed up (or first bought) this recently: new
@@ -235,7 +235,7 @@ class ServingConfig(_Section):
 
 
 class AuthConfig(_Section):
-    """API keys (serving/api_keys.py) and per-request limits checked before any handler (serving/auth.py)."""
+    """API keys (serving/access/api_keys.py) and per-request limits checked before any handler (serving/access/auth.py)."""
 
     keys_file: Path | None = None  # None: WORKSPACE/api_keys.json; $PATRON_API_KEYS_FILE overrides both
     reload_check_s: float = Field(2.0, gt=0)  # the keys file is looked at no more often than this
@@ -288,7 +288,7 @@ class RepurchaseConfig(_Section):
 
 
 class PrivacyConfig(_Section):
-    """Right to be forgotten and pseudonymous customer ids in logs (features/erasure.py, features/pseudonyms.py)."""
+    """Right to be forgotten and pseudonymous customer ids in logs (features/privacy/erasure.py, features/privacy/pseudonyms.py)."""
 
     salt_path: Path | None = None  # None: WORKSPACE/privacy/salt (created once, never shown)
     salt_bytes: int = Field(32, ge=16)
@@ -325,7 +325,7 @@ class TwoStageSources(_Section):
     repeat: bool = False  # the benchmark protocol excludes seen items, so repeats cannot count there
     trending: bool = True
     popular: bool = True
-    sequence: bool = False  # the `sequence` section's next-item model (training/sequence.py)
+    sequence: bool = False  # the `sequence` section's next-item model (training/recommend/sequence.py)
 
 
 class SequenceConfig(_Section):
@@ -448,7 +448,7 @@ class MonitorConfig(_Section):
 
 
 class SoakConfig(_Section):
-    """`patron bench soak` (serving/soak.py): steady mixed traffic on the real service, memory sampled over time."""
+    """`patron bench soak` (benchmarks/soak.py): steady mixed traffic on the real service, memory sampled over time."""
 
     rate_per_s: float = Field(100.0, gt=0)
     mix: dict[str, float] = {"recommend": 0.6, "churn": 0.2, "events": 0.2}  # share of requests per endpoint

@@ -26,14 +26,14 @@ def _has_champion(settings: Settings, model_name: str) -> bool:
 
 def prepare(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Bring the workspace to a servable state, skipping every step whose output already exists."""
-    from features.build import build_features
-    from features.ingest import ingest_source
-    from features.synth import generate
-    from training.churn import train_churn
-    from training.clv import train_clv
-    from training.recommender import train_recommender
-    from training.registry import promote
-    from training.uplift import train_uplift
+    from features.pit.build import build_features
+    from features.ingest.pipeline import ingest_source
+    from features.synthetic.generate import generate
+    from training.churn.train import train_churn
+    from training.value.clv import train_clv
+    from training.recommend.als import train_recommender
+    from training.mlops.registry import promote
+    from training.value.uplift import train_uplift
 
     start = time.perf_counter()
     raw = settings.raw_dir / "synthetic"
@@ -75,7 +75,7 @@ def demo_key(settings: Settings) -> str | None:
 
     Only the key's hash is stored, so each demo run issues a new one to print; the previous demo key stops working.
     """
-    from serving.api_keys import SCOPES, create_key, read_keys
+    from serving.access.api_keys import SCOPES, create_key, read_keys
 
     if any(k.name != DEMO_KEY_NAME for k in read_keys(settings.api_keys_file)):
         return None

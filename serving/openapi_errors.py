@@ -2,7 +2,7 @@
 
 BentoML declares 400, 404 and 500 for every API with `detail` as a string and the body as one object, but a
 validation error's `detail` is pydantic's list of errors and an error raised in a handler comes back as a one-element
-list `[{"error": ...}]`; the access control (serving/auth.py) answers 401, 403, 413 and 429, and a model or store that
+list `[{"error": ...}]`; the access control (serving/access/auth.py) answers 401, 403, 413 and 429, and a model or store that
 is not there yet 503. Declaring them all keeps the document true (schemathesis checks every answer against it).
 """
 

@@ -18,28 +18,28 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from threadpoolctl import threadpool_limits
 
-from features.repurchase import RepurchaseCycles
+from features.pit.repurchase import RepurchaseCycles
 from patron.config import Settings, load_settings
-from serving.champions import Champions, load_champions
-from serving.churn_table import ChurnTable, ExtrasTable
-from serving import recommendations
-from serving import dashboard
-from serving.alerts import AlertDispatcher
-from serving.auth import AccessControl
-from serving.erasure import ErasedCustomers, erase_customers
-from serving.events import validate_events, validate_signals
-from serving.live_churn import LiveChurn, new_signals
-from serving.online_store import OnlineStore, open_store
-from serving.reload import ChampionWatcher
-from serving.retention_plan import CustomerValue, load_customer_value, plan_for
+from serving.champions.load import Champions, load_champions
+from serving.answers.churn_table import ChurnTable, ExtrasTable
+from serving.answers import recommendations
+from serving.dashboard import view as dashboard
+from serving.answers.alerts import AlertDispatcher
+from serving.access.auth import AccessControl
+from serving.online.erasure import ErasedCustomers, erase_customers
+from serving.online.events import validate_events, validate_signals
+from serving.answers.live_churn import LiveChurn, new_signals
+from serving.online.store import OnlineStore, open_store
+from serving.champions.reload import ChampionWatcher
+from serving.answers.retention_plan import CustomerValue, load_customer_value, plan_for
 from serving.openapi_errors import declare_error_responses, error_responses
-from serving.rules import RuleBook
+from serving.answers.rules import RuleBook
 from serving.schemas import (AlertsResponse, ChurnRequest, ChurnResponse, EventsRequest, EventsResponse, ModelStatus,
                              RecommendRequest, RecommendResponse, SimilarItemsRequest, SimilarItemsResponse,
                              StatusResponse, StockRequest, StockResponse)
 from serving.schemas import EraseRequest, EraseResponse, RetentionPlanRequest, RetentionPlanResponse
 from serving.server import bentoml_options
-from serving.state import OnlineState
+from serving.online.state import OnlineState
 
 # A child of BentoML's logger, so messages land in the server log with BentoML's formatting.
 logger = logging.getLogger("bentoml.patron")
@@ -50,7 +50,7 @@ SETTINGS = load_settings()
 
 def load_online_state(settings: Settings, store: OnlineStore | None = None) -> OnlineState:
     """The online state from the workspace tables and the current customer features, live data from `store`."""
-    from features.build import customer_features, data_end
+    from features.pit.build import customer_features, data_end
 
     return OnlineState.from_workspace(settings, customer_features(settings, data_end(settings)), store)
 
@@ -245,7 +245,7 @@ class Patron:
         champions, state = self._ready()
         board = self._board
         if board is None or board[0] is not champions.churn or (board[1].retention_note and self.retention):
-            from features.build import data_end
+            from features.pit.build import data_end
 
             built = dashboard.build_dashboard(self.settings, champions.churn, champions.churn_version,
                                               state.features.reset_index(drop=True), data_end(self.settings),
@@ -292,7 +292,7 @@ class Patron:
                               303: {"description": "logged in: back to /dashboard"}})
     async def dashboard_login(self, request: Request) -> RedirectResponse:
         """POST /dashboard/login (form field api_key): sets the HttpOnly, SameSite=Strict cookie, back to /dashboard."""
-        from serving.auth import COOKIE
+        from serving.access.auth import COOKIE
 
         key = str((await request.form()).get("api_key", "")).strip()
         if not key:
@@ -378,7 +378,7 @@ class Patron:
             return True
         if self.state is None:
             return False
-        from features.build import data_end
+        from features.pit.build import data_end
 
         try:
             features = self.state.features.reset_index(drop=True)
@@ -437,5 +437,5 @@ class Patron:
                              online_rows_removed=report.online_rows_removed, alerts_removed=report.alerts_removed)
 
 
-# API key, scope, rate and body size checked before every handler (serving/auth.py holds the route -> scope map).
+# API key, scope, rate and body size checked before every handler (serving/access/auth.py holds the route -> scope map).
 Patron.add_asgi_middleware(AccessControl, settings=SETTINGS)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from patron.config import DEFAULT_CONFIG, Settings, load_settings
-from serving.api_keys import SCOPES, add_key
+from serving.access.api_keys import SCOPES, add_key
 from serving.server import stop_server  # noqa: F401 - re-exported for the test modules
 
 # Small enough to train in seconds; the time windows fit inside 400 days of history.
@@ -77,7 +77,7 @@ def free_port() -> int:
 
 
 def _mark_out_of_stock(settings: Settings, share: float, seed: int) -> None:
-    from features.store import read_table, write_table
+    from features.tables.store import read_table, write_table
 
     products = read_table(settings.tables_dir, "products")
     gone = products["item_id"].sample(frac=share, random_state=seed)
@@ -88,8 +88,8 @@ def _mark_out_of_stock(settings: Settings, share: float, seed: int) -> None:
 @pytest.fixture(scope="session")
 def ingested_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """Synthetic data generated and ingested (no models), with a fifth of the items out of stock."""
-    from features.ingest import ingest_source
-    from features.synth import generate
+    from features.ingest.pipeline import ingest_source
+    from features.synthetic.generate import generate
 
     ws = small_workspace(tmp_path_factory.mktemp("patron"))
     generate(ws.settings)
@@ -101,9 +101,9 @@ def ingested_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 @pytest.fixture(scope="session")
 def trained_workspace(ingested_workspace: Workspace) -> Workspace:
     """The ingested workspace with both models trained, registered and promoted to champion."""
-    from training.churn import train_churn
-    from training.recommender import train_recommender
-    from training.registry import promote
+    from training.churn.train import train_churn
+    from training.recommend.als import train_recommender
+    from training.mlops.registry import promote
 
     settings = ingested_workspace.settings
     train_recommender(settings)
@@ -116,8 +116,8 @@ def trained_workspace(ingested_workspace: Workspace) -> Workspace:
 @pytest.fixture(scope="session")
 def refusing_customer(trained_workspace: Workspace) -> str:
     """A customer the champion recommender personalises for, whose consent row now refuses personalisation."""
-    from features.store import read_table, write_table
-    from serving.champions import load_recommender_champion
+    from features.tables.store import read_table, write_table
+    from serving.champions.load import load_recommender_champion
 
     settings = trained_workspace.settings
     recommender, _ = load_recommender_champion(settings)
@@ -183,7 +183,7 @@ def unpromoted_workspace(ingested_workspace: Workspace, tmp_path_factory: pytest
 
 def purchases(settings: Settings) -> pd.DataFrame:
     """customer_id, item_id of every purchase event in the workspace."""
-    from features.store import read_table
+    from features.tables.store import read_table
 
     events = read_table(settings.tables_dir, "events", columns=["customer_id", "item_id", "type"])
     return events.loc[events["type"] == "purchase", ["customer_id", "item_id"]]

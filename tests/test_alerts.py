@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.store import read_table
+from features.tables.store import read_table
 from patron.config import AlertsConfig, load_settings
-from serving.alerts import AlertDispatcher, AlertLog, backoff_delays, crossed_up, deliver, tier_rank
-from serving.event_sync import checkpoints, sync_online_events
-from serving.events import TS_FORMAT, validate_signals
-from serving.live_churn import live_feature_row, touched_features
-from serving.online_sqlite import SqliteStore
+from serving.answers.alerts import AlertDispatcher, AlertLog, backoff_delays, crossed_up, deliver, tier_rank
+from serving.online.event_sync import checkpoints, sync_online_events
+from serving.online.events import TS_FORMAT, validate_signals
+from serving.answers.live_churn import live_feature_row, touched_features
+from serving.online.sqlite_store import SqliteStore
 from tests.conftest import SMALL_CONFIG, Workspace, small_workspace, start_patron_server, stop_server
 
 CUTOFF = pd.Timestamp("2026-02-01")
@@ -217,8 +217,8 @@ class DeliveryComplaintsBooster:
 
 
 def test_live_churn_rescores_a_known_customer_and_alerts_once_with_the_best_offer(tmp_path):
-    from serving.live_churn import LiveChurn
-    from serving.state import OnlineState
+    from serving.answers.live_churn import LiveChurn
+    from serving.online.state import OnlineState
 
     settings = small_workspace(tmp_path).settings
     store = SqliteStore(settings.online_db)
@@ -326,8 +326,8 @@ def complaints(customer: str, cutoff: pd.Timestamp) -> list[dict]:
 
 def crossing_customer(settings) -> str:
     """The first customer (by id) whom the two delivery complaints move up a risk tier with the champion."""
-    from features.build import customer_features, data_end
-    from serving.champions import load_churn_champion
+    from features.pit.build import customer_features, data_end
+    from serving.champions.load import load_churn_champion
 
     cutoff = data_end(settings)
     features = customer_features(settings, cutoff).sort_values("customer_id", ignore_index=True)
@@ -379,7 +379,7 @@ def wait_for(check, timeout_s: float = 15.0):
 @pytest.mark.integration
 def test_two_delivery_complaints_raise_one_alert_delivered_on_the_third_try(alert_server):
     http, receiver, ws = alert_server
-    from features.build import data_end
+    from features.pit.build import data_end
 
     customer = crossing_customer(ws.settings)
     answers = []

@@ -10,11 +10,11 @@ import httpx
 import pytest
 import yaml
 
-from features.store import read_table
+from features.tables.store import read_table
 from patron.config import CONFIG_DIR, load_settings
-from serving.api_keys import SCOPES, KeyRing, create_key, parse_scopes, read_keys, revoke_key
-from serving.auth import PUBLIC_PATHS, ROUTE_SCOPES, is_public, required_scope
-from serving.limits import TokenBuckets
+from serving.access.api_keys import SCOPES, KeyRing, create_key, parse_scopes, read_keys, revoke_key
+from serving.access.auth import PUBLIC_PATHS, ROUTE_SCOPES, is_public, required_scope
+from serving.access.limits import TokenBuckets
 from tests.conftest import SMALL_CONFIG, Server, Workspace, purchases, start_patron_server, stop_server
 
 RELOAD_WAIT_S = 10.0  # the server re-reads the keys file within auth.reload_check_s (2 s)

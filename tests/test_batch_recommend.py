@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.store import read_table
-from patron.cli import app
-from serving import recommendations
-from serving.batch_recommend import read_customer_ids, recommend_batch
-from serving.recommendations import RESTOCK_REASON
+from features.tables.store import read_table
+from patron.cli.main import app
+from serving.answers import recommendations
+from serving.batch.recommend import read_customer_ids, recommend_batch
+from serving.answers.recommendations import RESTOCK_REASON
 from tests.conftest import purchases
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.segments import LIFECYCLE_STAGES, UNKNOWN_TIER, customer_segments
+from features.pit.segments import LIFECYCLE_STAGES, UNKNOWN_TIER, customer_segments
 
 
 @pytest.mark.integration
 def test_batch_scores_carry_segments_and_value_tiers_from_the_clv_model(trained_workspace, tmp_path) -> None:
-    from features.build import customer_features, data_end
-    from serving.batch_scoring import score_churn
-    from serving.champions import load_clv_champion
-    from serving.retention_plan import clv_horizon_days, predict_clv
-    from training.clv import train_clv
+    from features.pit.build import customer_features, data_end
+    from serving.batch.churn import score_churn
+    from serving.champions.load import load_clv_champion
+    from serving.answers.retention_plan import clv_horizon_days, predict_clv
+    from training.value.clv import train_clv
 
     settings = trained_workspace.settings
     settings = settings.model_copy(update={
@@ -43,7 +43,8 @@ def test_batch_scores_carry_segments_and_value_tiers_from_the_clv_model(trained_
 
 def test_without_a_clv_model_segments_have_an_unknown_value_tier(monkeypatch) -> None:
     from patron.config import load_settings
-    from serving import batch_scoring, champions
+    from serving.batch import churn as batch_scoring
+    from serving.champions import load as champions
 
     def no_model(settings):
         raise LookupError("no patron-clv model registered: run `patron train clv`")

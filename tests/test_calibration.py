@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from training.calibration import apply_calibrator, choose_calibrator, expected_calibration_error, fit_calibrator
+from training.churn.calibration import apply_calibrator, choose_calibrator, expected_calibration_error, fit_calibrator
 
 
 def _miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,10 +47,10 @@ def test_choose_calibrator_reports_both_methods_and_keeps_the_ranking() -> None:
 
 
 def test_train_churn_calibrates_on_the_validation_cutoff_and_serving_applies_it(trained_workspace) -> None:
-    from features import build
-    from serving.champions import load_churn_champion
-    from serving.churn_scoring import CalibratedBooster, score_frame
-    from training.churn import split_xy
+    from features.pit import build
+    from serving.champions.load import load_churn_champion
+    from serving.answers.churn_scoring import CalibratedBooster, score_frame
+    from training.churn.train import split_xy
 
     settings = trained_workspace.settings
     scorer, version = load_churn_champion(settings)

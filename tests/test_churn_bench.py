@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from lifetimes import BetaGeoFitter
 
-from training import btyd
-from training.churn_bench import customer_folds, purchases, run_churn_bench
+from training.value import btyd
+from benchmarks.churn import customer_folds, purchases, run_churn_bench
 
 
 def write_cdnow_like(path: Path, customers: int, seed: int) -> Path:
@@ -34,7 +34,7 @@ def write_cdnow_like(path: Path, customers: int, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def cdnow_lines(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    from features.ingest import ingest_source
+    from features.ingest.pipeline import ingest_source
     from patron.config import load_settings
 
     root = tmp_path_factory.mktemp("btyd")
@@ -76,9 +76,9 @@ def test_bgnbd_outputs_come_from_lifetimes(cdnow_lines: pd.DataFrame) -> None:
 
 
 def test_bench_churn_cdnow_protocol_writes_the_table(tmp_path: Path) -> None:
-    from features.ingest import ingest_source
+    from features.ingest.pipeline import ingest_source
     from patron.config import load_settings
-    from training.churn_bench import bench_settings
+    from benchmarks.churn import bench_settings
 
     settings = load_settings(workspace=str(tmp_path / "ws"),
                              bench={"folds": 3, "num_boost_round": 200, "early_stopping_rounds": 20,

@@ -1,4 +1,4 @@
-"""The precomputed /churn answers (serving/churn_table.py) equal per-request scoring, reasons and their order included."""
+"""The precomputed /churn answers (serving/answers/churn_table.py) equal per-request scoring, reasons and their order included."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from patron.config import load_settings
-from serving.churn_scoring import score_customers
-from serving.churn_table import ChurnTable, ExtrasTable
+from serving.answers.churn_scoring import score_customers
+from serving.answers.churn_table import ChurnTable, ExtrasTable
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,8 @@ def test_table_answers_equal_per_request_scoring_in_request_order(frame_and_boos
 
 
 def test_table_with_the_trained_champion_equals_score_customers(trained_workspace):
-    from features.build import customer_features, data_end
-    from serving.champions import load_churn_champion
+    from features.pit.build import customer_features, data_end
+    from serving.champions.load import load_churn_champion
 
     settings = trained_workspace.settings
     booster, _ = load_churn_champion(settings)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.test_churn_bench import write_cdnow_like
-from training.clv import clv_metrics, future_spend, revenue_captured
+from training.value.clv import clv_metrics, future_spend, revenue_captured
 
 
 def test_clv_metrics_on_a_hand_computed_example() -> None:
@@ -40,10 +40,10 @@ def test_future_spend_counts_only_the_horizon() -> None:
 
 
 def test_bench_clv_cdnow_compares_both_models_on_the_same_customers(tmp_path: Path) -> None:
-    from features.ingest import ingest_source
+    from features.ingest.pipeline import ingest_source
     from patron.config import load_settings
-    from training.churn_bench import bench_settings
-    from training.clv import run_clv_bench
+    from benchmarks.churn import bench_settings
+    from training.value.clv import run_clv_bench
 
     settings = load_settings(workspace=str(tmp_path / "ws"), bench={"folds": 3, "btyd_penalizer": 0.001},
                              clv={"num_boost_round": 200, "early_stopping_rounds": 20,
@@ -61,7 +61,7 @@ def test_bench_clv_cdnow_compares_both_models_on_the_same_customers(tmp_path: Pa
 
 
 def test_train_clv_logs_and_registers_the_model(ingested_workspace) -> None:
-    from training.clv import train_clv
+    from training.value.clv import train_clv
 
     settings = ingested_workspace.settings
     settings = settings.model_copy(update={

@@ -8,10 +8,10 @@ from statistics import median
 import pandas as pd
 import pytest
 
-from features.repurchase import RepurchaseCycles, day_number, interval_days
-from features.store import read_table
+from features.pit.repurchase import RepurchaseCycles, day_number, interval_days
+from features.tables.store import read_table
 from patron.config import RepurchaseConfig
-from serving.recommendations import RESTOCK_REASON
+from serving.answers.recommendations import RESTOCK_REASON
 
 DAY0 = pd.Timestamp("2025-03-01")
 
@@ -62,9 +62,9 @@ def test_the_wall_clock_ignores_event_timestamps():
 @pytest.fixture(scope="module")
 def served(trained_workspace, refusing_customer):
     """The champion recommender, the online state (no live store) and the rules of the trained workspace."""
-    from serving.champions import load_recommender_champion
-    from serving.rules import RuleBook
-    from serving.state import OnlineState
+    from serving.champions.load import load_recommender_champion
+    from serving.answers.rules import RuleBook
+    from serving.online.state import OnlineState
 
     s = trained_workspace.settings
     recommender, _ = load_recommender_champion(s)
@@ -73,7 +73,7 @@ def served(trained_workspace, refusing_customer):
 
 
 def _answer(served, customer, cycles, k=10):
-    from serving.recommendations import recommend
+    from serving.answers.recommendations import recommend
 
     recommender, state, rules, s = served
     return recommend(recommender, state, customer, k, True, None, None, rules, s, cycles)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.build import customer_features
+from features.pit.build import customer_features
 from tests.test_features import T, _events, tiny_tables
 from tests.test_features_tables import write_workspace
 

@@ -7,10 +7,10 @@ import shutil
 import pandas as pd
 import pytest
 
-from features.store import read_table
-from serving.event_sync import checkpoint, sync_online_events
-from serving.events import validate_events
-from serving.online_sqlite import SqliteStore
+from features.tables.store import read_table
+from serving.online.event_sync import checkpoint, sync_online_events
+from serving.online.events import validate_events
+from serving.online.sqlite_store import SqliteStore
 from tests.conftest import small_workspace
 
 ITEMS = {"i1", "i2"}

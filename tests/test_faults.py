@@ -23,9 +23,9 @@ import redis
 import yaml
 from mlflow import MlflowClient
 
-from features.store import read_table
+from features.tables.store import read_table
 from patron.config import load_settings
-from serving.online_store import open_store
+from serving.online.store import open_store
 from tests.conftest import SMALL_CONFIG, Server, Workspace, free_port, start_patron_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -258,15 +258,15 @@ def test_a_restarted_online_store_keeps_acknowledged_events_and_the_service_reco
         stop_server(proc)
     # A Redis that would drop acknowledged writes on a restart is refused when the config requires fsync.
     redis.Redis.from_url(private_redis.url).config_set("appendonly", "no")
-    from serving.online_redis import RedisStore
+    from serving.online.redis_store import RedisStore
 
     with pytest.raises(RuntimeError, match="appendonly"):
         RedisStore(private_redis.url, require_fsync=True)
 
 
 def test_an_unreachable_registry_at_startup_serves_the_last_good_local_copy(trained_workspace, tmp_path):
-    from serving.champion_copy import copies_dir
-    from serving.champions import load_champions
+    from serving.champions.local_copy import copies_dir
+    from serving.champions.load import load_champions
 
     ws = copy_workspace(trained_workspace, tmp_path, {"backend": "sqlite"})
     good = load_champions(ws.settings)  # a start with the registry up keeps the local copies
@@ -325,8 +325,8 @@ def test_a_corrupt_artifact_at_reload_leaves_the_old_champion_serving(fault_serv
 
 
 def test_a_training_run_killed_midway_registers_nothing_and_the_champion_serves(fault_server):
-    from training.registry import PromotionRefused, promote
-    from training.tracking import FAULT_PAUSE_ENV
+    from training.mlops.registry import PromotionRefused, promote
+    from training.mlops.tracking import FAULT_PAUSE_ENV
 
     ws = fault_server.workspace
     s = ws.settings
@@ -395,7 +395,7 @@ def test_a_churn_champion_that_cannot_score_the_features_keeps_the_service_not_r
     import lightgbm as lgb
     import numpy as np
 
-    from serving.champions import load_churn_champion
+    from serving.champions.load import load_churn_champion
 
     ws = copy_workspace(trained_workspace, tmp_path, {"backend": "sqlite"})
     s = ws.settings

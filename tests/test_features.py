@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.build import (build_features, churn_labels, customer_features, cutoff_plan, data_end, interactions,
+from features.pit.build import (build_features, churn_labels, customer_features, cutoff_plan, data_end, interactions,
                             training_set)
-from features.contract import CHANNELS, LOYALTY_TIERS
-from features.customer_features import FEATURE_DESCRIPTIONS
-from features.cutoffs import as_cutoff
+from features.tables.contract import CHANNELS, LOYALTY_TIERS
+from features.pit.customer_features import FEATURE_DESCRIPTIONS
+from features.pit.cutoffs import as_cutoff
 from patron.config import Settings
 from tests.test_features_tables import random_tables, write_workspace
 
@@ -278,7 +278,7 @@ def test_build_features_writes_files_and_summary(tiny: Settings) -> None:
 
 
 def test_cli_build_defaults_to_the_end_of_the_data(tiny: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from patron.cli import app
+    from patron.cli.main import app
 
     monkeypatch.setenv("PATRON_HOME", str(tiny.workspace))
     result = CliRunner().invoke(app, ["features", "build", "--horizon", "30"])

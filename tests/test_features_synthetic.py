@@ -6,10 +6,10 @@ import time
 import pandas as pd
 import pytest
 
-from features.build import build_features, cutoff_plan, training_set
+from features.pit.build import build_features, cutoff_plan, training_set
 from patron.config import Settings, load_settings
 
-synth = pytest.importorskip("features.synth")
+synth = pytest.importorskip("features.synthetic.generate")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.contract import CHANNELS, EVENT_TYPES, LOYALTY_TIERS, OFFER_TYPES, TABLES, TICKET_CATEGORIES
-from features.store import write_table
+from features.tables.contract import CHANNELS, EVENT_TYPES, LOYALTY_TIERS, OFFER_TYPES, TABLES, TICKET_CATEGORIES
+from features.tables.store import write_table
 from patron.config import Settings, load_settings
 
 START = pd.Timestamp("2025-01-01")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.fuzz import fuzz_api, write_fuzz_report
+from benchmarks.fuzz import fuzz_api, write_fuzz_report
 
 pytestmark = pytest.mark.integration
 

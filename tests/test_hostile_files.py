@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.bounded_read import SourceError, read_delimited, read_parquet_bounded
-from features.ingest import IngestError, ingest_source
-from features.safe_csv import escape_formulas
+from features.ingest.bounded_read import SourceError, read_delimited, read_parquet_bounded
+from features.ingest.pipeline import IngestError, ingest_source
+from features.tables.safe_csv import escape_formulas
 from patron.config import Settings, load_settings
-from serving.batch_scoring import write_scores
+from serving.batch.churn import write_scores
 
 PRODUCTS = "tables: {products: {file: FILE, columns: {id: item_id, name: name, cat: category}, " \
            "defaults: {in_stock: true}ENCODING}}"
@@ -115,8 +115,8 @@ def test_formula_like_text_is_escaped_and_numbers_are_not(tmp_path: Path) -> Non
 
 @pytest.mark.integration
 def test_batch_outputs_escape_hostile_customer_ids(trained_workspace, tmp_path: Path) -> None:
-    from serving.batch_recommend import recommend_batch
-    from serving.batch_scoring import score_churn
+    from serving.batch.recommend import recommend_batch
+    from serving.batch.churn import score_churn
 
     settings = trained_workspace.settings
     out = recommend_batch(settings, tmp_path / "recs.csv", k=2, customers=HOSTILE[:4]).path

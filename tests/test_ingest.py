@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.cli import data_app
-from features.ingest import IngestError, ingest_source
+from patron.cli.data import data_app
+from features.ingest.pipeline import IngestError, ingest_source
 from patron.config import Settings, load_settings
 
 DATA = Path(__file__).parent / "data"

@@ -8,10 +8,10 @@ import pytest
 
 from tests.test_recsys_bench import _events
 from tests.test_two_stage import _config
-from training.candidates import CandidateSources
-from training.item_timeline import AS_OF_FEATURES, ItemTimeline, seconds_of
-from training.ranker import ItemInfo, pair_features
-from training.recsys_protocol import split_interactions
+from training.recommend.candidates import CandidateSources
+from training.recommend.item_timeline import AS_OF_FEATURES, ItemTimeline, seconds_of
+from training.recommend.ranker import ItemInfo, pair_features
+from training.mlops.splits import split_interactions
 
 CATEGORY = np.array([0, 0, 1])  # items 0 and 1 share a category
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from features.build import churn_labels, customer_features, interactions
-from features.contract import CHANNELS, EVENT_TYPES, LOYALTY_TIERS, TICKET_CATEGORIES
+from features.pit.build import churn_labels, customer_features, interactions
+from features.tables.contract import CHANNELS, EVENT_TYPES, LOYALTY_TIERS, TICKET_CATEGORIES
 from patron.config import Settings
 from tests.test_features_tables import START, random_tables, write_workspace
 

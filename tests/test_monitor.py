@@ -11,10 +11,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from patron.cli import app
+from patron.cli.main import app
 from patron.config import MonitorConfig, load_settings
 from tests.conftest import SMALL_CONFIG, Workspace
-from training import drift
+from training.mlops import drift
 
 CFG = MonitorConfig()
 # Cutoffs near the end of a 400-day history and windows short enough to be complete at every training cutoff, so
@@ -45,9 +45,9 @@ def _workspace(root, tables_from=None) -> Workspace:
 @pytest.fixture(scope="module")
 def monitored(ingested_workspace: Workspace, tmp_path_factory) -> Workspace:
     """The session's ingested tables with both champions trained on cutoffs near the end of the data."""
-    from training.churn import train_churn
-    from training.recommender import train_recommender
-    from training.registry import promote
+    from training.churn.train import train_churn
+    from training.recommend.als import train_recommender
+    from training.mlops.registry import promote
 
     ws = _workspace(tmp_path_factory.mktemp("monitor"))
     shutil.copytree(ingested_workspace.settings.tables_dir, ws.settings.tables_dir)
@@ -60,8 +60,8 @@ def monitored(ingested_workspace: Workspace, tmp_path_factory) -> Workspace:
 
 def _shift(ws: Workspace) -> None:
     """Recent purchases cost PRICE_FACTOR times more and every recent ticket comes with EXTRA_TICKETS more."""
-    from features.build import data_end
-    from features.store import read_table, write_table
+    from features.pit.build import data_end
+    from features.tables.store import read_table, write_table
 
     settings = ws.settings
     start = data_end(settings) - pd.Timedelta(days=settings.features.lookback_days)
@@ -104,8 +104,8 @@ def test_profile_bins_live_values_with_the_reference_edges() -> None:
 
 @pytest.mark.slow
 def test_logged_reference_matches_the_one_rebuilt_from_the_cutoffs(monitored: Workspace) -> None:
-    from features.build import training_set
-    from training.monitor import ChampionChurn, champion_reference, training_profile
+    from features.pit.build import training_set
+    from training.mlops.monitor import ChampionChurn, champion_reference, training_profile
 
     champion = ChampionChurn(monitored.settings)
     logged, source = champion_reference(monitored.settings, champion)

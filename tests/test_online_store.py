@@ -11,9 +11,9 @@ from typing import Iterator
 import pytest
 import redis
 
-from serving.online_redis import RedisStore
-from serving.online_sqlite import PURCHASED_ITEMS, SqliteStore
-from serving.online_store import OnlineStore, cart_items, recent_categories
+from serving.online.redis_store import RedisStore
+from serving.online.sqlite_store import PURCHASED_ITEMS, SqliteStore
+from serving.online.store import OnlineStore, cart_items, recent_categories
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

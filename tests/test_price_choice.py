@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from training.price_choice import PriceChoice
+from training.recommend.price_choice import PriceChoice
 
 # two categories of four items each, prices rising within each
 CATEGORY = np.array([0, 0, 0, 0, 1, 1, 1, 1])

@@ -19,13 +19,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from features.erasure import erasure_log_path, workspace_files
-from features.pseudonyms import customer_key, log_id, salt_path
-from features.store import read_table
+from features.privacy.erasure import erasure_log_path, workspace_files
+from features.privacy.pseudonyms import customer_key, log_id, salt_path
+from features.tables.store import read_table
 from patron.config import load_settings
-from serving.online_redis import RedisStore
-from serving.online_sqlite import SqliteStore
-from serving.online_store import open_store
+from serving.online.redis_store import RedisStore
+from serving.online.sqlite_store import SqliteStore
+from serving.online.store import open_store
 from tests.conftest import SMALL_CONFIG, Server, Workspace, purchases, small_workspace, start_patron_server, stop_server
 from tests.test_alerts import complaints, crossing_customer
 from tests.test_online_store import REDIS_URL
@@ -64,7 +64,7 @@ def test_online_store_forgets_a_customer_and_keeps_only_the_hash(store) -> None:
 
 
 def test_failed_alert_delivery_logs_a_pseudonym_not_the_id(tmp_path, caplog) -> None:
-    from serving.alerts import AlertDispatcher
+    from serving.answers.alerts import AlertDispatcher
 
     settings = small_workspace(tmp_path).settings
     settings = settings.model_copy(update={"alerts": settings.alerts.model_copy(update={"max_retries": 0})})
@@ -88,8 +88,8 @@ def test_failed_alert_delivery_logs_a_pseudonym_not_the_id(tmp_path, caplog) -> 
 @pytest.fixture(scope="module")
 def privacy_server(trained_workspace, refusing_customer, tmp_path_factory) -> Iterator[Server]:
     from tests.test_retention_plan import KnownEffects
-    from training import tracking
-    from training.clv import train_clv
+    from training.mlops import tracking
+    from training.value.clv import train_clv
 
     root = tmp_path_factory.mktemp("privacy")
     shutil.copytree(trained_workspace.settings.workspace, root / "workspace",
@@ -136,15 +136,15 @@ def _fan_out(server: Server, path: str, body: dict, n: int = 16) -> list[dict]:
 
 
 def _refusals(settings, purpose: str) -> set[str]:
-    from features.consent import consent_refusals
+    from features.privacy.consent import consent_refusals
 
     return set(consent_refusals(settings, purpose))
 
 
 @pytest.mark.integration
 def test_consent_in_the_api_and_in_batch_outputs(privacy_server, refusing_customer) -> None:
-    from serving.batch_recommend import recommend_batch
-    from serving.retention_plan import workspace_plan, write_plan
+    from serving.batch.recommend import recommend_batch
+    from serving.answers.retention_plan import workspace_plan, write_plan
 
     settings = privacy_server.workspace.settings
     no_marketing = _refusals(settings, "marketing")
@@ -179,10 +179,10 @@ def _holders(settings, ids: set[str]) -> dict[str, int]:
 
 @pytest.mark.integration
 def test_erasure_reaches_every_place_and_both_workers(privacy_server, refusing_customer) -> None:
-    from features.build import build_features, data_end, interactions, training_set
-    from features.cutoffs import cutoff_plan
-    from features.ingest import ingest_source
-    from serving.batch_scoring import score_churn
+    from features.pit.build import build_features, data_end, interactions, training_set
+    from features.pit.cutoffs import cutoff_plan
+    from features.ingest.pipeline import ingest_source
+    from serving.batch.churn import score_churn
 
     settings = privacy_server.workspace.settings
     alerted = crossing_customer(settings)  # two delivery complaints raise an alert for this one
@@ -242,7 +242,7 @@ def test_erasure_reaches_every_place_and_both_workers(privacy_server, refusing_c
 
 @pytest.mark.integration
 def test_patron_forget_cleans_the_redis_store_and_the_tables(ingested_workspace, tmp_path) -> None:
-    from patron.cli import app
+    from patron.cli.main import app
 
     root = tmp_path / "forget"
     shutil.copytree(ingested_workspace.settings.tables_dir, root / "workspace" / "tables")

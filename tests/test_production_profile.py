@@ -70,10 +70,10 @@ def test_production_yaml_points_at_a_tracking_server():
 
 
 def test_training_and_promotion_land_in_postgres(mlflow_server, tmp_path, monkeypatch):
-    from features.ingest import ingest_source
-    from features.synth import generate
-    from training.churn import train_churn
-    from training.registry import promote
+    from features.ingest.pipeline import ingest_source
+    from features.synthetic.generate import generate
+    from training.churn.train import train_churn
+    from training.mlops.registry import promote
 
     url, db = mlflow_server
     monkeypatch.setenv("PATRON_HOME", str(tmp_path))

@@ -6,12 +6,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from patron.cli import app
+from patron.cli.main import app
 from patron.config import DEFAULT_CONFIG
-from training import tracking
-from training.churn import train_churn
-from training.recommender import train_recommender
-from training.registry import PromotionRefused, promote
+from training.mlops import tracking
+from training.churn.train import train_churn
+from training.recommend.als import train_recommender
+from training.mlops.registry import PromotionRefused, promote
 from tests.test_training_fixtures import tables_home, tiny_settings  # noqa: F401 (fixture)
 
 

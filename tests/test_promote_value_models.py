@@ -10,10 +10,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from patron.cli import app
+from patron.cli.main import app
 from patron.config import DEFAULT_CONFIG
-from training import registry, tracking
-from training.registry import PromotionRefused, promote
+from training.mlops import registry, tracking
+from training.mlops.registry import PromotionRefused, promote
 from tests.test_training_fixtures import tiny_settings
 
 

@@ -11,8 +11,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def default_workspace(tmp_path_factory, monkeypatch_module):
-    from features.ingest import ingest_source
-    from features.synth import generate
+    from features.ingest.pipeline import ingest_source
+    from features.synthetic.generate import generate
 
     monkeypatch_module.setenv("PATRON_HOME", str(tmp_path_factory.mktemp("default_ws")))
     settings = load_settings()  # the default size: 5,000 customers, 1,000 items, 540 days
@@ -28,7 +28,7 @@ def monkeypatch_module():
 
 
 def test_recommender_clearly_beats_popularity(default_workspace):
-    from training.recommender import train_recommender
+    from training.recommend.als import train_recommender
 
     m = train_recommender(default_workspace).metrics
     assert m["ndcg_at_10"] > 3 * m["popularity_ndcg_at_10"]
@@ -36,9 +36,9 @@ def test_recommender_clearly_beats_popularity(default_workspace):
 
 
 def test_churn_auc_within_005_of_the_oracle(default_workspace):
-    from training.churn import train_churn
-    from training.oracle_gap import churn_oracle_gap
-    from training.registry import promote
+    from training.churn.train import train_churn
+    from benchmarks.churn_oracle import churn_oracle_gap
+    from training.mlops.registry import promote
 
     result = train_churn(default_workspace)
     promote(default_workspace, "churn")

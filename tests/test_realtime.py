@@ -16,9 +16,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from features.store import read_table
+from features.tables.store import read_table
 from patron.config import load_settings
-from serving.online_store import open_store
+from serving.online.store import open_store
 from tests.conftest import SMALL_CONFIG, Server, Workspace, purchases, start_patron_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -249,7 +249,7 @@ def test_a_moved_alias_is_served_with_no_failed_request_and_a_broken_one_is_refu
 
 
 def test_folding_a_customers_own_history_in_reproduces_their_trained_recommendations(trained_workspace):
-    from serving.champions import load_recommender_champion
+    from serving.champions.load import load_recommender_champion
 
     s = trained_workspace.settings
     rec, _ = load_recommender_champion(s)
@@ -272,7 +272,7 @@ def test_folding_a_customers_own_history_in_reproduces_their_trained_recommendat
 
 def test_boosts_are_bounded_and_the_category_cap_keeps_the_best_of_each():
     from patron.config import RulesConfig
-    from serving.rules import rerank
+    from serving.answers.rules import rerank
 
     ranked = [("a", 1.0), ("b", 0.9), ("c", 0.3), ("d", -0.5)]
     category_of = {"a": "x", "b": "x", "c": "y", "d": "y"}

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from patron.config import DEFAULT_CONFIG, RecommenderConfig, RulesConfig, Settings, load_settings
-from serving import recommendations
-from serving.online_sqlite import SqliteStore
-from serving.rules import candidates
-from serving.state import OnlineState
-from training.recommender import Recommender, fit_recommender
+from serving.answers import recommendations
+from serving.online.sqlite_store import SqliteStore
+from serving.answers.rules import candidates
+from serving.online.state import OnlineState
+from training.recommend.als import Recommender, fit_recommender
 
 CONFIG = RecommenderConfig(factors=8, iterations=10, regularization=0.01, seed=3)
 ITEMS = [f"i{j:03d}" for j in range(120)]

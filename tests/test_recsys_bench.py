@@ -15,15 +15,15 @@ from mlflow.tracking import MlflowClient
 from scipy.sparse import csr_matrix
 from typer.testing import CliRunner
 
-from patron.cli import app
+from patron.cli.main import app
 from patron.config import load_settings
 from tests.conftest import Workspace, small_workspace
-from training.peers import PEERS, make_peer
-from training.recsys_bench import tune_peer
-from training.recsys_oracle import ORACLE_ROW
-from training.recsys_protocol import (Split, dense_scorer, evaluate, metrics_per_user, shift_back, split_interactions,
+from training.recommend.peers import PEERS, make_peer
+from benchmarks.recsys import tune_peer
+from benchmarks.recsys_oracle import ORACLE_ROW
+from training.mlops.splits import (Split, dense_scorer, evaluate, metrics_per_user, shift_back, split_interactions,
                                      split_sizes, targets, top_k)
-from training.two_stage_runs import rank_with_seeds, two_stage_rows
+from training.tune.two_stage_runs import rank_with_seeds, two_stage_rows
 
 
 def _events(seed: int = 0, customers: int = 40, items: int = 30) -> pd.DataFrame:
@@ -248,9 +248,9 @@ def test_shift_back_is_the_same_protocol_one_period_earlier() -> None:
 
 
 def test_oracle_ranks_the_favourite_category_first(ingested_workspace: Workspace, tmp_path) -> None:
-    from features.store import read_table, write_table
-    from training.recsys_bench import load_interactions
-    from training.recsys_oracle import oracle_scorer
+    from features.tables.store import read_table, write_table
+    from benchmarks.recsys import load_interactions
+    from benchmarks.recsys_oracle import oracle_scorer
 
     truth = tmp_path / "truth"
     shutil.copytree(ingested_workspace.settings.ground_truth_dir, truth)
@@ -282,8 +282,8 @@ def test_oracle_ranks_the_favourite_category_first(ingested_workspace: Workspace
 
 def test_two_stage_tuning_never_reads_test() -> None:
     from patron.config import TwoStageConfig
-    from training.ranker import ItemInfo
-    from training.recsys_bench import tune_two_stage
+    from training.recommend.ranker import ItemInfo
+    from benchmarks.recsys import tune_two_stage
 
     split = split_interactions(_events(5, customers=120, items=40))
     config = TwoStageConfig(num_boost_round=20, candidates_per_source=20, label_windows=1, threads=1,
@@ -320,7 +320,7 @@ def test_two_stage_tuning_never_reads_test() -> None:
 def test_rescoring_picks_the_best_mean_of_two_seeds_not_the_luckiest_trial() -> None:
     import optuna
 
-    from training.two_stage_search import rescore_best
+    from training.tune.two_stage_search import rescore_best
 
     study = optuna.create_study(direction="maximize")
     for x, value in enumerate([0.30, 0.34, 0.32, 0.31]):
@@ -343,7 +343,7 @@ def test_rescoring_picks_the_best_mean_of_two_seeds_not_the_luckiest_trial() -> 
 
 def test_elimination_drops_the_sources_that_do_not_help_weakest_first() -> None:
     from patron.config import TwoStageConfig
-    from training.two_stage_search import enabled_sources, eliminate_sources
+    from training.tune.two_stage_search import enabled_sources, eliminate_sources
 
     sources = {"als": True, "item_item": True, "ease": True, "copurchase": False, "repeat": False,
                "trending": True, "popular": False, "sequence": False}
@@ -380,7 +380,7 @@ def test_elimination_drops_the_sources_that_do_not_help_weakest_first() -> None:
 
 def test_elimination_keeps_a_source_only_above_the_seeds_noise() -> None:
     from patron.config import TwoStageConfig
-    from training.two_stage_search import eliminate_sources, enabled_sources, mean_difference_sd
+    from training.tune.two_stage_search import eliminate_sources, enabled_sources, mean_difference_sd
 
     # two seeds per configuration, each pair 0.004 apart: per-seed variance 8e-6, a difference of two-seed means
     # has sd sqrt(8e-6 * 2 / 2) = 0.002828
@@ -408,7 +408,7 @@ def test_elimination_keeps_a_source_only_above_the_seeds_noise() -> None:
 
 def test_elimination_rechecks_a_source_kept_under_an_early_noise_estimate() -> None:
     from patron.config import TwoStageConfig
-    from training.two_stage_search import eliminate_sources, enabled_sources
+    from training.tune.two_stage_search import eliminate_sources, enabled_sources
 
     sources = {"als": True, "item_item": True, "ease": True, "copurchase": False, "repeat": False,
                "trending": True, "popular": False, "sequence": False}
@@ -441,7 +441,7 @@ def test_elimination_rechecks_a_source_kept_under_an_early_noise_estimate() -> N
 
 def test_elimination_tries_the_ranker_last_against_rank_fusion() -> None:
     from patron.config import TwoStageConfig
-    from training.two_stage_search import eliminate_sources, enabled_sources
+    from training.tune.two_stage_search import eliminate_sources, enabled_sources
 
     sources = {"als": False, "item_item": True, "ease": True, "copurchase": False, "repeat": False,
                "trending": False, "popular": False, "sequence": False}

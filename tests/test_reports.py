@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from patron.cli import app
+from patron.cli.main import app
 from tests.conftest import Workspace, small_workspace
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -26,9 +26,9 @@ EXTRA = {"clv": {"horizon_days": 120, "num_boost_round": 150}, "bench": {"folds"
 def report_workspace(trained_workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """A copy of the trained workspace (its champions by reference) with a churn candidate, a CLV and an uplift model."""
     from patron.config import load_settings
-    from training.churn import train_churn
-    from training.clv import train_clv
-    from training.uplift import train_uplift
+    from training.churn.train import train_churn
+    from training.value.clv import train_clv
+    from training.value.uplift import train_uplift
 
     ws = small_workspace(tmp_path_factory.mktemp("reports"))
     ws.config.write_text(yaml.safe_dump({**yaml.safe_load(ws.config.read_text()), **EXTRA}))
@@ -61,7 +61,7 @@ def _images(html: str) -> dict[str, bytes]:
 
 @pytest.mark.integration
 def test_churn_report_holds_every_plot_and_opens_offline(report_workspace: Workspace) -> None:
-    from training.report_churn import CHURN_FIGURES
+    from patron.reports.churn import CHURN_FIGURES
 
     settings = report_workspace.settings
     out = settings.workspace / "churn report.html"
@@ -84,8 +84,8 @@ def test_churn_report_holds_every_plot_and_opens_offline(report_workspace: Works
 
 @pytest.mark.integration
 def test_recommender_and_retention_reports_have_their_sections(report_workspace: Workspace) -> None:
-    from training.report_recommender import RECOMMENDER_FIGURES, recommender_report
-    from serving.retention_report import RETENTION_FIGURES, retention_report
+    from patron.reports.recommender import RECOMMENDER_FIGURES, recommender_report
+    from patron.reports.retention import RETENTION_FIGURES, retention_report
 
     settings = report_workspace.settings
     rec = recommender_report(settings).read_text()
@@ -127,7 +127,7 @@ def test_compare_churn_shows_both_versions_the_difference_and_its_interval(repor
 
 
 def test_bootstrap_interval_is_seeded_and_covers_the_estimate() -> None:
-    from training.compare import bootstrap_interval, roc_auc_rows
+    from patron.reports.compare import bootstrap_interval, roc_auc_rows
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(0)

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from patron.config import RetentionConfig
-from serving.offer_allocation import allocate, candidate_pairs, greedy_allocation
-from serving.retention_plan import (CustomerValue, build_plan, churn_ranked_plan, parse_offers, read_offers,
+from serving.answers.offer_allocation import allocate, candidate_pairs, greedy_allocation
+from serving.answers.retention_plan import (CustomerValue, build_plan, churn_ranked_plan, parse_offers, read_offers,
                                     realised_value, write_plan)
 
 CFG = RetentionConfig()
@@ -226,8 +226,8 @@ class KnownEffects(mlflow.pyfunc.PythonModel):
 def plan_server(trained_workspace, refusing_customer, tmp_path_factory):
     """A server over a copy of the trained workspace with a CLV model and a known-effects uplift model registered."""
     from tests.conftest import small_workspace, start_patron_server, stop_server
-    from training import tracking
-    from training.clv import train_clv
+    from training.mlops import tracking
+    from training.value.clv import train_clv
 
     source = trained_workspace.settings
     ws = small_workspace(tmp_path_factory.mktemp("plan"))
@@ -249,8 +249,8 @@ def plan_server(trained_workspace, refusing_customer, tmp_path_factory):
 
 @pytest.mark.integration
 def test_plan_endpoint_keeps_budget_and_consent(plan_server) -> None:
-    from features.build import customer_features, data_end
-    from serving.retention_plan import load_customer_value
+    from features.pit.build import customer_features, data_end
+    from serving.answers.retention_plan import load_customer_value
 
     settings, http, budget = plan_server.workspace.settings, plan_server.client(timeout=120), 40.0
     cutoff = data_end(settings)

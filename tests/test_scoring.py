@@ -1,4 +1,4 @@
-"""Churn scoring and reasons (serving/churn_scoring.py) on a small booster trained here."""
+"""Churn scoring and reasons (serving/answers/churn_scoring.py) on a small booster trained here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from patron.config import load_settings
-from serving.churn_scoring import EncodedFeatures, flatten_reasons, reason_text, score_customers, score_frame, score_population
+from serving.answers.churn_scoring import EncodedFeatures, flatten_reasons, reason_text, score_customers, score_frame, score_population
 
 DESCRIPTIONS = {"days_since_last_purchase": "no purchase in {value:.0f} days",
                 "gap_mean_days": "usually buys every {value:.0f} days",
@@ -89,7 +89,7 @@ def test_reason_text_combines_recency_with_usual_gap():
 
 def test_unknown_customers_are_reported_not_scored(frame_and_booster, monkeypatch):
     df, booster = frame_and_booster
-    monkeypatch.setattr("serving.churn_scoring._descriptions", lambda: DESCRIPTIONS)
+    monkeypatch.setattr("serving.answers.churn_scoring._descriptions", lambda: DESCRIPTIONS)
     out = score_customers(booster, df, ["c5", "nobody", "c5"], load_settings().churn)
     assert [o["customer_id"] for o in out] == ["c5", "nobody", "c5"]
     assert out[0]["known"] and 0 <= out[0]["churn_probability"] <= 1 and out[0] == out[2]
@@ -99,7 +99,7 @@ def test_unknown_customers_are_reported_not_scored(frame_and_booster, monkeypatc
 
 def test_population_scores_are_sorted_and_batching_changes_nothing(frame_and_booster, monkeypatch):
     df, booster = frame_and_booster
-    monkeypatch.setattr("serving.churn_scoring._descriptions", lambda: DESCRIPTIONS)
+    monkeypatch.setattr("serving.answers.churn_scoring._descriptions", lambda: DESCRIPTIONS)
     churn = load_settings().churn
     batched = score_population(booster, df, churn, batch_size=64, progress=False)
     whole = score_population(booster, df, churn, batch_size=10_000, progress=False)
@@ -114,9 +114,9 @@ def test_population_scores_are_sorted_and_batching_changes_nothing(frame_and_boo
 def test_score_churn_command_writes_sorted_active_scores(trained_workspace, tmp_path):
     from typer.testing import CliRunner
 
-    from features.build import data_end
-    from patron.cli import app
-    from serving.churn_scoring import active_customer_ids
+    from features.pit.build import data_end
+    from patron.cli.main import app
+    from serving.answers.churn_scoring import active_customer_ids
 
     settings = trained_workspace.settings
     runner = CliRunner()
@@ -143,7 +143,7 @@ def test_score_churn_command_writes_sorted_active_scores(trained_workspace, tmp_
 
 
 def test_unknown_output_format_is_refused_naming_out(tmp_path):
-    from serving.batch_scoring import write_scores
+    from serving.batch.churn import write_scores
 
     with pytest.raises(ValueError, match="out"):
         write_scores(pd.DataFrame({"a": [1]}), tmp_path / "scores.xlsx")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.segments import customer_segments, quantile_scores
+from features.pit.segments import customer_segments, quantile_scores
 from patron.config import SegmentsConfig
 
 CFG = SegmentsConfig(rfm_bins=5, new_max_tenure_days=90, lapsed_after_days=180, at_risk_gap_ratio=2.0,

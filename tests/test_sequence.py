@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from features.store import write_table
+from features.tables.store import write_table
 from patron.config import SequenceConfig, Settings, TwoStageConfig, TwoStageSources, load_settings
-from training import tracking
-from training.candidates import CandidateSources, source_ranks
-from training.sequence import SequenceRecommender, train_sequence, training_windows, user_sequences
+from training.mlops import tracking
+from training.recommend.candidates import CandidateSources, source_ranks
+from training.recommend.sequence import SequenceRecommender, train_sequence, training_windows, user_sequences
 
 N_ITEMS = 8
 

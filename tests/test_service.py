@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from features.store import read_table
-from serving.champions import load_recommender_champion
+from features.tables.store import read_table
+from serving.champions.load import load_recommender_champion
 from tests.conftest import Server, purchases, start_patron_server, stop_server
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from serving.soak import memory_growth, soak_markdown
+from benchmarks.soak import memory_growth, soak_markdown
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def test_memory_growth_counts_from_the_end_of_warm_up() -> None:
 
 def test_a_short_soak_reports_errors_latency_per_interval_and_memory(trained_workspace) -> None:
     from tests.conftest import free_port
-    from serving.soak import run_soak
+    from benchmarks.soak import run_soak
 
     ws = trained_workspace
     settings = ws.settings.model_copy(update={"soak": ws.settings.soak.model_copy(

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import features.download as download
-from features.cli import data_app
-from features.ingest import ingest_source
+import features.ingest.download as download
+from patron.cli.data import data_app
+from features.ingest.pipeline import ingest_source
 from patron.config import Settings, load_settings
 
 DATA = Path(__file__).parent / "data"

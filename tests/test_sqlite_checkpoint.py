@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from serving.online_sqlite import SqliteStore
+from serving.online.sqlite_store import SqliteStore
 
 
 def _events(batch: int, n: int = 10) -> list[dict]:

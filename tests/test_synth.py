@@ -10,9 +10,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from features.contract import INGEST_ORDER, OFFER_TYPES, TABLES
-from features.oracle import churn_rates, oracle_churn_probability
-from features.synth import generate
+from features.tables.contract import INGEST_ORDER, OFFER_TYPES, TABLES
+from features.synthetic.oracle import churn_rates, oracle_churn_probability
+from features.synthetic.generate import generate
 from patron.config import load_settings
 
 SMALL = {"customers": 300, "items": 120, "days": 200}
@@ -221,7 +221,7 @@ def test_bad_sizes_and_cutoffs_are_refused(tmp_path, small):
 
 
 def test_cli_writes_the_tables(tmp_path, monkeypatch):
-    from patron.cli import app
+    from patron.cli.main import app
 
     monkeypatch.setenv("PATRON_HOME", str(tmp_path))
     result = CliRunner().invoke(app, ["data", "synth", "--customers", "60", "--items", "30", "--days", "70"])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.store import write_table
+from features.tables.store import write_table
 from patron.config import Settings, load_settings
 
 TINY_TRAINING = {

@@ -12,11 +12,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
-from features import build
-from training import tracking
-from training.churn import split_xy, train_churn
-from training.evaluation import churn_metrics, lift_at
-from training.recommender import Recommender, train_recommender
+from features.pit import build
+from training.mlops import tracking
+from training.churn.train import split_xy, train_churn
+from training.mlops.metrics import churn_metrics, lift_at
+from training.recommend.als import Recommender, train_recommender
 from tests.test_training_fixtures import tables_home, tiny_settings  # noqa: F401 (fixture)
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from patron.config import RecommenderConfig
-from training.recommender import Recommender, fit_recommender
+from training.recommend.als import Recommender, fit_recommender
 
 CONFIG = RecommenderConfig(factors=4, iterations=10, regularization=0.01, seed=7)
 

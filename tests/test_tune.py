@@ -17,12 +17,12 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from patron.cli import app
+from patron.cli.main import app
 from patron.config import load_settings
 from tests.conftest import Workspace, small_workspace
-from training.recommender import train_recommender
-from training.registry import promote
-from training.tune import TuneError, configured_two_stage, study_storage, tune_recommender
+from training.recommend.als import train_recommender
+from training.mlops.registry import promote
+from training.tune.recommender import TuneError, configured_two_stage, study_storage, tune_recommender
 
 
 @pytest.fixture()
@@ -173,7 +173,7 @@ def test_a_lost_dataset_insert_race_is_retried_and_other_errors_are_not(tmp_path
     """Two tuning workers logging the same dataset at once: the loser's insert hits the store's unique row."""
     from mlflow.exceptions import MlflowException
 
-    from training import tracking
+    from training.mlops import tracking
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -10,10 +10,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from patron.cli import app
+from patron.cli.main import app
 from patron.config import load_settings
 from tests.conftest import Workspace, small_workspace
-from training.tune import study_storage
+from training.tune.recommender import study_storage
 
 
 @pytest.fixture()

@@ -9,13 +9,13 @@ from scipy.sparse import csr_matrix
 
 from patron.config import TwoStageConfig, TwoStageSources
 from tests.conftest import Workspace
-from training.candidates import (NO_RANK, CandidateSources, browsing_before, candidate_recall, complements,
+from training.recommend.candidates import (NO_RANK, CandidateSources, browsing_before, candidate_recall, complements,
                                  source_ranks, transitions)
-from training.ranker import (BROWSED_LABEL, BROWSING_FEATURES, CHOICE_FEATURES, PURCHASE_LABEL, ItemInfo,
+from training.recommend.ranker import (BROWSED_LABEL, BROWSING_FEATURES, CHOICE_FEATURES, PURCHASE_LABEL, ItemInfo,
                              browsed_in_window, item_choice_terms, pair_features, ranker_training_set)
-from training.recsys_bench import item_info, load_interactions
-from training.two_stage_runs import rank_with_seeds, two_stage, two_stage_rows
-from training.recsys_protocol import evaluate, split_interactions, targets
+from benchmarks.recsys import item_info, load_interactions
+from training.tune.two_stage_runs import rank_with_seeds, two_stage, two_stage_rows
+from training.mlops.splits import evaluate, split_interactions, targets
 from tests.test_recsys_bench import _events
 
 
@@ -262,7 +262,7 @@ def test_ranker_beats_its_best_single_source(ingested_workspace: Workspace) -> N
 
 def test_rank_fusion_reuses_the_rows_built_for_the_ranker() -> None:
     from patron.config import TwoStageConfig
-    from training.two_stage_runs import LastRows
+    from training.tune.two_stage_runs import LastRows
 
     built = []
     rows = LastRows(lambda config: built.append(config) or object())

@@ -24,8 +24,8 @@ REASON = re.compile(r"^(similar to (?P<similar>.+) you bought|often bought with 
 @pytest.fixture(scope="module")
 def two_stage_workspace(trained_workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """A copy of the trained workspace whose recommender champion is a two-stage pipeline."""
-    from training.recommender import train_recommender
-    from training.registry import promote
+    from training.recommend.als import train_recommender
+    from training.mlops.registry import promote
 
     root = tmp_path_factory.mktemp("two_stage")
     shutil.copytree(trained_workspace.settings.workspace, root / "workspace")
@@ -49,11 +49,11 @@ def two_stage_server(two_stage_workspace: Workspace, tmp_path_factory: pytest.Te
 
 
 def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_workspace: Workspace) -> None:
-    from serving.champions import load_recommender_champion
-    from training.item_timeline import AS_OF_FEATURES
-    from training.ranker import BROWSING_FEATURES, customer_features, pair_features
-    from training.sequence import SequenceRecommender
-    from training.two_stage_recommender import TwoStageRecommender
+    from serving.champions.load import load_recommender_champion
+    from training.recommend.item_timeline import AS_OF_FEATURES
+    from training.recommend.ranker import BROWSING_FEATURES, customer_features, pair_features
+    from training.recommend.sequence import SequenceRecommender
+    from training.recommend.two_stage import TwoStageRecommender
 
     rec, _ = load_recommender_champion(two_stage_workspace.settings)
     assert isinstance(rec, TwoStageRecommender) and rec.booster is not None
@@ -79,8 +79,8 @@ def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_
 @pytest.mark.integration
 def test_two_stage_champion_answers_with_reasons_and_rules(two_stage_server: Server,
                                                            two_stage_workspace: Workspace) -> None:
-    from features.store import read_table
-    from serving.champions import load_recommender_champion
+    from features.tables.store import read_table
+    from serving.champions.load import load_recommender_champion
 
     settings = two_stage_workspace.settings
     rec, version = load_recommender_champion(settings)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from patron.config import UpliftConfig
-from training.uplift import UpliftModel, feature_matrix, fit_learners, mean_qini
-from training.uplift_data import CONTROL, customer_split
-from training.uplift_eval import auuc, effect_metrics, qini_coefficient, targeting_comparison
+from training.value.uplift import UpliftModel, feature_matrix, fit_learners, mean_qini
+from training.value.uplift_data import CONTROL, customer_split
+from training.value.uplift_eval import auuc, effect_metrics, qini_coefficient, targeting_comparison
 
 CFG = UpliftConfig(num_boost_round=200, early_stopping_rounds=20, classifier_params={
     "objective": "binary", "learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 50, "verbose": -1,
@@ -107,13 +107,13 @@ def test_customer_split_is_disjoint_and_seeded() -> None:
 
 
 def test_train_uplift_registers_and_champion_loads(ingested_workspace) -> None:
-    from features import build
+    from features.pit import build
     from mlflow.exceptions import MlflowException
 
-    from serving.champions import load_uplift_champion
-    from training import tracking
-    from training.uplift import train_uplift
-    from training.uplift_data import experiment
+    from serving.champions.load import load_uplift_champion
+    from training.mlops import tracking
+    from training.value.uplift import train_uplift
+    from training.value.uplift_data import experiment
 
     settings = ingested_workspace.settings
     settings = settings.model_copy(update={"uplift": settings.uplift.model_copy(update={"learners": ["offset"]})})
@@ -143,7 +143,7 @@ def test_train_uplift_registers_and_champion_loads(ingested_workspace) -> None:
 
 
 def test_bench_repeats_the_fit_on_other_customer_splits(ingested_workspace) -> None:
-    from training.uplift_bench import bench_uplift, split_results
+    from benchmarks.uplift import bench_uplift, split_results
 
     settings = ingested_workspace.settings
     fast = {"learners": ["t", "offset"], "bench_splits": 3, "num_boost_round": 60, "early_stopping_rounds": 10}
