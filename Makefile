@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 3000
 
-.PHONY: install run test test-fast clean-workspace
+.PHONY: install run test test-fast lint clean-workspace
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,8 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/patron demo --port $(PORT)
 
-## The whole test suite (unit and integration: real MLflow store, real BentoML server, PostgreSQL, Redis).
+## The whole test suite (unit and integration: real MLflow store, real BentoML server, PostgreSQL, Redis), the
+## architecture checks included (tests/test_architecture.py: import-linter's contracts, ruff's lint and format).
 ## pytest's exit 5 (no tests collected) counts as a failure.
 test: install
 	@$(BIN)/python -m pytest; rc=$$?; \
@@ -29,6 +30,12 @@ test: install
 ## Unit tests only.
 test-fast: install
 	$(BIN)/python -m pytest -m "not integration"
+
+## The architecture checks alone, with the tools' own output: the import contracts (pyproject.toml), lint, format.
+lint: install
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check --no-cache patron features training serving benchmarks tests
+	$(BIN)/ruff format --check --no-cache patron features training serving benchmarks tests
 
 clean-workspace:
 	rm -rf workspace

@@ -9,94 +9,36 @@ on the training cutoffs and calibrated on the later validation cutoff, against t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
-from features.tables.store import fingerprint, read_table
+from benchmarks.datasets import cdnow_cutoff, prepare_dataset
+from benchmarks.report import BenchReport
+from features.pit.purchase_sequence import purchases, sequence_features
+from features.tables.store import fingerprint
 from patron import progress
 from patron.config import BenchConfig, Settings
-from training.value import btyd
-from benchmarks.report import BenchReport
-from training.churn.calibration import expected_calibration_error
+from training.churn.calibration import calibrated, expected_calibration_error
 from training.mlops.metrics import churn_metrics
+from training.mlops.splits import customer_folds
+from training.value import btyd
 
-DATASETS = ("cdnow", "synthetic")
 COLUMNS = ["roc_auc", "pr_auc", "brier", "ece", "lift_top_decile"]
 RFM = ["days_since_last_purchase", "orders_total", "spend_total", "tenure_days"]
 
 
-def bench_settings(settings: Settings, dataset: str) -> Settings:
-    """The same settings with the workspace moved to WORKSPACE/bench/<dataset>."""
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
-    return settings.model_copy(update={"workspace": settings.workspace / "bench" / dataset})
-
-
-def prepare_dataset(settings: Settings, dataset: str, echo: Callable[[str], None] = print) -> Settings:
-    """Bench workspace with the dataset's tables ingested (obtained or simulated on first use)."""
-    from features.ingest.pipeline import ingest_source
-
-    bench = bench_settings(settings, dataset)
-    if read_table(bench.tables_dir, "events", columns=["event_id"]) is not None:
-        return bench
-    if dataset == "cdnow":
-        from features.ingest.download import get_dataset
-
-        path = get_dataset("cdnow", bench, echo).parent
-    else:
-        from features.synthetic.generate import generate
-
-        echo(generate(bench).summary())
-        path = None
-    report = ingest_source(bench, dataset, path=path)
-    echo(f"ingested {dataset} into {bench.tables_dir} in {report.seconds:.1f} s")
-    return bench
-
-
-def purchases(settings: Settings) -> pd.DataFrame:
-    """Purchase lines: customer_id, ts, value (quantity x unit price)."""
-    ev = read_table(settings.tables_dir, "events", columns=["customer_id", "ts", "type", "quantity", "unit_price"])
-    ev = ev[ev["type"] == "purchase"]
-    value = (ev["quantity"].astype(float) * ev["unit_price"].astype(float)).fillna(0.0)
-    return pd.DataFrame({"customer_id": ev["customer_id"].astype(str), "ts": ev["ts"], "value": value})
-
-
-def sequence_features(lines: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Per customer, from purchase days before the cutoff: purchase days, last gap, first and largest day's spend."""
-    before = lines[lines["ts"] < cutoff].assign(day=lambda d: d["ts"].dt.normalize())
-    days = before.groupby(["customer_id", "day"], as_index=False)["value"].sum().sort_values(["customer_id", "day"])
-    g = days.groupby("customer_id")
-    since = (cutoff - days["day"]).dt.days
-    last_two = days.assign(since=since, k=g.cumcount(ascending=False))
-    second = last_two[last_two["k"] == 1].set_index("customer_id")["since"]
-    last = last_two[last_two["k"] == 0].set_index("customer_id")["since"]
-    out = pd.DataFrame({"purchase_days": g.size(), "first_day_spend": g["value"].first(),
-                        "max_day_spend": g["value"].max(), "days_since_second_last_purchase": second})
-    out["last_gap_days"] = out["days_since_second_last_purchase"] - last.reindex(out.index)
-    for w in (60, 120):
-        out[f"purchase_days_{w}d"] = days[since < w].groupby("customer_id").size().reindex(out.index).fillna(0)
-    out.index = out.index.astype(str)
-    return out
-
-
-def btyd_features(lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, cfg: BenchConfig,
-                  fit_ids: np.ndarray | None = None) -> pd.DataFrame:
+def btyd_features(
+    lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, cfg: BenchConfig, fit_ids: np.ndarray | None = None
+) -> pd.DataFrame:
     """BG/NBD outputs per customer at the cutoff, the model fitted by lifetimes on fit_ids (default: everyone)."""
     summary = btyd.rfm_summary(lines, cutoff, cfg.btyd_freq)
     fit_on = summary if fit_ids is None else summary.loc[summary.index.intersection(pd.Index(fit_ids, dtype=str))]
     model = btyd.fit_bgnbd(fit_on, cfg.btyd_penalizer)
     return btyd.bgnbd_outputs(model, summary, horizon_days / btyd.PERIOD_DAYS[cfg.btyd_freq])
-
-
-def customer_folds(customer_ids: pd.Series, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, ...]]:
-    """(train, test) row indices, stratified on the label, with no customer on both sides of any fold."""
-    splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(y)), y, groups=customer_ids.astype(str).to_numpy()))
 
 
 def fit_tuned(X: pd.DataFrame, y: np.ndarray, groups: pd.Series, cfg: BenchConfig) -> lgb.Booster:
@@ -108,8 +50,13 @@ def fit_tuned(X: pd.DataFrame, y: np.ndarray, groups: pd.Series, cfg: BenchConfi
         params = {**cfg.params, **overrides, "seed": cfg.seed, "deterministic": True, "force_row_wise": True}
         dtrain = lgb.Dataset(X.iloc[fit_idx], y[fit_idx])
         dvalid = lgb.Dataset(X.iloc[val_idx], y[val_idx], reference=dtrain)
-        booster = lgb.train(params, dtrain, cfg.num_boost_round, valid_sets=[dvalid],
-                            callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+        booster = lgb.train(
+            params,
+            dtrain,
+            cfg.num_boost_round,
+            valid_sets=[dvalid],
+            callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+        )
         loss = booster.best_score["valid_0"]["binary_logloss"]
         if best is None or loss < best[0]:
             best = (loss, params, booster.best_iteration)
@@ -117,8 +64,14 @@ def fit_tuned(X: pd.DataFrame, y: np.ndarray, groups: pd.Series, cfg: BenchConfi
     return lgb.train(params, lgb.Dataset(X, y), max(1, int(rounds * cfg.refit_rounds_factor)))
 
 
-def cross_validated_churn(frame: pd.DataFrame, lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int,
-                          cfg: BenchConfig, with_btyd: bool = True) -> np.ndarray:
+def cross_validated_churn(
+    frame: pd.DataFrame,
+    lines: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    cfg: BenchConfig,
+    with_btyd: bool = True,
+) -> np.ndarray:
     """Out-of-fold churn probabilities; BG/NBD features and LightGBM fitted on each fold's training customers."""
     y = frame["churned"].to_numpy(int)
     X_all = frame.drop(columns=["customer_id", "churned"]).set_index(frame["customer_id"].astype(str))
@@ -157,7 +110,7 @@ def bench_cdnow(settings: Settings) -> BenchReport:
     started = time.perf_counter()
     cfg = settings.bench
     lines = purchases(settings)
-    cutoff = lines["ts"].min().normalize() + pd.Timedelta(days=cfg.cdnow_calibration_days)
+    cutoff = cdnow_cutoff(lines, cfg)
     horizon = cfg.cdnow_holdout_days
     frame = cdnow_frame(settings, cutoff, horizon, lines)
     y = frame["churned"].to_numpy(int)
@@ -165,26 +118,45 @@ def bench_cdnow(settings: Settings) -> BenchReport:
     patron = cross_validated_churn(frame, lines, cutoff, horizon, cfg)
     rfm = cross_validated_churn(frame[["customer_id", *RFM, "churned"]], lines, cutoff, horizon, cfg, with_btyd=False)
     bg = btyd_features(lines, cutoff, horizon, cfg).reindex(ids)["bg_p_no_purchase"].to_numpy()
-    rows = [_row("Patron (LightGBM, point-in-time + BG/NBD features, 5-fold CV)", y, patron),
-            _row("LightGBM on plain RFM (same folds)", y, rfm),
-            _row("BG/NBD P(no purchase in holdout) (lifetimes)", y, bg),
-            _row("recency only (days since last purchase)", y,
-                 frame["days_since_last_purchase"].to_numpy(float), probability=False)]
+    rows = [
+        _row("Patron (LightGBM, point-in-time + BG/NBD features, 5-fold CV)", y, patron),
+        _row("LightGBM on plain RFM (same folds)", y, rfm),
+        _row("BG/NBD P(no purchase in holdout) (lifetimes)", y, bg),
+        _row(
+            "recency only (days since last purchase)",
+            y,
+            frame["days_since_last_purchase"].to_numpy(float),
+            probability=False,
+        ),
+    ]
     return BenchReport(
-        name="Churn benchmark", dataset="cdnow",
-        protocol={"cutoff": cutoff.date().isoformat(), "holdout_days": horizon, "customers": len(y),
-                  "base_rate": round(float(y.mean()), 4), "folds": cfg.folds, "btyd_freq": cfg.btyd_freq},
-        columns=COLUMNS, rows=rows, fingerprint=fingerprint(frame), seeds={"bench": cfg.seed},
+        name="Churn benchmark",
+        dataset="cdnow",
+        protocol={
+            "cutoff": cutoff.date().isoformat(),
+            "holdout_days": horizon,
+            "customers": len(y),
+            "base_rate": round(float(y.mean()), 4),
+            "folds": cfg.folds,
+            "btyd_freq": cfg.btyd_freq,
+        },
+        columns=COLUMNS,
+        rows=rows,
+        fingerprint=fingerprint(frame),
+        seeds={"bench": cfg.seed},
         seconds=time.perf_counter() - started,
-        notes=["label: no purchase in the holdout, over all customers (all first bought in Q1 1997)",
-               "Patron: customer-disjoint stratified folds; grid and rounds chosen inside each training fold"])
+        notes=[
+            "label: no purchase in the holdout, over all customers (all first bought in Q1 1997)",
+            "Patron: customer-disjoint stratified folds; grid and rounds chosen inside each training fold",
+        ],
+    )
 
 
 def bench_synthetic(settings: Settings) -> BenchReport:
     """Synthetic protocol: Patron's production pipeline (calibrated on the validation cutoff) vs the oracle."""
     from features.pit import build
     from features.synthetic.oracle import oracle_for
-    from training.churn.train import calibrate, calibrated, fit_booster, split_xy
+    from training.churn.train import calibrate, fit_booster, split_xy
 
     started = time.perf_counter()
     cfg, churn = settings.bench, settings.churn
@@ -200,28 +172,47 @@ def bench_synthetic(settings: Settings) -> BenchReport:
     ids = test["customer_id"].astype(str)
     bg = btyd_features(purchases(settings), plan.test, horizon, cfg).reindex(ids)["bg_p_no_purchase"].to_numpy()
     oracle_p = oracle_for(settings, plan.test.date(), ids)
-    rows = [_row(f"Patron (LightGBM, calibrated: {method})", y, calibrated(calibrator, raw)),
-            _row("Patron, before calibration", y, raw),
-            _row("BG/NBD P(no purchase in horizon) (lifetimes)", y, bg),
-            _row("recency only (days since last purchase)", y, X["days_since_last_purchase"].to_numpy(float),
-                 probability=False),
-            _row("oracle (true latent state, Monte-Carlo)", y, oracle_p)]
+    rows = [
+        _row(f"Patron (LightGBM, calibrated: {method})", y, calibrated(calibrator, raw)),
+        _row("Patron, before calibration", y, raw),
+        _row("BG/NBD P(no purchase in horizon) (lifetimes)", y, bg),
+        _row(
+            "recency only (days since last purchase)",
+            y,
+            X["days_since_last_purchase"].to_numpy(float),
+            probability=False,
+        ),
+        _row("oracle (true latent state, Monte-Carlo)", y, oracle_p),
+    ]
     gap = rows[-1]["roc_auc"] - rows[0]["roc_auc"]
     return BenchReport(
-        name="Churn benchmark", dataset="synthetic",
-        protocol={"train_cutoffs": ",".join(c.date().isoformat() for c in plan.train),
-                  "calibration_cutoff": plan.valid.date().isoformat(), "test_cutoff": plan.test.date().isoformat(),
-                  "horizon_days": horizon, "customers": len(y), "base_rate": round(float(y.mean()), 4)},
-        columns=COLUMNS, rows=rows, fingerprint=fingerprint(test),
-        seeds={"synth": settings.synth.seed, "churn": churn.seed, "bench": cfg.seed},
+        name="Churn benchmark",
+        dataset="synthetic",
+        protocol={
+            "train_cutoffs": ",".join(c.date().isoformat() for c in plan.train),
+            "calibration_cutoff": plan.valid.date().isoformat(),
+            "test_cutoff": plan.test.date().isoformat(),
+            "horizon_days": horizon,
+            "customers": len(y),
+            "base_rate": round(float(y.mean()), 4),
+        },
+        columns=COLUMNS,
+        rows=rows,
+        fingerprint=fingerprint(test),
+        seeds={"synth": settings.seed, "churn": churn.seed, "bench": cfg.seed},
         seconds=time.perf_counter() - started,
-        notes=[f"oracle ROC-AUC minus Patron's: {gap:.4f} (target: at most 0.02)",
-               "test set: the customers active at the test cutoff; label: no purchase in the horizon"])
+        notes=[
+            f"oracle ROC-AUC minus Patron's: {gap:.4f} (target: at most 0.02)",
+            "test set: the customers active at the test cutoff; label: no purchase in the horizon",
+        ],
+    )
 
 
-def run_churn_bench(settings: Settings, dataset: str, echo: Callable[[str], None] = print) -> tuple[BenchReport,
-                                                                                                    list[Path]]:
-    """Prepare the dataset's bench workspace, run its protocol, write churn_bench.md/.json there."""
+def run_churn_bench(
+    settings: Settings, dataset: str, echo: Callable[[str], None] = print
+) -> tuple[BenchReport, list[Path]]:
+    """Prepare the dataset's bench workspace, run its protocol, write churn_bench.md/.json there and log them as an
+    MLflow run of that workspace."""
     bench = prepare_dataset(settings, dataset, echo)
     report = bench_cdnow(bench) if dataset == "cdnow" else bench_synthetic(bench)
-    return report, report.write(bench.workspace, "churn_bench")
+    return report, report.write(bench.workspace, "churn_bench", bench)

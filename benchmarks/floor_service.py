@@ -1,4 +1,5 @@
-"""The frameworks' floors for `patron bench serve`: endpoints that return a constant, on BentoML and on plain FastAPI."""
+"""The frameworks' floors for `patron bench serve`: endpoints that return a constant, on BentoML and on plain
+FastAPI."""
 
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ def serve_fastapi_floor(host: str, port: int, workers: int) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(f"{__name__}:fastapi_floor", host=host, port=port, workers=workers, access_log=False,
-                            log_level="warning")
+    config = uvicorn.Config(
+        f"{__name__}:fastapi_floor", host=host, port=port, workers=workers, access_log=False, log_level="warning"
+    )
     # `uvicorn --workers N` binds with protocol 0, so asyncio never sets TCP_NODELAY on the connections and every
     # response waits about 40 ms for the client's delayed ACK (Nagle): bind naming TCP, as a single worker does.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

@@ -31,11 +31,12 @@ async def drive(url: str, bodies: list[dict], rate: float, duration_s: float, pa
         async def one(i: int, planned: float) -> None:
             nonlocal errors
             try:
-                async with session.post(targets[i % len(targets)], data=payloads[i % len(payloads)],
-                                        headers=headers) as r:
+                async with session.post(
+                    targets[i % len(targets)], data=payloads[i % len(payloads)], headers=headers
+                ) as r:
                     await r.read()
                     ok = r.status == 200
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (aiohttp.ClientError, TimeoutError):
                 ok = False
             # From the planned send time: a stalled server delays later requests, and that delay counts.
             latencies.append((time.perf_counter() - planned) * 1000)

@@ -3,32 +3,48 @@
 from __future__ import annotations
 
 import json
-import platform
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
 
-from features.tables.store import atomic_write_bytes, fingerprint, read_table, write_json
+from benchmarks.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
+from benchmarks.report import BenchReport, Table, package_versions
+from features.tables.store import fingerprint, read_table
 from patron import progress
 from patron.config import Settings, TwoStageConfig
+from training.mlops.metrics import dense_scorer, evaluate
+from training.mlops.splits import Split, split_interactions, targets
 from training.recommend.candidates import browsing_before, with_browsing
-from training.recommend.item_timeline import seconds_of
+from training.recommend.item_data import event_codes, item_info, read_products
 from training.recommend.peers import PEERS, make_peer
-from training.recommend.ranker import ItemInfo
-from benchmarks.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
-from training.mlops.splits import Split, dense_scorer, evaluate, split_interactions, targets
-from training.tune.two_stage_search import (ELIMINATION, RESCORE, TWO_STAGE_SPACE, enabled_sources, tune_two_stage,
-                                       without_source)
 from training.tune.two_stage_runs import LastRows, TwoStageResult, rank_with_seeds, two_stage_rows
+from training.tune.two_stage_search import (
+    ELIMINATION,
+    RESCORE,
+    TWO_STAGE_SPACE,
+    enabled_sources,
+    tune_two_stage,
+    without_source,
+)
 
-PRODUCT_COLUMNS = ("item_id", "category", "launched_at")  # what the ranker reads of the catalogue
 PACKAGES = ("patron", "implicit", "lightgbm", "optuna", "numpy", "scipy", "pandas")
+PROTOCOL = (
+    "RecBole TO RS 8:1:1 per customer (ties in time keep the stored order); full ranking over all items; "
+    "items seen in train (validation) / train+validation (test) excluded; peers tuned on validation with a "
+    "model fit on train, then refit on train+validation with the best params and scored on test; two-stage: "
+    "ranker trained on validation labels over candidates from sources fit on train, sources refit on "
+    "train+validation for test; its sources, candidate count and ranker settings tuned with the peers' trial "
+    "budget on validation NDCG, the pipeline shifted one period earlier (ranker labels: each customer's last "
+    "validation-sized slice of train; sources fit before it), so test is read once, by the chosen config; "
+    "browsing events (where the data has them) reach a fit only before the day of each customer's last "
+    "purchase in it"
+)
 
 
 class BenchError(RuntimeError):
@@ -42,8 +58,9 @@ def bench_workspace(settings: Settings, dataset: str, echo: Callable[[str], None
     if dataset not in ("ml100k", "synthetic"):
         folder = Path(dataset)
         if not (folder / "tables").is_dir():
-            raise BenchError(f"dataset: {dataset!r} is neither ml100k, synthetic nor an ingested workspace "
-                             f"(no tables/ folder in it)")
+            raise BenchError(
+                f"dataset: {dataset!r} is neither ml100k, synthetic nor an ingested workspace (no tables/ folder in it)"
+            )
         return folder
     folder = settings.workspace / "bench" / dataset
     bench = settings.model_copy(update={"workspace": folder})
@@ -72,46 +89,12 @@ def load_interactions(workspace: Path) -> tuple[pd.DataFrame, pd.DataFrame | Non
     return events, read_products(tables)
 
 
-def read_products(tables: Path) -> pd.DataFrame | None:
-    """The catalogue's PRODUCT_COLUMNS that the retailer provided (None without a products table)."""
-    products = read_table(Path(tables), "products")
-    return None if products is None else products[[c for c in PRODUCT_COLUMNS if c in products.columns]]
-
-
-def event_codes(tables: Path, types: Sequence[str], customers: Sequence[str], items: Sequence[str],
-                before: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Events of the given types (dated before `before`) as codes [u, i, ts]: positions in `customers`, `items`."""
-    events = read_table(Path(tables), "events", columns=["customer_id", "item_id", "ts", "type"])
-    chosen = events[events["type"].isin(list(types)) & ((events["ts"] < before) if before is not None else True)]
-    frame = pd.DataFrame({"u": pd.Index(customers).get_indexer(chosen["customer_id"].astype(str)),
-                          "i": pd.Index(items).get_indexer(chosen["item_id"].astype(str)),
-                          "ts": chosen["ts"].to_numpy()})
-    return frame[(frame["u"] >= 0) & (frame["i"] >= 0)].reset_index(drop=True)
-
-
 def load_browsing(workspace: Path, split: Split, types: Sequence[str]) -> pd.DataFrame | None:
     """Browsing events of the given types as codes [u, i, ts] of the split's customers and items (None if none)."""
     if not types:
         return None
     frame = event_codes(Path(workspace) / "tables", types, split.customers.astype(str), split.items.astype(str))
     return frame if len(frame) else None
-
-
-def item_info(item_ids: Sequence[str], events: pd.DataFrame, products: pd.DataFrame | None) -> ItemInfo:
-    """Category code, mean unit price and launch time per item code (the position in `item_ids`)."""
-    info = ItemInfo.empty(len(item_ids))
-    index = pd.Index(item_ids)
-    if products is not None:
-        catalogue = products.assign(item_id=products["item_id"].astype(str)).drop_duplicates("item_id").set_index(
-            "item_id")
-        if "category" in catalogue:
-            info.category = pd.Categorical(catalogue["category"].astype(str).reindex(index)).codes.astype(np.int64)
-        if "launched_at" in catalogue:
-            launched = pd.to_datetime(catalogue["launched_at"]).reindex(index)
-            info.launched = np.where(launched.notna(), seconds_of(launched.fillna(pd.Timestamp(0))), np.nan)
-    price = events.astype({"item_id": str}).groupby("item_id")["unit_price"].mean().reindex(index)
-    info.price = price.to_numpy(np.float64)
-    return info
 
 
 @dataclass
@@ -125,9 +108,28 @@ class Row:
     seconds: float = 0.0
     note: str = ""
 
+    def as_row(self) -> dict[str, Any]:
+        """The line as a report row: model, validation NDCG, the test metrics, seconds, note and parameters."""
+        return {
+            "model": self.model,
+            "valid_ndcg": self.valid_ndcg,
+            **self.test,
+            "seconds": round(self.seconds),
+            "note": self.note,
+            "params": self.params,
+        }
 
-def tune_peer(name: str, split: Split, trials: int, seed: int, k: int, threads: int, cold: np.ndarray,
-              browsing: pd.DataFrame | None = None) -> tuple[dict[str, Any], float, int]:
+
+def tune_peer(
+    name: str,
+    split: Split,
+    trials: int,
+    seed: int,
+    k: int,
+    threads: int,
+    cold: np.ndarray,
+    browsing: pd.DataFrame | None = None,
+) -> tuple[dict[str, Any], float, int]:
     """Optuna TPE on validation NDCG@k (fit on train); returns best params, best value and trials run. With
     `browsing`, the peer also learns from the browsed items before each customer's last purchase, at a weight
     searched with its own parameters (`browsing_weight`)."""
@@ -137,25 +139,35 @@ def tune_peer(name: str, split: Split, trials: int, seed: int, k: int, threads: 
 
     def objective(trial: optuna.Trial) -> float:
         params = PEERS[name].space(trial)
-        fit_on = train if browsed is None else with_browsing(train, browsed, trial.suggest_float(
-            "browsing_weight", *BROWSING_WEIGHT_RANGE, log=True))
+        fit_on = (
+            train
+            if browsed is None
+            else with_browsing(train, browsed, trial.suggest_float("browsing_weight", *BROWSING_WEIGHT_RANGE, log=True))
+        )
         peer = make_peer(name, params, seed, threads).fit(fit_on)
         return evaluate(peer.score, fit_on, train, valid, k, cold)[f"ndcg@{k}"]
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=1 if not PEERS[name].space_text else trials,
-                   show_progress_bar=progress.enabled())
+    study.optimize(
+        objective, n_trials=1 if not PEERS[name].space_text else trials, show_progress_bar=progress.enabled()
+    )
     return dict(study.best_params), float(study.best_value), len(study.trials)
 
 
 BROWSING_WEIGHT_RANGE = (0.03, 1.0)
 
 
-def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: Path | None = None,
-              echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Tune every peer, run the two-stage pipeline, evaluate all on test; write Markdown + JSON tables."""
-    cfg, ts_cfg = settings.recsys_bench, settings.two_stage
+def run_bench(
+    settings: Settings,
+    dataset: str,
+    trials: int | None = None,
+    out: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> tuple[BenchReport, list[Path]]:
+    """Tune every peer, run the two-stage pipeline, evaluate all on test; write recsys_bench.md/.json (in `out`,
+    default WORKSPACE/bench/<dataset>) and log them as an MLflow run of the workspace."""
+    cfg, ts_cfg, seed = settings.recsys_bench, settings.two_stage, settings.seed
     trials = trials or cfg.trials
     started = time.perf_counter()
     workspace = bench_workspace(settings, dataset, echo)
@@ -168,13 +180,23 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     tuned: dict[str, dict[str, Any]] = {}
     for name in progress.bar(cfg.peers, desc="peers", unit="model"):
         t0 = time.perf_counter()
-        params, best, n = tune_peer(name, split, trials, cfg.seed, cfg.k, cfg.threads, cold)
+        params, best, n = tune_peer(name, split, trials, seed, cfg.k, cfg.threads, cold)
         tuned[name] = params
-        peer = make_peer(name, params, cfg.seed, cfg.threads).fit(full)  # refit on train + validation
-        rows.append(Row(name, evaluate(peer.score, full, full, test, cfg.k, cold), best, params,
-                        time.perf_counter() - t0, f"{n} trials"))
-        echo(f"{name}: valid ndcg@{cfg.k} {best:.4f}, test {rows[-1].test[f'ndcg@{cfg.k}']:.4f} "
-             f"({rows[-1].seconds:.0f}s)")
+        peer = make_peer(name, params, seed, cfg.threads).fit(full)  # refit on train + validation
+        rows.append(
+            Row(
+                name,
+                evaluate(peer.score, full, full, test, cfg.k, cold),
+                best,
+                params,
+                time.perf_counter() - t0,
+                f"{n} trials",
+            )
+        )
+        echo(
+            f"{name}: valid ndcg@{cfg.k} {best:.4f}, test {rows[-1].test[f'ndcg@{cfg.k}']:.4f} "
+            f"({rows[-1].seconds:.0f}s)"
+        )
 
     labels = targets(split, split.valid, split.matrix(split.train))
     history_full = pd.concat([split.train, split.valid], ignore_index=True)
@@ -182,38 +204,78 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     browsing = load_browsing(workspace, split, ts_cfg.browsing_events)
     for name in cfg.browsing_peers if browsing is not None else []:  # the same events Patron reads, given to a peer
         t0 = time.perf_counter()
-        params, best, n = tune_peer(name, split, trials, cfg.seed, cfg.k, cfg.threads, cold, browsing)
+        params, best, n = tune_peer(name, split, trials, seed, cfg.k, cfg.threads, cold, browsing)
         fit_on = with_browsing(full, browsing_before(browsing, history_full, split.shape), params["browsing_weight"])
-        peer = make_peer(name, {p: v for p, v in params.items() if p != "browsing_weight"}, cfg.seed,
-                         cfg.threads).fit(fit_on)
-        rows.append(Row(f"{name} + browsing ({', '.join(ts_cfg.browsing_events)})",
-                        evaluate(peer.score, fit_on, full, test, cfg.k, cold), best, params,
-                        time.perf_counter() - t0, f"{n} trials; browsed items before each customer's last purchase "
-                                                  f"day, weight tuned"))
+        peer = make_peer(name, {p: v for p, v in params.items() if p != "browsing_weight"}, seed, cfg.threads).fit(
+            fit_on
+        )
+        rows.append(
+            Row(
+                f"{name} + browsing ({', '.join(ts_cfg.browsing_events)})",
+                evaluate(peer.score, fit_on, full, test, cfg.k, cold),
+                best,
+                params,
+                time.perf_counter() - t0,
+                f"{n} trials; browsed items before each customer's last purchase day, weight tuned",
+            )
+        )
         echo(f"{rows[-1].model}: valid ndcg@{cfg.k} {best:.4f}, test {rows[-1].test[f'ndcg@{cfg.k}']:.4f}")
 
     def rows_of(matrix: np.ndarray) -> Callable[[np.ndarray, Any], np.ndarray]:
         return dense_scorer(matrix, test)
 
     t0 = time.perf_counter()
-    search = tune_two_stage(split, items, ts_cfg, tuned, trials, cfg.seed, cfg.k, cold, settings.sequence, browsing,
-                            cfg.elimination_margin, cfg.rescore_top, cfg.elimination_seeds, cfg.elimination_z,
-                            cfg.elimination_rechecks, cfg.elimination_ranker)
+    search = tune_two_stage(
+        split,
+        items,
+        ts_cfg,
+        tuned,
+        trials,
+        seed,
+        cfg.k,
+        cold,
+        settings.sequence,
+        browsing,
+        cfg.elimination_margin,
+        cfg.rescore_top,
+        cfg.elimination_seeds,
+        cfg.elimination_z,
+        cfg.elimination_rechecks,
+        cfg.elimination_ranker,
+    )
     ts_cfg = search.config
     tuning_s = time.perf_counter() - t0
     for line in search.rescored:
-        echo(f"rescored trial {line['trial']}: valid ndcg@{cfg.k} {line['valid_ndcg']:.4f}, fresh seed "
-             f"{line['valid_ndcg_fresh_seed']:.4f}")
+        echo(
+            f"rescored trial {line['trial']}: valid ndcg@{cfg.k} {line['valid_ndcg']:.4f}, fresh seed "
+            f"{line['valid_ndcg_fresh_seed']:.4f}"
+        )
     for step in search.elimination:
-        echo(f"elimination{' re-check' if step.get('recheck') else ''}: without {step['source']} valid "
-             f"ndcg@{cfg.k} {step['valid_ndcg_without']:.4f} vs {step['valid_ndcg_with']:.4f} "
-             f"(margin {step['margin']:.4f}): {'dropped' if step['dropped'] else 'kept'}")
-    echo(f"two-stage tuning: valid ndcg@{cfg.k} {search.valid_ndcg:.4f} ({search.tpe_trials} TPE trials + "
-         f"{search.runs - search.tpe_trials} rescoring and elimination runs, {tuning_s:.0f}s)")
+        echo(
+            f"elimination{' re-check' if step.get('recheck') else ''}: without {step['source']} valid "
+            f"ndcg@{cfg.k} {step['valid_ndcg_without']:.4f} vs {step['valid_ndcg_with']:.4f} "
+            f"(margin {step['margin']:.4f}): {'dropped' if step['dropped'] else 'kept'}"
+        )
+    echo(
+        f"two-stage tuning: valid ndcg@{cfg.k} {search.valid_ndcg:.4f} ({search.tpe_trials} TPE trials + "
+        f"{search.runs - search.tpe_trials} rescoring and elimination runs, {tuning_s:.0f}s)"
+    )
 
-    test_rows = LastRows(lambda config: two_stage_rows(split.train, labels, history_full, test, split.shape, items,
-                                                       config, tuned, config.seed, settings.sequence,
-                                                       browsing if config.browsing_events else None))
+    test_rows = LastRows(
+        lambda config: two_stage_rows(
+            split.train,
+            labels,
+            history_full,
+            test,
+            split.shape,
+            items,
+            config,
+            tuned,
+            config.seed,
+            settings.sequence,
+            browsing if config.browsing_events else None,
+        )
+    )
 
     def pipeline(name: str, config: TwoStageConfig, n_seeds: int = 1) -> tuple[Row, Row | None, TwoStageResult]:
         """The pipeline's row on its own ranker seed and, with `n_seeds` > 1, the mean over seeds seed, seed + 1,
@@ -223,19 +285,33 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
         seconds = (time.perf_counter() - t0) / len(results)  # per seed, the rows' cost shared
         runs = [evaluate(rows_of(r.scorer_scores), full, full, test, cfg.k, cold) for r in results]
         result = results[0]
-        params = {"sources": enabled_sources(config), "ranker": config.ranker,
-                  "candidates_per_source": config.candidates_per_source,
-                  "ranker_params": config.ranker_params if config.ranker else None,
-                  "best_iteration": result.best_iteration}
-        row = Row(name, runs[0], None, params, seconds, f"candidate recall valid {result.candidate_recall_valid:.3f} "
-                                                        f"/ test {result.candidate_recall_test:.3f}")
+        params = {
+            "sources": enabled_sources(config),
+            "ranker": config.ranker,
+            "candidates_per_source": config.candidates_per_source,
+            "ranker_params": config.ranker_params if config.ranker else None,
+            "best_iteration": result.best_iteration,
+        }
+        row = Row(
+            name,
+            runs[0],
+            None,
+            params,
+            seconds,
+            f"candidate recall valid {result.candidate_recall_valid:.3f} / test {result.candidate_recall_test:.3f}",
+        )
         echo(f"{name}: test ndcg@{cfg.k} {row.test[f'ndcg@{cfg.k}']:.4f} ({row.seconds:.0f}s)")
         if len(runs) == 1:
             return row, None, result
-        mean = Row(f"{name}, mean of {len(runs)} ranker seeds", {m: float(np.mean([r[m] for r in runs]))
-                                                                 for m in runs[0]}, None, params,
-                   seconds * len(runs), f"NDCG@{cfg.k} per seed {config.seed}..{config.seed + len(runs) - 1}: "
-                   + ", ".join(f"{r[f'ndcg@{cfg.k}']:.4f}" for r in runs))
+        mean = Row(
+            f"{name}, mean of {len(runs)} ranker seeds",
+            {m: float(np.mean([r[m] for r in runs])) for m in runs[0]},
+            None,
+            params,
+            seconds * len(runs),
+            f"NDCG@{cfg.k} per seed {config.seed}..{config.seed + len(runs) - 1}: "
+            + ", ".join(f"{r[f'ndcg@{cfg.k}']:.4f}" for r in runs),
+        )
         echo(f"{mean.model}: test ndcg@{cfg.k} {mean.test[f'ndcg@{cfg.k}']:.4f}")
         return row, mean, result
 
@@ -244,149 +320,116 @@ def run_bench(settings: Settings, dataset: str, trials: int | None = None, out: 
     n_seeds = cfg.ablation_seeds if cfg.ablation and ts_cfg.ranker else 1
     main, main_mean, result = pipeline("patron two-stage", ts_cfg, n_seeds)
     main.valid_ndcg, main.seconds = search.valid_ndcg, main.seconds + tuning_s
-    main.note = (f"{search.tpe_trials} TPE trials + {search.runs - search.tpe_trials} rescoring and elimination runs; "
-                 f"{'' if ts_cfg.ranker else 'no ranker: rank fusion of the kept sources; '}{main.note}")
+    main.note = (
+        f"{search.tpe_trials} TPE trials + {search.runs - search.tpe_trials} rescoring and elimination runs; "
+        f"{'' if ts_cfg.ranker else 'no ranker: rank fusion of the kept sources; '}{main.note}"
+    )
     rows.append(main)
     truth = oracle_scorer(settings.model_copy(update={"workspace": workspace}).ground_truth_dir, split)
     if truth is not None:
         rows.append(Row(ORACLE_ROW, evaluate(truth, full, full, test, cfg.k, cold), note=ORACLE_NOTE))
-    ablation = [Row(f"source alone: {s}", evaluate(rows_of(m), full, full, test, cfg.k, cold))
-                for s, m in result.source_scores.items()]
+    ablation = [
+        Row(f"source alone: {s}", evaluate(rows_of(m), full, full, test, cfg.k, cold))
+        for s, m in result.source_scores.items()
+    ]
     if cfg.ablation:
         enabled = main.params["sources"]
         if not ts_cfg.ranker:  # the search dropped it: show what it would have given (on the pipeline's rows)
-            alone, mean, _ = pipeline("with the LightGBM ranker", ts_cfg.model_copy(update={"ranker": True}),
-                                      cfg.ablation_seeds)
+            alone, mean, _ = pipeline(
+                "with the LightGBM ranker", ts_cfg.model_copy(update={"ranker": True}), cfg.ablation_seeds
+            )
             ablation.append(mean or alone)
         variants = ([("without the ranker (rank fusion)", {"ranker": False})] if ts_cfg.ranker else []) + (
-            [("without browsing events", {"browsing_events": []})] if browsing is not None else [])
+            [("without browsing events", {"browsing_events": []})] if browsing is not None else []
+        )
         ablation += [pipeline(n, ts_cfg.model_copy(update=u))[0] for n, u in variants]
         ablation += [main_mean] if main_mean is not None else []
         for source in enabled if len(enabled) > 1 else []:
             alone, mean, _ = pipeline(f"without {source}", without_source(ts_cfg, source), n_seeds)
             ablation.append(mean or alone)
         if not ts_cfg.sources.sequence:  # switched off: show what switching the sequence model on would give
-            with_seq, _, seq_result = pipeline("with the sequence model",
-                                               ts_cfg.model_copy(update={"sources": ts_cfg.sources.model_copy(
-                                                   update={"sequence": True})}))
-            ablation += [Row("source alone: sequence", evaluate(rows_of(seq_result.source_scores["sequence"]),
-                                                                full, full, test, cfg.k, cold)), with_seq]
-    report = {
-        "command": f"patron bench recsys --dataset {dataset} --trials {trials}",
-        "dataset": dataset, "workspace": str(workspace),
-        "data_fingerprint": fingerprint(events[["customer_id", "item_id", "ts"]].astype(str)),
-        "data": {"customers": int(split.shape[0]), "items": int(split.shape[1]), "interactions": int(len(events)),
-                 "train": len(split.train), "valid": len(split.valid), "test": len(split.test),
-                 "cold_customers_in_test": int(rows[0].test["cold_users"])},
-        "protocol": "RecBole TO RS 8:1:1 per customer (ties in time keep the stored order); full ranking over all "
-                    "items; items seen in train (validation) / train+validation (test) excluded; peers tuned on "
-                    "validation with a model fit on train, then refit on train+validation with the best params "
-                    "and scored on test; two-stage: ranker trained on validation labels over candidates from "
-                    "sources fit on train, sources refit on train+validation for test; its sources, candidate "
-                    "count and ranker settings tuned with the peers' trial budget on validation NDCG, the pipeline "
-                    "shifted one period earlier (ranker labels: each customer's last validation-sized slice of "
-                    "train; sources fit before it), so test is read once, by the chosen config; browsing events (where "
-                    "the data has them) reach a fit only before the day of each customer's last purchase in it",
-        "k": cfg.k, "trials_per_peer": trials, "seed": cfg.seed, "sampler": "optuna TPESampler(seed)",
-        "search_spaces": {n: PEERS[n].space_text for n in cfg.peers}
+            with_seq, _, seq_result = pipeline(
+                "with the sequence model",
+                ts_cfg.model_copy(update={"sources": ts_cfg.sources.model_copy(update={"sequence": True})}),
+            )
+            ablation += [
+                Row(
+                    "source alone: sequence",
+                    evaluate(rows_of(seq_result.source_scores["sequence"]), full, full, test, cfg.k, cold),
+                ),
+                with_seq,
+            ]
+    k = cfg.k
+    columns = [
+        "valid_ndcg",
+        *(f"{m}@{k}" for m in ("recall", "ndcg", "map", "mrr", "hit")),
+        "coverage",
+        f"cold_recall@{k}",
+        f"cold_ndcg@{k}",
+        "seconds",
+        "note",
+    ]
+    browsing_range = "{:g}..{:g} log".format(*BROWSING_WEIGHT_RANGE)
+    spaces = (
+        {n: PEERS[n].space_text for n in cfg.peers}
         | {"patron two-stage": TWO_STAGE_SPACE | {"rescoring": RESCORE, "elimination": ELIMINATION}}
-        | {f"{n} + browsing": {**PEERS[n].space_text, "browsing_weight": "%g..%g log" % BROWSING_WEIGHT_RANGE}
-           for n in (cfg.browsing_peers if browsing is not None else [])},
-        "browsing_events": ts_cfg.browsing_events if browsing is not None else [],
-        "two_stage": ts_cfg.model_dump(mode="json"),
-        "two_stage_rescored": search.rescored, "two_stage_elimination": search.elimination,
-        "two_stage_feature_importance": result.feature_importance,
-        "versions": {p: version(p) for p in PACKAGES} | {"python": platform.python_version()},
-        "seconds": round(time.perf_counter() - started, 1),
-        "results": [r.__dict__ for r in rows], "ablation": [r.__dict__ for r in ablation],
-    }
+        | {
+            f"{n} + browsing": {**PEERS[n].space_text, "browsing_weight": browsing_range}
+            for n in (cfg.browsing_peers if browsing is not None else [])
+        }
+    )
+    report = BenchReport(
+        name="Recommender benchmark",
+        dataset=dataset,
+        protocol={
+            "protocol": PROTOCOL,
+            "k": k,
+            "trials": trials,
+            "sampler": "optuna TPESampler(seed)",
+            "workspace": str(workspace),
+            "customers": int(split.shape[0]),
+            "items": int(split.shape[1]),
+            "interactions": int(len(events)),
+            "train": len(split.train),
+            "valid": len(split.valid),
+            "test": len(split.test),
+            "cold_customers_in_test": int(rows[0].test["cold_users"]),
+        },
+        columns=columns,
+        rows=[r.as_row() for r in rows],
+        fingerprint=fingerprint(events[["customer_id", "item_id", "ts"]].astype(str)),
+        seeds={"bench": seed, "two_stage": ts_cfg.seed},
+        seconds=time.perf_counter() - started,
+        notes=[
+            f"metrics on test @{k}; valid_ndcg: the validation NDCG@{k} the tuning chose on",
+            *(f"best parameters of {r.model}: `{json.dumps(r.params)}`" for r in rows),
+            *(f"search space of {n} ({trials} trials): {s or 'no parameters (1 trial)'}" for n, s in spaces.items()),
+        ],
+        tables={
+            "ablation": Table(
+                "Ablation (test; each source ranks on its own score)", columns, [r.as_row() for r in ablation]
+            ),
+            "rescored": Table(
+                "Best TPE trials rescored with a fresh ranker seed",
+                ["valid_ndcg", "valid_ndcg_fresh_seed", "mean"],
+                search.rescored,
+                label="trial",
+            ),
+            "elimination": Table(
+                "Source elimination on validation (after the TPE trials), weakest first",
+                ["gain_share", "valid_ndcg_with", "valid_ndcg_without", "margin", "dropped", "recheck"],
+                search.elimination,
+                label="source",
+            ),
+        },
+        details={
+            "search_spaces": spaces,
+            "browsing_events": ts_cfg.browsing_events if browsing is not None else [],
+            "two_stage": ts_cfg.model_dump(mode="json"),
+            "two_stage_feature_importance": result.feature_importance,
+        },
+        command=f"patron bench recsys --dataset {dataset} --trials {trials}",
+        versions=package_versions(PACKAGES),
+    )
     target = Path(out) if out else settings.workspace / "bench" / Path(dataset).name
-    write_and_log(settings, report, target)
-    return report
-
-
-def _metric_key(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text).strip("_")
-
-
-def write_and_log(settings: Settings, report: dict[str, Any], target: Path, stem: str = "recsys_bench") -> None:
-    """Write the Markdown + JSON tables inside an MLflow run that logs dataset, trials, seeds, fingerprint, every
-    model's test metrics and both tables; the report gains `mlflow_run_id` and `written`."""
-    import mlflow
-
-    from training.mlops import tracking
-
-    tracking.configure(settings)
-    with mlflow.start_run(run_name=f"bench-recsys-{Path(report['dataset']).name}") as run:
-        report["mlflow_run_id"] = run.info.run_id
-        write_json(json.loads(json.dumps(report, default=float)), target / f"{stem}.json")
-        atomic_write_bytes(target / f"{stem}.md", markdown(report).encode())
-        report["written"] = [str(target / f"{stem}.json"), str(target / f"{stem}.md")]
-        mlflow.set_tags({tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: "recsys_bench",
-                         tracking.FINGERPRINT_TAG: report["data_fingerprint"]})
-        mlflow.log_params({"dataset": report["dataset"], "trials": report["trials_per_peer"], "seed": report["seed"],
-                           "two_stage_seed": report["two_stage"]["seed"], "k": report["k"],
-                           "data_fingerprint": report["data_fingerprint"]})
-        for r in report["results"] + report["ablation"]:
-            mlflow.log_metrics({f"{_metric_key(r['model'])}.{_metric_key(m)}": float(v)
-                                for m, v in r["test"].items() if v is not None and not np.isnan(v)})
-        for path in report["written"]:
-            mlflow.log_artifact(path, "bench")
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.4f}"
-
-
-def rescore_table(report: dict[str, Any]) -> str:
-    """The two-stage search's best TPE trials scored again with a fresh ranker seed, as Markdown."""
-    lines = report.get("two_stage_rescored") or []
-    k = report["k"]
-    head = f"\n## Best TPE trials rescored with a fresh ranker seed\n\n| trial | valid NDCG@{k} | fresh seed | mean |\n"
-    return (head + "|---|---|---|---|\n"
-            + "".join(f"| {r['trial']} | {r['valid_ndcg']:.4f} | {r['valid_ndcg_fresh_seed']:.4f} | {r['mean']:.4f} |\n"
-                      for r in lines) if lines else "")
-
-
-def elimination_table(report: dict[str, Any]) -> str:
-    """The two-stage search's backward elimination of sources on validation, as Markdown."""
-    steps = report.get("two_stage_elimination") or []
-    k = report["k"]
-    return (f"\n## Source elimination on validation (after the TPE trials)\n\n| source (weakest first) | gain share "
-            f"| valid NDCG@{k} with | without | margin | decision |\n|---|---|---|---|---|---|\n"
-            + "".join(f"| {e['source']}{' (re-check)' if e.get('recheck') else ''} "
-                      f"| {'-' if e['gain_share'] is None else format(e['gain_share'], '.4f')} "
-                      f"| {e['valid_ndcg_with']:.4f} "
-                      f"| {e['valid_ndcg_without']:.4f} | {e.get('margin', 0.0):.4f} "
-                      f"| {'dropped' if e['dropped'] else 'kept'} |\n" for e in steps)
-            if steps else "")
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown tables."""
-    k = report["k"]
-    head = (f"| model | valid NDCG@{k} | Recall@{k} | NDCG@{k} | MRR@{k} | Hit@{k} | coverage | cold Recall@{k} "
-            f"| cold NDCG@{k} | s | notes |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-
-    def line(r: dict[str, Any]) -> str:
-        t = r["test"]
-        return (f"| {r['model']} | {_fmt(r['valid_ndcg'])} | {_fmt(t[f'recall@{k}'])} | {_fmt(t[f'ndcg@{k}'])} "
-                f"| {_fmt(t[f'mrr@{k}'])} | {_fmt(t[f'hit@{k}'])} | {_fmt(t['coverage'])} "
-                f"| {_fmt(t[f'cold_recall@{k}'])} | {_fmt(t[f'cold_ndcg@{k}'])} | {r['seconds']:.0f} "
-                f"| {r['note']} |\n")
-
-    params = "".join(f"- {r['model']}: `{json.dumps(r['params'])}`\n" for r in report["results"])
-    spaces = "".join(f"- {n}: {s or 'no parameters (1 trial)'}\n" for n, s in report["search_spaces"].items())
-    d = report["data"]
-    return (f"# Recommender benchmark: {report['dataset']}\n\n`{report['command']}` ({report['seconds']:.0f} s)\n\n"
-            f"Data: {d['customers']} customers, {d['items']} items, {d['interactions']} interactions "
-            f"(train {d['train']}, valid {d['valid']}, test {d['test']}); cold customers among test customers: "
-            f"{d['cold_customers_in_test']}; fingerprint `{report['data_fingerprint']}`.\n\n"
-            f"Protocol: {report['protocol']}. Metrics on test @{k}.\n\n" + head
-            + "".join(line(r) for r in report["results"])
-            + "\n## Ablation (test; each source ranks on its own score)\n\n" + head
-            + "".join(line(r) for r in report["ablation"])
-            + rescore_table(report) + elimination_table(report)
-            + f"\n## Best parameters\n\n{params}\n## Search spaces ({report['trials_per_peer']} trials each, "
-            f"{report['sampler']}, seed {report['seed']})\n\n{spaces}\n"
-            f"## Versions\n\n`{json.dumps(report['versions'])}`\n")
+    return report, report.write(target, "recsys_bench", settings)

@@ -10,14 +10,17 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from features.synthetic.oracle import PARAMS_FILE
-from features.tables.store import read_table
 from features.synthetic.tables import category_names, item_ids
 from features.synthetic.world import Dynamics, build_catalog
-from training.mlops.splits import Scorer, Split
+from features.tables.store import read_table
+from training.mlops.metrics import Scorer
+from training.mlops.splits import Split
 
 ORACLE_ROW = "oracle (generator's truth)"
-ORACLE_NOTE = ("expected purchases in the test window from the generator: taste x within-category choice "
-               "(popularity x price^-sensitivity) x availability, plus pending complements of recent purchases")
+ORACLE_NOTE = (
+    "expected purchases in the test window from the generator: taste x within-category choice "
+    "(popularity x price^-sensitivity) x availability, plus pending complements of recent purchases"
+)
 
 
 def _days(ts: pd.Series, start: str) -> np.ndarray:
@@ -74,8 +77,10 @@ def oracle_scorer(truth: Path, split: Split) -> Scorer | None:
     h_days = _days(history["ts"], params["start_date"])
     h_acc = accessory[history["i"].to_numpy()]
     recent = (h_acc >= 0) & (h_days >= first.reindex(history["u"]).to_numpy() - dyn.complement_max_delay)
-    pending = csr_matrix((np.full(int(recent.sum()), dyn.complement_later),
-                          (history["u"].to_numpy()[recent], h_acc[recent])), shape=split.shape)
+    pending = csr_matrix(
+        (np.full(int(recent.sum()), dyn.complement_later), (history["u"].to_numpy()[recent], h_acc[recent])),
+        shape=split.shape,
+    )
     pending.sum_duplicates()
     pending.data[:] = dyn.complement_later  # one pending accessory per item, however often its main was bought
 

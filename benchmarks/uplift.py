@@ -13,18 +13,18 @@ included, is repeated on `uplift.bench_splits` customer splits and the medians a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import mlflow
 import numpy as np
 import pandas as pd
 
+from benchmarks.datasets import prepare_dataset
+from benchmarks.report import BenchReport
 from features.tables.store import fingerprint
 from patron.config import Settings
 from training.mlops import tracking
-from benchmarks.report import BenchReport
 from training.value.uplift import LEARNER_NAMES, UpliftFit, feature_matrix, fit_uplift
 from training.value.uplift_data import CONTROL, LABEL, TREATMENT
 from training.value.uplift_eval import effect_metrics, targeting_comparison
@@ -109,65 +109,112 @@ def bench_uplift(settings: Settings) -> tuple[BenchReport, dict[str, float]]:
     test, observed, weighted, counted = fit.rows("test"), main.observed, main.weighted, main.counted
     arm, risk_offer = test[TREATMENT].to_numpy(), main.risk_offer
     name = LEARNER_NAMES[model.learner]
-    rows = [{"model": f"{name}: {k}", "qini": observed[f"qini_{k}"], "auuc": observed[f"auuc_{k}"],
-             "observed_ate": observed[f"ate_{k}"], "truth_spearman": float(est[k].corr(truth[k], method="spearman")),
-             "treated": int((arm == k).sum())} for k in model.offer_types]
-    rows.append({"model": f"{name}: best estimated offer", "qini": observed["qini_best_offer"],
-                 "auuc": observed["auuc_best_offer"]})
+    rows = [
+        {
+            "model": f"{name}: {k}",
+            "qini": observed[f"qini_{k}"],
+            "auuc": observed[f"auuc_{k}"],
+            "observed_ate": observed[f"ate_{k}"],
+            "truth_spearman": float(est[k].corr(truth[k], method="spearman")),
+            "treated": int((arm == k).sum()),
+        }
+        for k in model.offer_types
+    ]
+    rows.append(
+        {
+            "model": f"{name}: best estimated offer",
+            "qini": observed["qini_best_offer"],
+            "auuc": observed["auuc_best_offer"],
+        }
+    )
     share = f"top {cfg.target_share:.0%}"
     for label, res, unit in ((f"x {cfg.value_feature}", weighted, "value"), ("(customers, value 1)", counted, "n")):
-        rows += [{"model": f"{share} by estimated uplift {label}, best estimated offer", "retained_value":
-                  res["uplift"], "vs_risk": res["ratio_uplift_to_risk"]},
-                 {"model": f"{share} by churn risk {label}, all sent {risk_offer}", "retained_value": res["risk"],
-                  "vs_risk": 1.0},
-                 {"model": f"{share} at random, all sent {risk_offer} ({unit})", "retained_value": res["random"]},
-                 {"model": f"{share} by the true best effect {label} (oracle)", "retained_value": res["oracle"]}]
-    splits = {"value_ratio": [r.weighted["ratio_uplift_to_risk"] for r in results],
-              "count_ratio": [r.counted["ratio_uplift_to_risk"] for r in results],
-              "qini_best_offer": [r.observed["qini_best_offer"] for r in results],
-              "best_offer_agreement": [r.agreement for r in results]}
+        rows += [
+            {
+                "model": f"{share} by estimated uplift {label}, best estimated offer",
+                "retained_value": res["uplift"],
+                "vs_risk": res["ratio_uplift_to_risk"],
+            },
+            {
+                "model": f"{share} by churn risk {label}, all sent {risk_offer}",
+                "retained_value": res["risk"],
+                "vs_risk": 1.0,
+            },
+            {"model": f"{share} at random, all sent {risk_offer} ({unit})", "retained_value": res["random"]},
+            {"model": f"{share} by the true best effect {label} (oracle)", "retained_value": res["oracle"]},
+        ]
+    splits = {
+        "value_ratio": [r.weighted["ratio_uplift_to_risk"] for r in results],
+        "count_ratio": [r.counted["ratio_uplift_to_risk"] for r in results],
+        "qini_best_offer": [r.observed["qini_best_offer"] for r in results],
+        "best_offer_agreement": [r.agreement for r in results],
+    }
     spread = {k: _spread(v) for k, v in splits.items()}
     n = len(results)
-    rows += [{"model": f"median of {n} customer splits: {share} by estimated uplift x {cfg.value_feature}",
-              "vs_risk": spread["value_ratio"]["median"]},
-             {"model": f"median of {n} customer splits: {share} by estimated uplift (customers, value 1)",
-              "vs_risk": spread["count_ratio"]["median"]},
-             {"model": f"median of {n} customer splits: best estimated offer",
-              "qini": spread["qini_best_offer"]["median"]}]
-    metrics = {**observed, **{f"valid_qini_{k}": v for k, v in fit.valid_qini.items()},
-               "best_offer_agreement": main.agreement,
-               **{f"value_{k}": v for k, v in weighted.items()}, **{f"count_{k}": v for k, v in counted.items()},
-               **{f"truth_spearman_{r['model'].split(': ')[1]}": r["truth_spearman"] for r in rows[:len(est.columns)]},
-               **{f"splits_{k}_{stat}": v for k, d in spread.items() for stat, v in d.items()},
-               "splits_meeting_target": float(sum(r >= TARGET_RATIO for r in splits["value_ratio"]))}
+    rows += [
+        {
+            "model": f"median of {n} customer splits: {share} by estimated uplift x {cfg.value_feature}",
+            "vs_risk": spread["value_ratio"]["median"],
+        },
+        {
+            "model": f"median of {n} customer splits: {share} by estimated uplift (customers, value 1)",
+            "vs_risk": spread["count_ratio"]["median"],
+        },
+        {"model": f"median of {n} customer splits: best estimated offer", "qini": spread["qini_best_offer"]["median"]},
+    ]
+    metrics = {
+        **observed,
+        **{f"valid_qini_{k}": v for k, v in fit.valid_qini.items()},
+        "best_offer_agreement": main.agreement,
+        **{f"value_{k}": v for k, v in weighted.items()},
+        **{f"count_{k}": v for k, v in counted.items()},
+        **{f"truth_spearman_{r['model'].split(': ')[1]}": r["truth_spearman"] for r in rows[: len(est.columns)]},
+        **{f"splits_{k}_{stat}": v for k, d in spread.items() for stat, v in d.items()},
+        "splits_meeting_target": float(sum(r >= TARGET_RATIO for r in splits["value_ratio"])),
+    }
     verdict = "meets" if weighted["ratio_uplift_to_risk"] >= TARGET_RATIO else "misses"
     median_verdict = "meets" if spread["value_ratio"]["median"] >= TARGET_RATIO else "misses"
     positive_qini = sum(q > 0 for q in splits["qini_best_offer"])
     report = BenchReport(
-        name="Uplift benchmark", dataset="synthetic",
-        protocol={"campaign_days": fit.frame["cutoff"].nunique(), "experiment_rows": len(fit.frame),
-                  "test_rows": len(test), "test_customers": test["customer_id"].nunique(),
-                  "horizon_days": settings.features.horizon_days, "learner": model.learner,
-                  "target_share": cfg.target_share, "value": cfg.value_feature, "customer_splits": n},
-        columns=COLUMNS, rows=rows, fingerprint=fingerprint(fit.frame),
-        seeds={"synth": settings.synth.seed, "uplift": cfg.seed,
-               "uplift_splits": f"{cfg.seed}-{cfg.seed + n - 1}"}, seconds=time.perf_counter() - started,
-        notes=[f"the rows above the medians: the customer split of seed {cfg.seed}; the medians: the whole fit "
-               f"(learner choice included) and evaluation repeated on {n} customer splits",
-               "learner chosen on validation customers by mean Qini: "
-               + ", ".join(f"{LEARNER_NAMES[k]} {v:.4f}" for k, v in fit.valid_qini.items())
-               + "; on the other splits: " + ", ".join(LEARNER_NAMES[r.fit.model.learner] for r in results[1:]),
-               f"agreement of the best estimated offer with the true best offer: {main.agreement:.3f} "
-               f"(chance {1 / len(model.offer_types):.2f}); over the splits {_range(spread['best_offer_agreement'])}",
-               f"value kept by uplift targeting / risk targeting: {weighted['ratio_uplift_to_risk']:.3f} "
-               f"({verdict} the {TARGET_RATIO}x target); in customers kept: {counted['ratio_uplift_to_risk']:.3f}",
-               f"over {n} customer splits, value kept / risk targeting: {_range(spread['value_ratio'])} "
-               f"({median_verdict} the {TARGET_RATIO}x target on the median; "
-               f"{int(metrics['splits_meeting_target'])} of {n} splits reach it); in customers kept: "
-               f"{_range(spread['count_ratio'])}; best-offer Qini {_range(spread['qini_best_offer'], 4)}, "
-               f"positive on {positive_qini} of {n}",
-               "qini/auuc: retention outcome on test rows; observed_ate: retention difference treated - control; "
-               "truth_spearman: rank correlation of estimated and true reduction in P(churn)"])
+        name="Uplift benchmark",
+        dataset="synthetic",
+        protocol={
+            "campaign_days": fit.frame["cutoff"].nunique(),
+            "experiment_rows": len(fit.frame),
+            "test_rows": len(test),
+            "test_customers": test["customer_id"].nunique(),
+            "horizon_days": settings.features.horizon_days,
+            "learner": model.learner,
+            "target_share": cfg.target_share,
+            "value": cfg.value_feature,
+            "customer_splits": n,
+        },
+        columns=COLUMNS,
+        rows=rows,
+        fingerprint=fingerprint(fit.frame),
+        summary=metrics,
+        seeds={"synth": settings.seed, "uplift": cfg.seed, "uplift_splits": f"{cfg.seed}-{cfg.seed + n - 1}"},
+        seconds=time.perf_counter() - started,
+        notes=[
+            f"the rows above the medians: the customer split of seed {cfg.seed}; the medians: the whole fit "
+            f"(learner choice included) and evaluation repeated on {n} customer splits",
+            "learner chosen on validation customers by mean Qini: "
+            + ", ".join(f"{LEARNER_NAMES[k]} {v:.4f}" for k, v in fit.valid_qini.items())
+            + "; on the other splits: "
+            + ", ".join(LEARNER_NAMES[r.fit.model.learner] for r in results[1:]),
+            f"agreement of the best estimated offer with the true best offer: {main.agreement:.3f} "
+            f"(chance {1 / len(model.offer_types):.2f}); over the splits {_range(spread['best_offer_agreement'])}",
+            f"value kept by uplift targeting / risk targeting: {weighted['ratio_uplift_to_risk']:.3f} "
+            f"({verdict} the {TARGET_RATIO}x target); in customers kept: {counted['ratio_uplift_to_risk']:.3f}",
+            f"over {n} customer splits, value kept / risk targeting: {_range(spread['value_ratio'])} "
+            f"({median_verdict} the {TARGET_RATIO}x target on the median; "
+            f"{int(metrics['splits_meeting_target'])} of {n} splits reach it); in customers kept: "
+            f"{_range(spread['count_ratio'])}; best-offer Qini {_range(spread['qini_best_offer'], 4)}, "
+            f"positive on {positive_qini} of {n}",
+            "qini/auuc: retention outcome on test rows; observed_ate: retention difference treated - control; "
+            "truth_spearman: rank correlation of estimated and true reduction in P(churn)",
+        ],
+    )
     return report, metrics
 
 
@@ -176,18 +223,8 @@ def _range(d: dict[str, float], digits: int = 3) -> str:
 
 
 def run_uplift_bench(settings: Settings, echo: Callable[[str], None] = print) -> tuple[BenchReport, list[Path]]:
-    """Prepare the synthetic bench workspace, run the bench, write uplift_bench.md/.json and log them to MLflow."""
-    from benchmarks.churn import prepare_dataset
-
+    """Prepare the synthetic bench workspace, run the bench, write uplift_bench.md/.json and log them as an MLflow run
+    of that workspace (with the uplift section as params)."""
     bench = prepare_dataset(settings, "synthetic", echo)
-    report, metrics = bench_uplift(bench)
-    paths = report.write(bench.workspace, "uplift_bench")
-    tracking.configure(bench)
-    with mlflow.start_run(run_name="bench-uplift"):
-        mlflow.set_tags({tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: "uplift-bench",
-                         tracking.FINGERPRINT_TAG: report.fingerprint})
-        mlflow.log_params(tracking.flat_params(bench.uplift, "uplift"))
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-        for path in paths:
-            mlflow.log_artifact(str(path), "bench")
-    return report, paths
+    report, _ = bench_uplift(bench)
+    return report, report.write(bench.workspace, "uplift_bench", bench, tracking.flat_params(bench.uplift, "uplift"))

@@ -1,21 +1,30 @@
-"""`patron demo`: the embedded demo end to end (synthesise, ingest, features, train, promote, serve), reusing what exists."""
+"""`patron demo`: the embedded demo end to end (synthesise, ingest, features, train, promote, serve), reusing what
+exists."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
+import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from features.ingest.pipeline import ingest_source
+from features.pit.build import build_features
+from features.synthetic.generate import generate
 from patron.config import Settings
+from serving.access.api_keys import SCOPES, create_key, read_keys
+from training.churn.train import train_churn
+from training.mlops.registry import promote
+from training.recommend.train import train_recommender
+from training.value.clv import train_clv
+from training.value.uplift import train_uplift
 
 DEMO_KEY_NAME = "demo"
 
 
 def _has_champion(settings: Settings, model_name: str) -> bool:
-    import mlflow
-
     mlflow.set_tracking_uri(settings.tracking_uri)
     try:
         MlflowClient().get_model_version_by_alias(model_name, settings.tracking.champion_alias)
@@ -26,15 +35,6 @@ def _has_champion(settings: Settings, model_name: str) -> bool:
 
 def prepare(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Bring the workspace to a servable state, skipping every step whose output already exists."""
-    from features.pit.build import build_features
-    from features.ingest.pipeline import ingest_source
-    from features.synthetic.generate import generate
-    from training.churn.train import train_churn
-    from training.value.clv import train_clv
-    from training.recommend.als import train_recommender
-    from training.mlops.registry import promote
-    from training.value.uplift import train_uplift
-
     start = time.perf_counter()
     raw = settings.raw_dir / "synthetic"
     if not (raw / "events.parquet").exists():
@@ -54,8 +54,10 @@ def prepare(settings: Settings, echo: Callable[[str], None] = print) -> None:
             echo(f"{model_name} already has a champion: reusing it (retrain with `patron train {kind}`)")
             continue
         result = train(settings)
-        echo(f"trained {model_name} v{result.model_version}: "
-             + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())))
+        echo(
+            f"trained {model_name} v{result.model_version}: "
+            + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items()))
+        )
         echo(promote(settings, kind).message)
     # The retention plan's inputs (CLV and offer effects): the service uses their champion, else the latest version.
     for kind, model_name, train in (
@@ -75,8 +77,6 @@ def demo_key(settings: Settings) -> str | None:
 
     Only the key's hash is stored, so each demo run issues a new one to print; the previous demo key stops working.
     """
-    from serving.access.api_keys import SCOPES, create_key, read_keys
-
     if any(k.name != DEMO_KEY_NAME for k in read_keys(settings.api_keys_file)):
         return None
     return create_key(settings.api_keys_file, DEMO_KEY_NAME, list(SCOPES), replace=True)
@@ -86,14 +86,17 @@ def curl_lines(settings: Settings, port: int, key: str | None) -> list[str]:
     """Example requests to try against the running demo, sending the API key from $PATRON_KEY."""
     base = f"http://127.0.0.1:{port}"
     h = "-H 'Content-Type: application/json' -H \"Authorization: Bearer $PATRON_KEY\""
-    export = (f"export PATRON_KEY={key}    # the demo's API key, all scopes (shown once; stored hashed in "
-              f"{settings.api_keys_file})" if key else
-              f"export PATRON_KEY=...    # one of your keys in {settings.api_keys_file} (`patron keys list`)")
+    export = (
+        f"export PATRON_KEY={key}    # the demo's API key, all scopes (shown once; stored hashed in "
+        f"{settings.api_keys_file})"
+        if key
+        else f"export PATRON_KEY=...    # one of your keys in {settings.api_keys_file} (`patron keys list`)"
+    )
     return [
         export,
         f"curl -s {base}/readyz",
-        f"curl -s -X POST {base}/recommend {h} -d '{{\"customer_id\": \"C0000001\", \"k\": 5}}'",
-        f"curl -s -X POST {base}/similar_items {h} -d '{{\"item_id\": \"I00001\", \"k\": 5}}'",
-        f"curl -s -X POST {base}/churn {h} -d '{{\"customer_ids\": [\"C0000001\", \"C0000002\"]}}'",
+        f'curl -s -X POST {base}/recommend {h} -d \'{{"customer_id": "C0000001", "k": 5}}\'',
+        f'curl -s -X POST {base}/similar_items {h} -d \'{{"item_id": "I00001", "k": 5}}\'',
+        f'curl -s -X POST {base}/churn {h} -d \'{{"customer_ids": ["C0000001", "C0000002"]}}\'',
         f"curl -s -X POST {base}/retention/plan {h} -d '{{\"budget\": 200}}'",
     ]

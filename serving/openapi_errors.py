@@ -2,8 +2,9 @@
 
 BentoML declares 400, 404 and 500 for every API with `detail` as a string and the body as one object, but a
 validation error's `detail` is pydantic's list of errors and an error raised in a handler comes back as a one-element
-list `[{"error": ...}]`; the access control (serving/access/auth.py) answers 401, 403, 413 and 429, and a model or store that
-is not there yet 503. Declaring them all keeps the document true (schemathesis checks every answer against it).
+list `[{"error": ...}]`; the access control (serving/access/auth.py) answers 401, 403, 413 and 429, and a model or
+store that is not there yet 503. Declaring them all keeps the document true (schemathesis checks every answer against
+it).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 # One error body: a message, and for validation errors pydantic's details.
-_ERROR_OBJECT = {"type": "object", "required": ["error"],
-                 "properties": {"error": {"type": "string", "title": "Message"}, "detail": {"title": "Error Detail"}}}
+_ERROR_OBJECT = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string", "title": "Message"}, "detail": {"title": "Error Detail"}},
+}
 ERROR_BODY = {"anyOf": [_ERROR_OBJECT, {"type": "array", "items": _ERROR_OBJECT, "minItems": 1}]}
 ERROR_STATUSES = {
     400: "Bad request: the message (and `detail`, for validation errors) names the field",
@@ -26,10 +30,16 @@ ERROR_STATUSES = {
 }
 
 
-def error_responses() -> dict[int, dict[str, Any]]:
-    """OpenAPI `responses` entries for every error status the service may answer, as plain dicts (FastAPI routes)."""
-    return {status: {"description": text, "content": {"application/json": {"schema": ERROR_BODY}}}
-            for status, text in ERROR_STATUSES.items()}
+def error_responses(plain_text_404: bool = False) -> dict[int, dict[str, Any]]:
+    """OpenAPI `responses` entries for every error status the service may answer, as plain dicts (FastAPI routes);
+    `plain_text_404`: a path Starlette cannot route also answers its own plain-text 404."""
+    responses = {
+        status: {"description": text, "content": {"application/json": {"schema": ERROR_BODY}}}
+        for status, text in ERROR_STATUSES.items()
+    }
+    if plain_text_404:
+        responses[404]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    return responses
 
 
 def declare_error_responses() -> None:
@@ -41,6 +51,9 @@ def declare_error_responses() -> None:
 
     schema = bentoml_cattr.structure(ERROR_BODY, Schema)
     bentoml_openapi.error_responses.clear()
-    bentoml_openapi.error_responses.update({
-        status: Response(description=text, content={"application/json": MediaType(schema=schema)})
-        for status, text in ERROR_STATUSES.items()})
+    bentoml_openapi.error_responses.update(
+        {
+            status: Response(description=text, content={"application/json": MediaType(schema=schema)})
+            for status, text in ERROR_STATUSES.items()
+        }
+    )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from patron.config import OnlineConfig, ServingConfig
 
-# Field bounds come from the serving defaults in patron/config.py (the service re-checks the configured ones).
+# Field bounds come from the serving defaults in patron/config/serving.py (the service re-checks the configured ones).
 _LIMITS = ServingConfig()
 _LIMITS_EVENTS = OnlineConfig().max_events
 
@@ -32,8 +32,8 @@ class RecommendRequest(_Request):
     customer_id: str = Field(min_length=1)
     k: int = Field(10, ge=1, le=_LIMITS.max_k)
     exclude_purchased: bool = True
-    categories: Optional[list[str]] = Field(None, min_length=1, max_length=_LIMITS.max_list_items)
-    context_item_ids: Optional[list[str]] = Field(None, min_length=1, max_length=50)
+    categories: list[str] | None = Field(None, min_length=1, max_length=_LIMITS.max_list_items)
+    context_item_ids: list[str] | None = Field(None, min_length=1, max_length=50)
 
 
 class SimilarItemsRequest(_Request):
@@ -80,8 +80,8 @@ class ChurnReason(BaseModel):
     """One reason pushing a customer's churn probability up: a feature, or a group of features summed."""
 
     feature: str
-    group: Optional[str] = None
-    value: Optional[float | str]
+    group: str | None = None
+    value: float | str | None
     contribution: float
     text: str
 
@@ -89,9 +89,9 @@ class ChurnReason(BaseModel):
 class CustomerSegment(BaseModel):
     """RFM score, lifecycle stage and CLV value tier of one customer."""
 
-    lifecycle_stage: Optional[str]
-    value_tier: Optional[str]
-    rfm_score: Optional[str]
+    lifecycle_stage: str | None
+    value_tier: str | None
+    rfm_score: str | None
 
 
 class BestOffer(BaseModel):
@@ -108,13 +108,13 @@ class ChurnScore(BaseModel):
     """
 
     customer_id: str
-    churn_probability: Optional[float]
-    risk_tier: Optional[str]
+    churn_probability: float | None
+    risk_tier: str | None
     reasons: list[ChurnReason]
     known: bool
-    segment: Optional[CustomerSegment] = None
-    clv: Optional[float] = None
-    best_offer: Optional[BestOffer] = None
+    segment: CustomerSegment | None = None
+    clv: float | None = None
+    best_offer: BestOffer | None = None
 
 
 class ChurnResponse(BaseModel):
@@ -136,24 +136,24 @@ class RetentionPlanRequest(_Request):
     """Body of POST /retention/plan (offers default to retention.offers of the config)."""
 
     budget: float = Field(ge=0)
-    offers: Optional[list[RetentionOffer]] = Field(None, min_length=1, max_length=_LIMITS.max_list_items)
-    max_customers: Optional[int] = Field(None, ge=0)
+    offers: list[RetentionOffer] | None = Field(None, min_length=1, max_length=_LIMITS.max_list_items)
+    max_customers: int | None = Field(None, ge=0)
 
 
 class PlanRow(BaseModel):
     """One customer to contact, with which offer, and why."""
 
     customer_id: str
-    lifecycle_stage: Optional[str]
-    value_tier: Optional[str]
-    rfm_score: Optional[str]
+    lifecycle_stage: str | None
+    value_tier: str | None
+    rfm_score: str | None
     churn_probability: float
     clv: float
     offer_type: str
     cost: float
     expected_net_value: float
     top_reasons: str
-    preferred_channel: Optional[str]
+    preferred_channel: str | None
 
 
 class PlanTotals(BaseModel):
@@ -185,7 +185,7 @@ class EventsRequest(_Request):
     surveys: list[dict[str, Any]] = Field([], max_length=_LIMITS_EVENTS)
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "EventsRequest":
+    def _not_empty(self) -> EventsRequest:
         if not (self.events or self.tickets or self.surveys):
             raise ValueError("events: at least one event, ticket or survey answer is needed")
         return self
@@ -232,11 +232,11 @@ class ModelStatus(BaseModel):
     """One champion as served, and the outcome of the last reload attempt."""
 
     model: str
-    serving_version: Optional[str]
-    registry_version: Optional[str]
-    last_error: Optional[str]
-    last_checked: Optional[str]
-    source: Optional[str] = None  # "registry", or the local copy it serves from when the registry was unreachable
+    serving_version: str | None
+    registry_version: str | None
+    last_error: str | None
+    last_checked: str | None
+    source: str | None = None  # "registry", or the local copy it serves from when the registry was unreachable
 
 
 class StatusResponse(BaseModel):
@@ -248,7 +248,7 @@ class StatusResponse(BaseModel):
     worker_pid: int
     models: list[ModelStatus]
     rules: dict[str, Any]
-    rules_error: Optional[str]
+    rules_error: str | None
     online_backend: str
 
 
@@ -264,12 +264,12 @@ class ChurnAlert(BaseModel):
     reasons: list[ChurnReason]  # what changed: the signals' features whose contributions rose most
     risk_reasons: list[ChurnReason] = []  # the new score's top reasons overall, as /churn gives them
     signals: list[str]
-    best_offer: Optional[dict[str, Any]] = None
+    best_offer: dict[str, Any] | None = None
     at: str
     model_version: str
     delivery: str  # off (no webhook), pending, delivered or failed
     attempts: int
-    last_error: Optional[str] = None
+    last_error: str | None = None
 
 
 class AlertsResponse(BaseModel):

@@ -7,9 +7,9 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pandas as pd
@@ -23,14 +23,20 @@ from serving.server import stop_server  # noqa: F401 - re-exported for the test 
 # Small enough to train in seconds; the time windows fit inside 400 days of history.
 SMALL_CONFIG = {
     "extends": str(DEFAULT_CONFIG),
-    "synth": {"customers": 600, "items": 200, "days": 400, "seed": 7},
-    "features": {"lookback_days": 120, "horizon_days": 60, "train_cutoffs_days_before_end": [240, 210, 180],
-                 "valid_cutoff_days_before_end": 120, "test_cutoff_days_before_end": 60},
+    "synth": {"customers": 600, "items": 200, "days": 400},
+    "features": {
+        "lookback_days": 120,
+        "horizon_days": 60,
+        "train_cutoffs_days_before_end": [240, 210, 180],
+        "valid_cutoff_days_before_end": 120,
+        "test_cutoff_days_before_end": 60,
+    },
     "recommender": {"factors": 16, "iterations": 5},
     "churn": {"num_boost_round": 150, "early_stopping_rounds": 20},
     "serving": {"champion_retry_s": 1},
 }
 OUT_OF_STOCK_SHARE = 0.2
+SYNTH_SEED = 7  # the small retailer is drawn with its own seed; the models keep the configured one (42)
 SERVER_START_TIMEOUT_S = 180
 # Every test server accepts this all-scope key (sent in Server.headers), unthrottled for the load tests.
 TEST_API_KEY = "patron_test_" + secrets.token_urlsafe(24)
@@ -92,9 +98,9 @@ def ingested_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     from features.synthetic.generate import generate
 
     ws = small_workspace(tmp_path_factory.mktemp("patron"))
-    generate(ws.settings)
+    generate(ws.settings, seed=SYNTH_SEED)
     ingest_source(ws.settings, "synthetic")
-    _mark_out_of_stock(ws.settings, OUT_OF_STOCK_SHARE, seed=ws.settings.synth.seed)
+    _mark_out_of_stock(ws.settings, OUT_OF_STOCK_SHARE, seed=SYNTH_SEED)
     return ws
 
 
@@ -102,8 +108,8 @@ def ingested_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 def trained_workspace(ingested_workspace: Workspace) -> Workspace:
     """The ingested workspace with both models trained, registered and promoted to champion."""
     from training.churn.train import train_churn
-    from training.recommend.als import train_recommender
     from training.mlops.registry import promote
+    from training.recommend.train import train_recommender
 
     settings = ingested_workspace.settings
     train_recommender(settings)
@@ -124,8 +130,14 @@ def refusing_customer(trained_workspace: Workspace) -> str:
     buyers = purchases(settings)["customer_id"].value_counts().index
     customer = next(c for c in buyers if recommender.knows_customer(c))
     consent = read_table(settings.tables_dir, "consent")
-    row = pd.DataFrame({"customer_id": [customer], "personalization": [False], "marketing": [False],
-                        "updated_at": [pd.Timestamp.now().floor("s")]})
+    row = pd.DataFrame(
+        {
+            "customer_id": [customer],
+            "personalization": [False],
+            "marketing": [False],
+            "updated_at": [pd.Timestamp.now().floor("s")],
+        }
+    )
     if consent is None:
         consent = row
     else:
@@ -135,8 +147,9 @@ def refusing_customer(trained_workspace: Workspace) -> str:
     return customer
 
 
-def start_patron_server(ws: Workspace, log: Path, ready_timeout_s: float = SERVER_START_TIMEOUT_S,
-                        wait_ready: bool = True) -> tuple[subprocess.Popen, Server]:
+def start_patron_server(
+    ws: Workspace, log: Path, ready_timeout_s: float = SERVER_START_TIMEOUT_S, wait_ready: bool = True
+) -> tuple[subprocess.Popen, Server]:
     """Start the real server on a free port and wait for /readyz 200 (or only /livez when wait_ready=False)."""
     from serving.server import start_server
 
@@ -153,20 +166,23 @@ def start_patron_server(ws: Workspace, log: Path, ready_timeout_s: float = SERVE
             break
         try:
             if httpx.get(url + probe, timeout=2).status_code == 200:
-                return proc, Server(url=url, workspace=ws, startup_s=time.monotonic() - started, log=log,
-                                    headers=headers)
+                return proc, Server(
+                    url=url, workspace=ws, startup_s=time.monotonic() - started, log=log, headers=headers
+                )
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
     stop_server(proc)
-    pytest.fail(f"server did not answer {probe} with 200 within {ready_timeout_s}s "
-                f"(exit code {proc.returncode}); log:\n{log.read_text()}")
-
+    pytest.fail(
+        f"server did not answer {probe} with 200 within {ready_timeout_s}s "
+        f"(exit code {proc.returncode}); log:\n{log.read_text()}"
+    )
 
 
 @pytest.fixture(scope="session")
-def patron_server(trained_workspace: Workspace, refusing_customer: str,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def patron_server(
+    trained_workspace: Workspace, refusing_customer: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """The real BentoML server over the trained workspace, ready; stopped at the end of the session."""
     proc, server = start_patron_server(trained_workspace, tmp_path_factory.mktemp("server") / "server.log")
     yield server

@@ -7,8 +7,8 @@ import json
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import httpx
 import numpy as np
@@ -19,9 +19,9 @@ import yaml
 from features.tables.store import read_table
 from patron.config import AlertsConfig, load_settings
 from serving.answers.alerts import AlertDispatcher, AlertLog, backoff_delays, crossed_up, deliver, tier_rank
+from serving.answers.live_churn import live_feature_row, touched_features
 from serving.online.event_sync import checkpoints, sync_online_events
 from serving.online.events import TS_FORMAT, validate_signals
-from serving.answers.live_churn import live_feature_row, touched_features
 from serving.online.sqlite_store import SqliteStore
 from tests.conftest import SMALL_CONFIG, Workspace, small_workspace, start_patron_server, stop_server
 
@@ -40,6 +40,7 @@ def stored(kind: str, rows: list[dict]) -> list[dict]:
 
 
 # --- tiers, backoff, delivery ---------------------------------------------------------------------------------
+
 
 def test_only_a_move_to_a_riskier_tier_crosses():
     churn = load_settings().churn
@@ -74,9 +75,16 @@ def test_delivery_gives_up_after_max_retries_with_the_last_error():
 
 # --- the alert log ----------------------------------------------------------------------------------------------
 
+
 def alert(n: int, customer: str = "c1", at: str = "2026-03-01T10:00:00.000000") -> dict:
-    return {"alert_id": f"a{n}", "customer_id": customer, "at": at, "delivery": "pending", "attempts": 0,
-            "last_error": None}
+    return {
+        "alert_id": f"a{n}",
+        "customer_id": customer,
+        "at": at,
+        "delivery": "pending",
+        "attempts": 0,
+        "last_error": None,
+    }
 
 
 def test_one_alert_per_customer_per_period_across_log_instances(tmp_path):
@@ -100,19 +108,25 @@ def test_alerts_read_back_since_and_limited_with_their_latest_delivery_outcome(t
     log.add_unless_recent(alert(9, customer="c9", at="2026-03-04T00:00:00.000000"), pd.Timedelta(0))
     since = pd.Timestamp("2026-03-02").to_pydatetime()
     got = log.alerts(since=since, limit=2)
-    assert [(a["alert_id"], a["delivery"], a["attempts"]) for a in got] == [("a1", "delivered", 2),
-                                                                            ("a2", "pending", 0)]
+    assert [(a["alert_id"], a["delivery"], a["attempts"]) for a in got] == [
+        ("a1", "delivered", 2),
+        ("a2", "pending", 0),
+    ]
     assert [a["alert_id"] for a in log.alerts(since=since)] == ["a1", "a2", "a9"]
 
 
 def score(tier: str, p: float) -> dict:
-    return {"risk_tier": tier, "churn_probability": p,
-            "reasons": [{"feature": "tickets_delivery", "value": 2.0, "contribution": 0.4, "text": "2 tickets"}]}
+    return {
+        "risk_tier": tier,
+        "churn_probability": p,
+        "reasons": [{"feature": "tickets_delivery", "value": 2.0, "contribution": 0.4, "text": "2 tickets"}],
+    }
 
 
 def test_dispatcher_delivers_in_the_background_once_per_period(tmp_path):
-    settings = small_workspace(tmp_path).settings.model_copy(update={"alerts": AlertsConfig(
-        webhook_url="http://unused", backoff_s=0.01, max_retries=3)})
+    settings = small_workspace(tmp_path).settings.model_copy(
+        update={"alerts": AlertsConfig(webhook_url="http://unused", backoff_s=0.01, max_retries=3)}
+    )
     received, fail = [], [2]
 
     def post(a):
@@ -142,15 +156,19 @@ def test_without_a_webhook_alerts_are_only_logged(tmp_path):
 
 # --- service signals: validation and live features --------------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "bad", "field"), [
-    ("tickets", ticket(1, category="late"), "category"),
-    ("tickets", ticket(1, resolved_at="2026-02-01T00:00:00"), "resolved_at"),
-    ("tickets", ticket(1, satisfaction=6), "satisfaction"),
-    ("tickets", {k: v for k, v in ticket(1).items() if k != "opened_at"}, "opened_at"),
-    ("surveys", {"customer_id": "c1", "ts": "2026-02-02T00:00:00"}, "nps"),
-    ("surveys", {"customer_id": "c1", "ts": "2026-02-02T00:00:00", "nps": 11}, "nps"),
-    ("surveys", {"customer_id": "c1", "ts": "2026-02-02T00:00:00", "csat": 3, "mood": "sad"}, "mood"),
-])
+
+@pytest.mark.parametrize(
+    ("kind", "bad", "field"),
+    [
+        ("tickets", ticket(1, category="late"), "category"),
+        ("tickets", ticket(1, resolved_at="2026-02-01T00:00:00"), "resolved_at"),
+        ("tickets", ticket(1, satisfaction=6), "satisfaction"),
+        ("tickets", {k: v for k, v in ticket(1).items() if k != "opened_at"}, "opened_at"),
+        ("surveys", {"customer_id": "c1", "ts": "2026-02-02T00:00:00"}, "nps"),
+        ("surveys", {"customer_id": "c1", "ts": "2026-02-02T00:00:00", "nps": 11}, "nps"),
+        ("surveys", {"customer_id": "c1", "ts": "2026-02-02T00:00:00", "csat": 3, "mood": "sad"}, "mood"),
+    ],
+)
 def test_a_bad_signal_is_rejected_naming_the_field(kind, bad, field):
     valid, rejected = validate_signals(kind, [bad])
     assert valid == [] and rejected[0]["index"] == 0 and rejected[0]["kind"] == kind
@@ -158,19 +176,37 @@ def test_a_bad_signal_is_rejected_naming_the_field(kind, bad, field):
 
 
 def batch_row(**kw) -> pd.Series:
-    base = {"tickets_total": 1.0, **{f"tickets_{w}d": 0.0 for w in WINDOWS}, "tickets_delivery": 0.0,
-            "tickets_quality": 1.0, "open_tickets": 0.0, "open_ticket_age_days": np.nan,
-            "resolution_days_mean": 2.0, "ticket_satisfaction_mean": 4.0, "days_since_last_ticket": 400.0,
-            "nps_last": 8.0, "nps_trend": np.nan, "csat_last": np.nan, "csat_trend": np.nan,
-            "days_since_last_survey": 100.0, "orders_total": 5.0, "basket_size_mean": 2.0, "returns_rate": 0.1}
+    base = {
+        "tickets_total": 1.0,
+        **{f"tickets_{w}d": 0.0 for w in WINDOWS},
+        "tickets_delivery": 0.0,
+        "tickets_quality": 1.0,
+        "open_tickets": 0.0,
+        "open_ticket_age_days": np.nan,
+        "resolution_days_mean": 2.0,
+        "ticket_satisfaction_mean": 4.0,
+        "days_since_last_ticket": 400.0,
+        "nps_last": 8.0,
+        "nps_trend": np.nan,
+        "csat_last": np.nan,
+        "csat_trend": np.nan,
+        "days_since_last_survey": 100.0,
+        "orders_total": 5.0,
+        "basket_size_mean": 2.0,
+        "returns_rate": 0.1,
+    }
     return pd.Series({**base, **kw})
 
 
 def test_two_delivery_complaints_update_the_ticket_features_since_the_cutoff():
-    tickets = stored("tickets", [ticket(1, opened="2026-02-03T00:00:00"),
-                                 ticket(2, opened="2026-02-11T00:00:00", resolved_at="2026-02-11T12:00:00",
-                                        satisfaction=1),
-                                 ticket(3, opened="2026-01-20T00:00:00")])  # before the cutoff: already in batch
+    tickets = stored(
+        "tickets",
+        [
+            ticket(1, opened="2026-02-03T00:00:00"),
+            ticket(2, opened="2026-02-11T00:00:00", resolved_at="2026-02-11T12:00:00", satisfaction=1),
+            ticket(3, opened="2026-01-20T00:00:00"),
+        ],
+    )  # before the cutoff: already in batch
     row = live_feature_row(batch_row(), CUTOFF, WINDOWS, tickets, [], [])
     assert row["tickets_total"] == 3 and row["tickets_delivery"] == 2 and row["tickets_quality"] == 1
     assert row["tickets_30d"] == 2 and row["tickets_365d"] == 2
@@ -184,8 +220,9 @@ def test_two_delivery_complaints_update_the_ticket_features_since_the_cutoff():
 
 def test_live_tickets_add_to_the_decayed_ticket_counts_as_the_batch_would():
     tickets = stored("tickets", [ticket(1, opened="2026-02-03T00:00:00"), ticket(2, opened="2026-02-11T00:00:00")])
-    row = live_feature_row(batch_row(tickets_decayed_30d=1.0, tickets_decayed_45d=0.5), CUTOFF, WINDOWS, tickets,
-                           [], [])
+    row = live_feature_row(
+        batch_row(tickets_decayed_30d=1.0, tickets_decayed_45d=0.5), CUTOFF, WINDOWS, tickets, [], []
+    )
     elapsed = (pd.Timestamp("2026-02-11") - CUTOFF) / pd.Timedelta(days=1)  # now = the latest ticket
     for h, batch in ((30, 1.0), (45, 0.5)):
         expected = batch * 0.5 ** (elapsed / h) + 0.5 ** (8 / h) + 1.0  # t1 is 8 days old, t2 just opened
@@ -193,10 +230,17 @@ def test_live_tickets_add_to_the_decayed_ticket_counts_as_the_batch_would():
 
 
 def test_survey_answers_and_returns_update_their_features():
-    surveys = stored("surveys", [{"customer_id": "c1", "ts": "2026-02-05T00:00:00", "nps": 2},
-                                 {"customer_id": "c1", "ts": "2026-02-03T00:00:00", "nps": 5, "csat": 2}])
-    returns = [{"event_id": "e1", "type": "return", "quantity": 2, "ts": "2026-02-06T00:00:00.000000"},
-               {"event_id": "e2", "type": "purchase", "quantity": 2, "ts": "2026-02-06T00:00:00.000000"}]
+    surveys = stored(
+        "surveys",
+        [
+            {"customer_id": "c1", "ts": "2026-02-05T00:00:00", "nps": 2},
+            {"customer_id": "c1", "ts": "2026-02-03T00:00:00", "nps": 5, "csat": 2},
+        ],
+    )
+    returns = [
+        {"event_id": "e1", "type": "return", "quantity": 2, "ts": "2026-02-06T00:00:00.000000"},
+        {"event_id": "e2", "type": "purchase", "quantity": 2, "ts": "2026-02-06T00:00:00.000000"},
+    ]
     row = live_feature_row(batch_row(), CUTOFF, WINDOWS, [], surveys, returns)
     assert (row["nps_last"], row["nps_trend"]) == (2.0, -3.0)
     assert row["csat_last"] == 2.0 and np.isnan(row["csat_trend"])
@@ -223,9 +267,15 @@ def test_live_churn_rescores_a_known_customer_and_alerts_once_with_the_best_offe
     settings = small_workspace(tmp_path).settings
     store = SqliteStore(settings.online_db)
     features = pd.DataFrame({"customer_id": ["c1"], **{k: [v] for k, v in batch_row().items()}})
-    state = OnlineState(in_stock=frozenset(), category_of={}, name_of={}, purchased={},
-                        refused_personalization=frozenset(), features=features.set_index("customer_id", drop=False),
-                        store=store)
+    state = OnlineState(
+        in_stock=frozenset(),
+        category_of={},
+        name_of={},
+        purchased={},
+        refused_personalization=frozenset(),
+        features=features.set_index("customer_id", drop=False),
+        store=store,
+    )
     live = LiveChurn(settings, AlertDispatcher(settings))
     live._cutoff = CUTOFF  # the workspace has no events table to take the cutoff from
     offers = []
@@ -258,6 +308,7 @@ def test_live_churn_rescores_a_known_customer_and_alerts_once_with_the_best_offe
 
 # --- tickets and surveys reach the batch tables once ------------------------------------------------------------
 
+
 def test_online_tickets_and_surveys_reach_the_batch_tables_exactly_once(ingested_workspace, tmp_path):
     ws = small_workspace(tmp_path)
     shutil.copytree(ingested_workspace.settings.tables_dir, ws.settings.tables_dir)
@@ -265,11 +316,16 @@ def test_online_tickets_and_surveys_reach_the_batch_tables_exactly_once(ingested
     before = {t: len(read_table(settings.tables_dir, t)) for t in ("tickets", "surveys")}
     customer = str(read_table(settings.tables_dir, "customers")["customer_id"].iloc[0])
     store = SqliteStore(settings.online_db)
-    store.record_signals("tickets", stored("tickets", [ticket(1, customer=customer), ticket(2, customer="newbie",
-                                                                                         satisfaction=2,
-                                                                                         resolved_at="2026-02-03")]))
-    store.record_signals("surveys", stored("surveys", [{"customer_id": customer, "ts": "2026-02-04T08:00:00",
-                                                        "nps": 3}]))
+    store.record_signals(
+        "tickets",
+        stored(
+            "tickets",
+            [ticket(1, customer=customer), ticket(2, customer="newbie", satisfaction=2, resolved_at="2026-02-03")],
+        ),
+    )
+    store.record_signals(
+        "surveys", stored("surveys", [{"customer_id": customer, "ts": "2026-02-04T08:00:00", "nps": 3}])
+    )
     report = sync_online_events(settings, store)
     assert report.tables["tickets"].new == 2 and report.tables["surveys"].new == 1
     tickets = read_table(settings.tables_dir, "tickets").set_index("ticket_id")
@@ -288,6 +344,7 @@ def test_online_tickets_and_surveys_reach_the_batch_tables_exactly_once(ingested
 
 
 # --- the acceptance path through a real server ------------------------------------------------------------------
+
 
 class Receiver:
     """A local CRM webhook: answers 503 to the first `failures` posts, then 200; keeps every body it got."""
@@ -320,8 +377,15 @@ class Receiver:
 
 def complaints(customer: str, cutoff: pd.Timestamp) -> list[dict]:
     """Two delivery tickets, an hour apart, the day after the cutoff."""
-    return [{"ticket_id": f"{customer}-delivery-{n}", "customer_id": customer, "category": "delivery",
-             "opened_at": (cutoff + pd.Timedelta(days=1, hours=n)).strftime(TS_FORMAT)} for n in (1, 2)]
+    return [
+        {
+            "ticket_id": f"{customer}-delivery-{n}",
+            "customer_id": customer,
+            "category": "delivery",
+            "opened_at": (cutoff + pd.Timedelta(days=1, hours=n)).strftime(TS_FORMAT),
+        }
+        for n in (1, 2)
+    ]
 
 
 def crossing_customer(settings) -> str:
@@ -335,8 +399,9 @@ def crossing_customer(settings) -> str:
     complaints_ = stored("tickets", complaints("any", cutoff))
     after = features.copy()
     for i in range(len(features)):
-        for col, value in live_feature_row(features.iloc[i], cutoff, settings.features.windows_days, complaints_,
-                                           [], []).items():
+        for col, value in live_feature_row(
+            features.iloc[i], cutoff, settings.features.windows_days, complaints_, [], []
+        ).items():
             after.at[i, col] = value
     names = booster.feature_name()
     before_p, after_p = booster.predict(features[names]), booster.predict(after[names])
@@ -351,14 +416,28 @@ def alert_server(trained_workspace, tmp_path_factory) -> Iterator[tuple[httpx.Cl
     """A 1-worker server on a copy of the trained workspace whose alerts go to a webhook failing twice."""
     receiver = Receiver(failures=2)
     root = tmp_path_factory.mktemp("alerts")
-    shutil.copytree(trained_workspace.settings.workspace, root / "workspace",
-                    ignore=shutil.ignore_patterns("bentoml", "online.db*", "rules.yaml", "alerts.jsonl"))
+    shutil.copytree(
+        trained_workspace.settings.workspace,
+        root / "workspace",
+        ignore=shutil.ignore_patterns("bentoml", "online.db*", "rules.yaml", "alerts.jsonl"),
+    )
     config = root / "patron.yaml"
-    config.write_text(yaml.safe_dump({
-        **SMALL_CONFIG, "workspace": str(root / "workspace"),
-        "alerts": {"webhook_url": receiver.url, "backoff_s": 0.05, "backoff_factor": 2.0, "max_retries": 3,
-                   "timeout_s": 2, "min_interval_hours": 24},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **SMALL_CONFIG,
+                "workspace": str(root / "workspace"),
+                "alerts": {
+                    "webhook_url": receiver.url,
+                    "backoff_s": 0.05,
+                    "backoff_factor": 2.0,
+                    "max_retries": 3,
+                    "timeout_s": 2,
+                    "min_interval_hours": 24,
+                },
+            }
+        )
+    )
     ws = Workspace(settings=load_settings(config), config=config)
     proc, server = start_patron_server(ws, root / "server.log")
     with server.client() as http:
@@ -403,8 +482,11 @@ def test_two_delivery_complaints_raise_one_alert_delivered_on_the_third_try(aler
     assert alert["risk_reasons"] and all(r["text"] for r in alert["risk_reasons"])
     assert set(alert["signals"]) <= {f"{customer}-delivery-{n}" for n in (1, 2)}
 
-    listed = wait_for(lambda: (a := http.get("/alerts", timeout=10).json()["alerts"])
-                      and a[0]["delivery"] == "delivered" and a or None)
+    listed = wait_for(
+        lambda: (
+            (a := http.get("/alerts", timeout=10).json()["alerts"]) and a[0]["delivery"] == "delivered" and a or None
+        )
+    )
     assert [(a["alert_id"], a["attempts"], a["last_error"]) for a in listed] == [(alert["alert_id"], 3, None)]
     later = (pd.Timestamp(alert["at"]) + pd.Timedelta(seconds=1)).isoformat()
     assert http.get("/alerts", params={"since": later}, timeout=10).json()["alerts"] == []
@@ -414,9 +496,14 @@ def test_two_delivery_complaints_raise_one_alert_delivered_on_the_third_try(aler
 @pytest.mark.integration
 def test_bad_signals_and_queries_get_4xx_naming_the_field(alert_server):
     http, _, _ = alert_server
-    r = http.post("/events", json={"tickets": [ticket(1, category="late")],
-                                          "surveys": [{"customer_id": "c1", "ts": "2026-02-02T00:00:00", "nps": 4}]},
-                   timeout=30)
+    r = http.post(
+        "/events",
+        json={
+            "tickets": [ticket(1, category="late")],
+            "surveys": [{"customer_id": "c1", "ts": "2026-02-02T00:00:00", "nps": 4}],
+        },
+        timeout=30,
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["accepted"] == 1 and [(x["kind"], x["index"]) for x in body["rejected"]] == [("tickets", 0)]

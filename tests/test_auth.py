@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,9 +22,11 @@ RELOAD_WAIT_S = 10.0  # the server re-reads the keys file within auth.reload_che
 
 # --- units: the route map, scopes, token buckets, the keys file ------------------------------------------------
 
+
 def test_every_route_maps_to_its_scope_and_unknown_routes_need_admin():
-    assert {pattern: required_scope(pattern.replace("/*", "/x")) for pattern, _ in ROUTE_SCOPES} == \
-        {pattern: scope for pattern, scope in ROUTE_SCOPES}
+    assert {pattern: required_scope(pattern.replace("/*", "/x")) for pattern, _ in ROUTE_SCOPES} == {
+        pattern: scope for pattern, scope in ROUTE_SCOPES
+    }
     assert required_scope("/recommend/") == "storefront"
     assert required_scope("/admin/erase") == "admin" and required_scope("/dashboard/customer/C1") == "crm"
     for unknown in ("/no-such-route", "/recommendations", "/dashboard/../admin/erase", "//churn"):
@@ -96,6 +98,7 @@ def test_demo_issues_its_own_all_scope_key_but_leaves_operator_keys_alone(tmp_pa
 
 # --- the real server ----------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def keys(patron_server: Server) -> Iterator[dict[str, str]]:
     """One key per scope plus a slow one (1 request/s) named auth-<scope>, added to the running server's keys."""
@@ -108,8 +111,9 @@ def keys(patron_server: Server) -> Iterator[dict[str, str]]:
         revoke_key(path, f"auth-{name}")
 
 
-def call(server: Server, method: str, path: str, body: dict | None = None, key: str | None = None,
-         **headers: str) -> httpx.Response:
+def call(
+    server: Server, method: str, path: str, body: dict | None = None, key: str | None = None, **headers: str
+) -> httpx.Response:
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
     with httpx.Client(base_url=server.url, timeout=30) as http:  # deliberately not server.client(): no test key
@@ -129,8 +133,13 @@ def routes(patron_server: Server) -> list[tuple[str, str, dict | None, str]]:
     settings = patron_server.workspace.settings
     customer = purchases(settings)["customer_id"].iloc[0]
     item = read_table(settings.tables_dir, "products")["item_id"].iloc[0]
-    event = {"event_id": f"auth-{uuid.uuid4().hex}", "customer_id": "auth-visitor", "item_id": item,
-             "ts": "2026-06-01T10:00:00Z", "type": "view"}
+    event = {
+        "event_id": f"auth-{uuid.uuid4().hex}",
+        "customer_id": "auth-visitor",
+        "item_id": item,
+        "ts": "2026-06-01T10:00:00Z",
+        "type": "view",
+    }
     return [
         ("POST", "/recommend", {"customer_id": customer, "k": 3}, "storefront"),
         ("POST", "/similar_items", {"item_id": item, "k": 3}, "storefront"),
@@ -162,8 +171,10 @@ def test_each_scope_reaches_its_routes_and_gets_403_elsewhere(patron_server, key
                 assert r.status_code < 500 or path == "/retention/plan", (path, r.text)  # 503: no CLV model here
             else:
                 assert r.status_code == 403, (key_scope, path, r.text)
-                assert r.json()["error"] == (f"API key 'auth-{key_scope}' lacks the scope '{scope}' needed for "
-                                             f"{method} {path} (it has: {key_scope})")
+                assert r.json()["error"] == (
+                    f"API key 'auth-{key_scope}' lacks the scope '{scope}' needed for "
+                    f"{method} {path} (it has: {key_scope})"
+                )
     assert call(patron_server, "POST", "/recommend", routes[0][2], key=keys["storefront"]).json()["items"]
 
 
@@ -234,7 +245,7 @@ def test_oversized_body_is_a_413_before_the_handler(patron_server, keys):
     with httpx.Client(base_url=patron_server.url, timeout=30) as http:
         r = http.post("/events", content=big, headers=headers)
         assert r.status_code == 413 and f"at most {limit} bytes" in r.json()["error"]
-        chunked = http.post("/events", content=iter([big[:limit // 2], big[limit // 2:]]), headers=headers)
+        chunked = http.post("/events", content=iter([big[: limit // 2], big[limit // 2 :]]), headers=headers)
         assert chunked.status_code == 413 and "max_body_bytes" in chunked.json()["error"]
         assert http.post("/events", content=big).status_code == 401  # the key is checked first
         small = http.post("/events", content=iter([b'{"events": []}']), headers=headers)
@@ -246,8 +257,15 @@ def short_timeout_server(tmp_path_factory) -> Iterator[Server]:
     """A server over an empty workspace (quick to start, never ready) whose requests time out after a second."""
     root = tmp_path_factory.mktemp("short_timeout")
     config = root / "patron.yaml"
-    config.write_text(yaml.safe_dump({**SMALL_CONFIG, "workspace": str(root / "workspace"),
-                                      "serving": {"request_timeout_s": 1, "champion_retry_s": 60}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **SMALL_CONFIG,
+                "workspace": str(root / "workspace"),
+                "serving": {"request_timeout_s": 1, "champion_retry_s": 60},
+            }
+        )
+    )
     ws = Workspace(settings=load_settings(config), config=config)
     proc, server = start_patron_server(ws, root / "server.log", wait_ready=False)
     yield server

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from features.tables.store import read_table
 from patron.cli.main import app
 from serving.answers import recommendations
-from serving.batch.recommend import read_customer_ids, recommend_batch
 from serving.answers.recommendations import RESTOCK_REASON
+from serving.batch.recommend import read_customer_ids, recommend_batch
 from tests.conftest import purchases
 
 
@@ -58,8 +58,23 @@ def test_the_cli_writes_csv_for_a_list_of_customers_and_names_bad_options(traine
     (tmp_path / "ids.txt").write_text("\n".join(chosen + chosen[:2] + ["C-NEW-1"]) + "\n")
     assert read_customer_ids(tmp_path / "ids.txt") == chosen + ["C-NEW-1"]
     out = tmp_path / "recs.csv"
-    result = CliRunner().invoke(app, ["--config", str(ws.config), "recommend", "batch", "--out", str(out),
-                                      "--k", "3", "--customers", str(tmp_path / "ids.txt"), "--workers", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--config",
+            str(ws.config),
+            "recommend",
+            "batch",
+            "--out",
+            str(out),
+            "--k",
+            "3",
+            "--customers",
+            str(tmp_path / "ids.txt"),
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "8 customers" in result.output
     csv = pd.read_csv(out, dtype={"customer_id": str, "item_id": str})
@@ -67,10 +82,15 @@ def test_the_cli_writes_csv_for_a_list_of_customers_and_names_bad_options(traine
     assert csv.groupby("customer_id")["rank"].apply(list).map(lambda r: r == [1, 2, 3]).all()
     assert (csv.loc[csv["customer_id"] == "C-NEW-1", "source"] == "popular").all()
     same = batch[batch["customer_id"].isin(chosen) & (batch["rank"] <= 3)]  # 1 worker agrees with 2
-    assert (csv[csv["customer_id"].isin(chosen)].sort_values(["customer_id", "rank"])["item_id"].tolist()
-            == same.sort_values(["customer_id", "rank"])["item_id"].tolist())
-    for args, field in ((["--out", str(tmp_path / "recs.json")], "out"), (["--out", str(out), "--k", "1000"], "k"),
-                        (["--out", str(out), "--segment", "sleepy"], "segment")):
+    assert (
+        csv[csv["customer_id"].isin(chosen)].sort_values(["customer_id", "rank"])["item_id"].tolist()
+        == same.sort_values(["customer_id", "rank"])["item_id"].tolist()
+    )
+    for args, field in (
+        (["--out", str(tmp_path / "recs.json")], "out"),
+        (["--out", str(out), "--k", "1000"], "k"),
+        (["--out", str(out), "--segment", "sleepy"], "segment"),
+    ):
         bad = CliRunner().invoke(app, ["--config", str(ws.config), "recommend", "batch", *args])
         assert bad.exit_code == 2 and field in bad.output, bad.output
 

@@ -11,15 +11,15 @@ from features.pit.segments import LIFECYCLE_STAGES, UNKNOWN_TIER, customer_segme
 @pytest.mark.integration
 def test_batch_scores_carry_segments_and_value_tiers_from_the_clv_model(trained_workspace, tmp_path) -> None:
     from features.pit.build import customer_features, data_end
+    from serving.answers.retention_plan import clv_horizon_days, predict_clv
     from serving.batch.churn import score_churn
     from serving.champions.load import load_clv_champion
-    from serving.answers.retention_plan import clv_horizon_days, predict_clv
     from training.value.clv import train_clv
 
     settings = trained_workspace.settings
-    settings = settings.model_copy(update={
-        "clv": settings.clv.model_copy(update={"horizon_days": 120, "num_boost_round": 150}),
-        "bench": settings.bench.model_copy(update={"folds": 3})})
+    settings = settings.model_copy(
+        update={"clv": settings.clv.model_copy(update={"horizon_days": 120, "num_boost_round": 150, "folds": 3})}
+    )
     train_clv(settings)  # a CLV model is registered: value tiers come from its predictions
     report = score_churn(settings, out=tmp_path / "scores.parquet", progress=False)
     scores = pd.read_parquet(report.path)
@@ -50,11 +50,19 @@ def test_without_a_clv_model_segments_have_an_unknown_value_tier(monkeypatch) ->
         raise LookupError("no patron-clv model registered: run `patron train clv`")
 
     monkeypatch.setattr(champions, "load_clv_champion", no_model)
-    features = pd.DataFrame({"customer_id": ["a", "b", "c"], "days_since_last_purchase": [5.0, 50.0, 400.0],
-                             "orders_total": [9, 3, 1], "spend_total": [300.0, 80.0, 10.0],
-                             "tenure_days": [500.0, 500.0, 500.0], "gap_mean_days": [20.0, 60.0, None]})
+    features = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "days_since_last_purchase": [5.0, 50.0, 400.0],
+            "orders_total": [9, 3, 1],
+            "spend_total": [300.0, 80.0, 10.0],
+            "tenure_days": [500.0, 500.0, 500.0],
+            "gap_mean_days": [20.0, 60.0, None],
+        }
+    )
     segments = batch_scoring.churn_segments(load_settings(), features, pd.Timestamp("2026-01-01")).set_index(
-        "customer_id")
+        "customer_id"
+    )
     assert (segments["value_tier"] == UNKNOWN_TIER).all()
     assert segments.loc["a", "rfm_score"] == "555"
     assert segments.loc["c", "rfm_score"] == "222"  # the lowest of three ranks 1/3: bin 2 of 5

@@ -13,7 +13,7 @@ def _miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Labels drawn from true probabilities q, and a score q**3 that ranks right but is far too low."""
     rng = np.random.default_rng(seed)
     q = rng.uniform(0, 1, n)
-    return (rng.uniform(0, 1, n) < q).astype(int), q ** 3
+    return (rng.uniform(0, 1, n) < q).astype(int), q**3
 
 
 def test_ece_on_a_hand_computed_example() -> None:
@@ -48,13 +48,14 @@ def test_choose_calibrator_reports_both_methods_and_keeps_the_ranking() -> None:
 
 def test_train_churn_calibrates_on_the_validation_cutoff_and_serving_applies_it(trained_workspace) -> None:
     from features.pit import build
+    from serving.answers.churn_scoring import score_frame
     from serving.champions.load import load_churn_champion
-    from serving.answers.churn_scoring import CalibratedBooster, score_frame
+    from training.churn.model import ChurnModel
     from training.churn.train import split_xy
 
     settings = trained_workspace.settings
     scorer, version = load_churn_champion(settings)
-    assert isinstance(scorer, CalibratedBooster)
+    assert isinstance(scorer, ChurnModel) and scorer.calibrator is not None
     client = mlflow.MlflowClient(settings.tracking_uri)
     run = client.get_run(client.get_model_version(settings.tracking.churn_model, version).run_id)
     params, metrics = run.data.params, run.data.metrics

@@ -9,9 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from lifetimes import BetaGeoFitter
+from mlflow.tracking import MlflowClient
 
+from benchmarks.churn import run_churn_bench
+from benchmarks.report import metric_key
+from features.pit.purchase_sequence import purchases
+from training.mlops.splits import customer_folds
 from training.value import btyd
-from benchmarks.churn import customer_folds, purchases, run_churn_bench
 
 
 def write_cdnow_like(path: Path, customers: int, seed: int) -> Path:
@@ -62,10 +66,18 @@ def test_bgnbd_outputs_come_from_lifetimes(cdnow_lines: pd.DataFrame) -> None:
     model = btyd.fit_bgnbd(summary)
     direct = BetaGeoFitter().fit(summary["frequency"], summary["recency"], summary["T"])
     out = btyd.bgnbd_outputs(model, summary, 39)
-    np.testing.assert_allclose(out["bg_p_alive"], direct.conditional_probability_alive(
-        summary["frequency"], summary["recency"], summary["T"]), rtol=1e-6)
-    np.testing.assert_allclose(out["bg_expected_purchases"], direct.conditional_expected_number_of_purchases_up_to_time(
-        39, summary["frequency"], summary["recency"], summary["T"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        out["bg_p_alive"],
+        direct.conditional_probability_alive(summary["frequency"], summary["recency"], summary["T"]),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        out["bg_expected_purchases"],
+        direct.conditional_expected_number_of_purchases_up_to_time(
+            39, summary["frequency"], summary["recency"], summary["T"]
+        ),
+        rtol=1e-6,
+    )
     p = out["bg_p_no_purchase"]
     assert ((p >= 1 - out["bg_p_alive"] - 1e-12) & (p <= 1)).all()
     # Longer horizons leave less room for no purchase at all; a zero horizon leaves nothing but "no purchase".
@@ -76,13 +88,19 @@ def test_bgnbd_outputs_come_from_lifetimes(cdnow_lines: pd.DataFrame) -> None:
 
 
 def test_bench_churn_cdnow_protocol_writes_the_table(tmp_path: Path) -> None:
+    from benchmarks.datasets import bench_settings
     from features.ingest.pipeline import ingest_source
     from patron.config import load_settings
-    from benchmarks.churn import bench_settings
 
-    settings = load_settings(workspace=str(tmp_path / "ws"),
-                             bench={"folds": 3, "num_boost_round": 200, "early_stopping_rounds": 20,
-                                    "grid": [{"min_data_in_leaf": 20}, {"min_data_in_leaf": 60}]})
+    settings = load_settings(
+        workspace=str(tmp_path / "ws"),
+        bench={
+            "folds": 3,
+            "num_boost_round": 200,
+            "early_stopping_rounds": 20,
+            "grid": [{"min_data_in_leaf": 20}, {"min_data_in_leaf": 60}],
+        },
+    )
     bench = bench_settings(settings, "cdnow")
     ingest_source(bench, "cdnow", path=write_cdnow_like(tmp_path / "raw" / "CDNOW_master.txt", 400, seed=9))
     report, paths = run_churn_bench(settings, "cdnow", echo=lambda _: None)
@@ -99,3 +117,12 @@ def test_bench_churn_cdnow_protocol_writes_the_table(tmp_path: Path) -> None:
     assert "| model | roc_auc |" in paths[0].read_text()
     patron = report.row(models[0])
     assert 0.0 <= patron["ece"] <= 1.0 and 0.0 <= patron["brier"] <= 0.25
+    # logged as an MLflow run of the bench workspace: provenance as params, the table's numbers as metrics
+    client = MlflowClient(bench.tracking_uri)
+    run = client.get_run(saved["run_id"])
+    assert run.data.tags["patron.model"] == "churn_bench" and run.data.params["seed.bench"] == "42"
+    assert run.data.metrics[f"{metric_key(models[0])}.roc_auc"] == pytest.approx(patron["roc_auc"])
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "bench")} == {
+        "bench/churn_bench.md",
+        "bench/churn_bench.json",
+    }

@@ -1,4 +1,5 @@
-"""The precomputed /churn answers (serving/answers/churn_table.py) equal per-request scoring, reasons and their order included."""
+"""The precomputed /churn answers (serving/answers/churn_table.py) equal per-request scoring, reasons and their
+order included."""
 
 from __future__ import annotations
 
@@ -10,26 +11,32 @@ import pytest
 from patron.config import load_settings
 from serving.answers.churn_scoring import score_customers
 from serving.answers.churn_table import ChurnTable, ExtrasTable
+from training.churn.model import ChurnModel, categorical_columns
 
 
 @pytest.fixture(scope="module")
-def frame_and_booster() -> tuple[pd.DataFrame, lgb.Booster]:
+def frame_and_booster() -> tuple[pd.DataFrame, ChurnModel]:
     rng = np.random.default_rng(3)
     n = 400
-    df = pd.DataFrame({
-        "customer_id": [f"c{i}" for i in range(n)],
-        "days_since_last_purchase": rng.uniform(0, 150, n),
-        "gap_mean_days": rng.uniform(10, 40, n),
-        "orders_total": rng.integers(1, 30, n).astype(float),
-        "open_tickets": rng.integers(0, 3, n).astype(float),
-        "region": pd.Categorical(rng.choice(["north", "south", "east"], n)),
-    })
+    df = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "days_since_last_purchase": rng.uniform(0, 150, n),
+            "gap_mean_days": rng.uniform(10, 40, n),
+            "orders_total": rng.integers(1, 30, n).astype(float),
+            "open_tickets": rng.integers(0, 3, n).astype(float),
+            "region": pd.Categorical(rng.choice(["north", "south", "east"], n)),
+        }
+    )
     df.loc[df.index % 9 == 0, "gap_mean_days"] = np.nan  # missing values render as "no ... on record"
-    y = (df["days_since_last_purchase"] / df["gap_mean_days"].fillna(25) + df["open_tickets"]
-         + rng.normal(0, 0.5, n) > 3).astype(int)
-    booster = lgb.train({"objective": "binary", "verbose": -1, "seed": 0, "min_data_in_leaf": 10},
-                        lgb.Dataset(df.drop(columns="customer_id"), y), num_boost_round=30)
-    return df, booster
+    y = (
+        df["days_since_last_purchase"] / df["gap_mean_days"].fillna(25) + df["open_tickets"] + rng.normal(0, 0.5, n) > 3
+    ).astype(int)
+    X = df.drop(columns="customer_id")
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "seed": 0, "min_data_in_leaf": 10}, lgb.Dataset(X, y), num_boost_round=30
+    )
+    return df, ChurnModel(booster, None, categorical_columns(X))  # no calibrator: probabilities are the booster's
 
 
 def test_table_answers_equal_per_request_scoring_in_request_order(frame_and_booster):
@@ -67,13 +74,19 @@ def test_extras_table_gives_each_customer_a_fresh_copy_and_nothing_for_unknown_i
 
     def extras_of(ids: list[str]) -> list[dict]:
         calls.append(list(ids))
-        return [{"clv": float(len(c)), "best_offer": None, "segment": {"value_tier": c[-1]}} if c != "x" else {}
-                for c in ids]
+        return [
+            {"clv": float(len(c)), "best_offer": None, "segment": {"value_tier": c[-1]}} if c != "x" else {}
+            for c in ids
+        ]
 
     table = ExtrasTable(extras_of, ["ab", "cde", "ab", "x"])
     assert calls == [["ab", "cde", "x"]]  # computed once, all customers in one call
     out = table.extras(["cde", "nobody", "x", "ab"])
-    assert out == [{"clv": 3.0, "best_offer": None, "segment": {"value_tier": "e"}}, {}, {},
-                   {"clv": 2.0, "best_offer": None, "segment": {"value_tier": "b"}}]
+    assert out == [
+        {"clv": 3.0, "best_offer": None, "segment": {"value_tier": "e"}},
+        {},
+        {},
+        {"clv": 2.0, "best_offer": None, "segment": {"value_tier": "b"}},
+    ]
     out[0]["segment"]["value_tier"] = "changed"
     assert table.extras(["cde"])[0]["segment"] == {"value_tier": "e"}

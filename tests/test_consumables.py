@@ -17,8 +17,10 @@ DAY0 = pd.Timestamp("2025-03-01")
 
 
 def _events(rows: list[tuple[str, str, int, str]]) -> pd.DataFrame:
-    return pd.DataFrame([(c, i, DAY0 + pd.Timedelta(days=d, hours=9), t) for c, i, d, t in rows],
-                        columns=["customer_id", "item_id", "ts", "type"])
+    return pd.DataFrame(
+        [(c, i, DAY0 + pd.Timedelta(days=d, hours=9), t) for c, i, d, t in rows],
+        columns=["customer_id", "item_id", "ts", "type"],
+    )
 
 
 def _live(item: str, day: int, kind: str = "view") -> dict:
@@ -34,9 +36,17 @@ def test_interval_is_the_median_gap_between_distinct_purchase_days_once_repeated
 
 def test_an_item_is_due_from_interval_times_due_factor_until_it_lapses():
     cfg = RepurchaseConfig(min_repeats=2, due_factor=0.9, forget_after_cycles=3.0)
-    events = _events([("a", "soap", 0, "purchase"), ("a", "soap", 10, "purchase"), ("a", "soap", 20, "purchase"),
-                      ("a", "sofa", 5, "purchase"), ("a", "tea", 0, "purchase"), ("a", "tea", 14, "purchase"),
-                      ("a", "soap", 20, "view")])
+    events = _events(
+        [
+            ("a", "soap", 0, "purchase"),
+            ("a", "soap", 10, "purchase"),
+            ("a", "soap", 20, "purchase"),
+            ("a", "sofa", 5, "purchase"),
+            ("a", "tea", 0, "purchase"),
+            ("a", "tea", 14, "purchase"),
+            ("a", "soap", 20, "view"),
+        ]
+    )
     cycles = RepurchaseCycles.from_events(events, cfg)
     assert cycles.as_of == day_number(DAY0) + 20
     assert set(cycles.history["a"]) == {"soap", "tea"}  # the sofa, bought once, can never form a cycle
@@ -62,8 +72,8 @@ def test_the_wall_clock_ignores_event_timestamps():
 @pytest.fixture(scope="module")
 def served(trained_workspace, refusing_customer):
     """The champion recommender, the online state (no live store) and the rules of the trained workspace."""
-    from serving.champions.load import load_recommender_champion
     from serving.answers.rules import RuleBook
+    from serving.champions.load import load_recommender_champion
     from serving.online.state import OnlineState
 
     s = trained_workspace.settings
@@ -81,16 +91,21 @@ def _answer(served, customer, cycles, k=10):
 
 def test_a_due_item_is_blended_in_unless_out_of_stock_or_without_consent(served, refusing_customer):
     recommender, state, _, s = served
-    customer = next(c for c, items in state.purchased.items() if c != refusing_customer
-                    and recommender.knows_customer(c) and set(items) & state.in_stock)
+    customer = next(
+        c
+        for c, items in state.purchased.items()
+        if c != refusing_customer and recommender.knows_customer(c) and set(items) & state.in_stock
+    )
     bought = state.purchased[customer]
     in_stock, gone = [i for i in bought if i in state.in_stock], [i for i in bought if i not in state.in_stock]
     if not gone:
         gone = [next(i for i in state.category_of if i not in state.in_stock)]
     today = 1000
     theirs = next(i for i in state.purchased[refusing_customer] if i in state.in_stock)
-    history = {customer: {in_stock[0]: (today - 40, today - 20), gone[0]: (today - 40, today - 20)},
-               refusing_customer: {theirs: (today - 40, today - 20)}}
+    history = {
+        customer: {in_stock[0]: (today - 40, today - 20), gone[0]: (today - 40, today - 20)},
+        refusing_customer: {theirs: (today - 40, today - 20)},
+    }
     cycles = RepurchaseCycles(RepurchaseConfig(min_repeats=1), history, today)
     plain = _answer(served, customer, None)
     assert not {i["item_id"] for i in plain.items} & set(bought)
@@ -116,8 +131,11 @@ def _cycle_customer(settings, refusing: str) -> tuple[str, str, list[int]]:
     counts = days.size().rename("n")
     repeated = counts[counts >= 2].reset_index()
     single = repeated.groupby("customer_id").filter(lambda g: len(g) == 1)
-    single = single[(single["n"] >= 3) & single["item_id"].isin(products.loc[products["in_stock"], "item_id"])
-                    & (single["customer_id"] != refusing)]
+    single = single[
+        (single["n"] >= 3)
+        & single["item_id"].isin(products.loc[products["in_stock"], "item_id"])
+        & (single["customer_id"] != refusing)
+    ]
     customer, item = single.iloc[0][["customer_id", "item_id"]]
     return customer, item, sorted(days.get_group((customer, item)))
 
@@ -140,8 +158,20 @@ def test_a_regular_consumable_comes_back_when_due_and_not_right_after_buying_it(
 
     def send(day: int, kind: str) -> None:
         ts = (pd.Timestamp(0) + pd.Timedelta(days=day, hours=10)).isoformat()
-        body = post("/events", {"events": [{"event_id": f"cons-{run}-{day}-{kind}", "customer_id": customer,
-                                            "item_id": item, "ts": ts, "type": kind}]})
+        body = post(
+            "/events",
+            {
+                "events": [
+                    {
+                        "event_id": f"cons-{run}-{day}-{kind}",
+                        "customer_id": customer,
+                        "item_id": item,
+                        "ts": ts,
+                        "type": kind,
+                    }
+                ]
+            },
+        )
         assert body["accepted"] == 1
 
     def recommended(k: int) -> dict[str, str]:

@@ -12,8 +12,16 @@ import pytest
 from tests.test_retention_plan import plan_server  # noqa: F401 - the server with CLV and uplift models
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "dashboard.png"
 
 
@@ -61,7 +69,9 @@ def test_dashboard_in_a_browser(plan_server, tmp_path) -> None:  # noqa: F811
             page.select_option("#tier", tier)
             counts[tier] = page.locator("#at-risk tr.customer:visible").count()
             assert int(page.inner_text("#shown")) == counts[tier]
-            assert all(t == tier for t in page.locator("#at-risk tr.customer:visible td:nth-child(3)").all_inner_texts())
+            assert all(
+                t == tier for t in page.locator("#at-risk tr.customer:visible td:nth-child(3)").all_inner_texts()
+            )
         assert sum(counts.values()) == total and any(0 < n < total for n in counts.values()), counts
         page.select_option("#tier", "")
         first = page.locator("#at-risk tr.customer").first

@@ -18,9 +18,13 @@ def _half(days: float, h: int) -> float:
 
 def test_decayed_counts_and_cadence_are_hand_computed(tmp_path: Path) -> None:
     tables = tiny_tables()
-    carts = _events([("c1", "E", "i1", "2025-01-15 10:00", "cart", 1, 10.0, "online", None),  # not bought: missed
-                     ("c2", "E", "i2", "2025-01-15 09:00", "cart", 1, 20.0, "online", None),  # bought that day
-                     ("c3", "E", "i1", "2025-03-01 00:00", "cart", 1, 10.0, "online", None)])  # at the cutoff
+    carts = _events(
+        [
+            ("c1", "E", "i1", "2025-01-15 10:00", "cart", 1, 10.0, "online", None),  # not bought: missed
+            ("c2", "E", "i2", "2025-01-15 09:00", "cart", 1, 20.0, "online", None),  # bought that day
+            ("c3", "E", "i1", "2025-03-01 00:00", "cart", 1, 10.0, "online", None),
+        ]
+    )  # at the cutoff
     tables["events"] = pd.concat([tables["events"], carts], ignore_index=True)
     f = customer_features(write_workspace(tmp_path / "ws", tables), T).set_index("customer_id")
     a, e = f.loc["A"], f.loc["E"]

@@ -21,26 +21,50 @@ def row(**kw) -> dict:
 
 
 def test_good_rows_get_contract_defaults_and_utc_timestamps():
-    valid, rejected = validate_events([row(), row(event_id="e2", ts="2026-03-01T12:00:00+02:00", type="purchase",
-                                                  quantity=3, unit_price=9.5, channel="app")], ITEMS)
+    valid, rejected = validate_events(
+        [
+            row(),
+            row(
+                event_id="e2",
+                ts="2026-03-01T12:00:00+02:00",
+                type="purchase",
+                quantity=3,
+                unit_price=9.5,
+                channel="app",
+            ),
+        ],
+        ITEMS,
+    )
     assert rejected == []
-    assert valid[0] == {"event_id": "e1", "customer_id": "c1", "item_id": "i1", "ts": "2026-03-01T12:00:00.000000",
-                        "type": "view", "quantity": 1, "unit_price": None, "channel": "online", "order_id": None}
+    assert valid[0] == {
+        "event_id": "e1",
+        "customer_id": "c1",
+        "item_id": "i1",
+        "ts": "2026-03-01T12:00:00.000000",
+        "type": "view",
+        "quantity": 1,
+        "unit_price": None,
+        "channel": "online",
+        "order_id": None,
+    }
     assert valid[1]["ts"] == "2026-03-01T10:00:00.000000" and valid[1]["quantity"] == 3
 
 
-@pytest.mark.parametrize(("bad", "field"), [
-    (row(type="like"), "type"),
-    (row(channel="fax"), "channel"),
-    (row(quantity=0), "quantity"),
-    (row(unit_price=-1), "unit_price"),
-    (row(ts="yesterday-ish"), "ts"),
-    (row(event_id=""), "event_id"),
-    (row(item_id="no-such-item"), "item_id"),
-    (row(colour="red"), "colour"),
-    ({k: v for k, v in row().items() if k != "customer_id"}, "customer_id"),
-    ("not an object", "event"),
-])
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        (row(type="like"), "type"),
+        (row(channel="fax"), "channel"),
+        (row(quantity=0), "quantity"),
+        (row(unit_price=-1), "unit_price"),
+        (row(ts="yesterday-ish"), "ts"),
+        (row(event_id=""), "event_id"),
+        (row(item_id="no-such-item"), "item_id"),
+        (row(colour="red"), "colour"),
+        ({k: v for k, v in row().items() if k != "customer_id"}, "customer_id"),
+        ("not an object", "event"),
+    ],
+)
 def test_a_bad_row_is_rejected_by_index_naming_the_field_and_the_good_rows_stay(bad, field):
     valid, rejected = validate_events([row(event_id="ok1"), bad, row(event_id="ok2")], ITEMS)
     assert [v["event_id"] for v in valid] == ["ok1", "ok2"]
@@ -62,9 +86,11 @@ def test_online_events_reach_the_events_table_exactly_once(copied_workspace):
     known = set(products["item_id"])
     item, other = sorted(known)[:2]
     old_customer = str(before["customer_id"].iloc[0])
-    posted = [row(event_id="live-1", customer_id="brand-new", item_id=item, type="purchase", quantity=2),
-              row(event_id="live-2", customer_id="brand-new", item_id=other, ts="2026-03-01T12:05:00"),
-              row(event_id="live-3", customer_id=old_customer, item_id=item, type="cart")]
+    posted = [
+        row(event_id="live-1", customer_id="brand-new", item_id=item, type="purchase", quantity=2),
+        row(event_id="live-2", customer_id="brand-new", item_id=other, ts="2026-03-01T12:05:00"),
+        row(event_id="live-3", customer_id=old_customer, item_id=item, type="cart"),
+    ]
     valid, rejected = validate_events(posted, known)
     store = SqliteStore(settings.online_db)
     assert rejected == [] and store.record_events(valid + valid[:1]) == (3, 1)

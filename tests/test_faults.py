@@ -13,8 +13,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import mlflow
@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 
 from features.tables.store import read_table
 from patron.config import load_settings
-from serving.online.store import open_store
+from serving.online.backend import open_store
 from tests.conftest import SMALL_CONFIG, Server, Workspace, free_port, start_patron_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -38,14 +38,22 @@ PATRON = str(Path(sys.executable).parent / "patron")  # the installed command li
 
 def copy_workspace(source: Workspace, root: Path, online: dict, workers: int = 1) -> Workspace:
     """A copy of a trained workspace (own registry and online store) with its own config."""
-    shutil.copytree(source.settings.workspace, root / "workspace",
-                    ignore=shutil.ignore_patterns("bentoml", "online.db*", "rules.yaml", "serving"))
+    shutil.copytree(
+        source.settings.workspace,
+        root / "workspace",
+        ignore=shutil.ignore_patterns("bentoml", "online.db*", "rules.yaml", "serving"),
+    )
     config = root / "patron.yaml"
-    config.write_text(yaml.safe_dump({
-        **SMALL_CONFIG, "workspace": str(root / "workspace"),
-        "serving": {**SMALL_CONFIG["serving"], "workers": workers},
-        "online": {"rules_path": str(root / "rules.yaml"), "reload_poll_s": 1, **online},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **SMALL_CONFIG,
+                "workspace": str(root / "workspace"),
+                "serving": {**SMALL_CONFIG["serving"], "workers": workers},
+                "online": {"rules_path": str(root / "rules.yaml"), "reload_poll_s": 1, **online},
+            }
+        )
+    )
     return Workspace(settings=load_settings(config), config=config)
 
 
@@ -63,8 +71,9 @@ def worker_pids(server: Server, n: int = 24) -> set[int]:
     return pids
 
 
-def wait_for_workers(server: Server, count: int, without: set[int] = frozenset(), timeout_s: float = RECOVERY_S
-                     ) -> set[int]:
+def wait_for_workers(
+    server: Server, count: int, without: set[int] = frozenset(), timeout_s: float = RECOVERY_S
+) -> set[int]:
     """Poll until `count` distinct ready workers (none of `without`) answer; returns their pids."""
     deadline, seen = time.monotonic() + timeout_s, set()
     while time.monotonic() < deadline:
@@ -81,8 +90,7 @@ def in_stock_items(ws: Workspace) -> list[str]:
 
 
 def view(event_id: str, customer: str, item: str) -> dict:
-    return {"event_id": event_id, "customer_id": customer, "item_id": item, "ts": "2026-06-01T10:00:00",
-            "type": "view"}
+    return {"event_id": event_id, "customer_id": customer, "item_id": item, "ts": "2026-06-01T10:00:00", "type": "view"}
 
 
 def logged_event_ids(ws: Workspace) -> list[str]:
@@ -115,7 +123,7 @@ class Load:
         self._threads = [threading.Thread(target=self._events, args=(n,)) for n in range(LOAD_THREADS // 2)]
         self._threads += [threading.Thread(target=self._recommend, args=(n,)) for n in range(LOAD_THREADS // 2)]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self._threads:
             t.start()
         return self
@@ -172,8 +180,10 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_event(fault_server):
     assert not [k for k in load.outcomes if k.endswith("timeout")], load.outcomes
     failures = {k: v for k, v in load.outcomes.items() if not k.endswith(" 200")}
     # A request on the killed worker fails as a dropped connection or a 5xx, never a wrong answer.
-    assert all(k.split()[1] in {"500", "502", "503", "RemoteProtocolError", "ReadError", "ConnectError",
-                                "WriteError"} for k in failures), load.outcomes
+    assert all(
+        k.split()[1] in {"500", "502", "503", "RemoteProtocolError", "ReadError", "ConnectError", "WriteError"}
+        for k in failures
+    ), load.outcomes
     logged = logged_event_ids(fault_server.workspace)
     assert load.acked <= set(logged) and len(logged) == len(set(logged))  # all there, each once
     # The supervisor starts a new worker in place of the killed one.
@@ -184,7 +194,7 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_event(fault_server):
 
 
 @pytest.fixture
-def private_redis(tmp_path) -> Iterator["RedisProcess"]:
+def private_redis(tmp_path) -> Iterator[RedisProcess]:
     """A Redis of this test's own (never the shared one), fsyncing every write to its append-only file."""
     server = RedisProcess(free_port(), tmp_path / "redis")
     server.start()
@@ -203,9 +213,26 @@ class RedisProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.folder), "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.folder),
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -223,10 +250,18 @@ class RedisProcess:
 
 
 def test_a_restarted_online_store_keeps_acknowledged_events_and_the_service_reconnects(
-        trained_workspace, private_redis, tmp_path):
-    ws = copy_workspace(trained_workspace, tmp_path, {"backend": "redis", "redis_url": private_redis.url,
-                                                      "redis_prefix": f"fault-{uuid.uuid4().hex}",
-                                                      "redis_require_fsync": True})
+    trained_workspace, private_redis, tmp_path
+):
+    ws = copy_workspace(
+        trained_workspace,
+        tmp_path,
+        {
+            "backend": "redis",
+            "redis_url": private_redis.url,
+            "redis_prefix": f"fault-{uuid.uuid4().hex}",
+            "redis_require_fsync": True,
+        },
+    )
     proc, server = start_patron_server(ws, tmp_path / "server.log")
     items = in_stock_items(ws)
     try:
@@ -265,8 +300,8 @@ def test_a_restarted_online_store_keeps_acknowledged_events_and_the_service_reco
 
 
 def test_an_unreachable_registry_at_startup_serves_the_last_good_local_copy(trained_workspace, tmp_path):
-    from serving.champions.local_copy import copies_dir
     from serving.champions.load import load_champions
+    from serving.champions.local_copy import copies_dir
 
     ws = copy_workspace(trained_workspace, tmp_path, {"backend": "sqlite"})
     good = load_champions(ws.settings)  # a start with the registry up keeps the local copies
@@ -299,8 +334,11 @@ def test_a_corrupt_artifact_at_reload_leaves_the_old_champion_serving(fault_serv
     name, alias = s.tracking.recommender_model, s.tracking.champion_alias
     old = client.get_model_version_by_alias(name, alias)
     old_version = str(old.version)
-    corrupt = Path(mlflow.artifacts.download_artifacts(client.get_model_version_download_uri(name, old.version),
-                                                       dst_path=str(tmp_path / "corrupt")))
+    corrupt = Path(
+        mlflow.artifacts.download_artifacts(
+            client.get_model_version_download_uri(name, old.version), dst_path=str(tmp_path / "corrupt")
+        )
+    )
     factors = corrupt / "artifacts" / "recommender" / "factors.npz"
     factors.write_bytes(factors.read_bytes()[: factors.stat().st_size // 2])  # truncated in the artifact store
     broken = client.create_model_version(name, str(corrupt), old.run_id)
@@ -313,8 +351,10 @@ def test_a_corrupt_artifact_at_reload_leaves_the_old_champion_serving(fault_serv
             if all(st["registry_version"] == str(broken.version) and st["last_error"] for st in statuses):
                 break
             time.sleep(0.5)
-        assert all(st["serving_version"] == old_version and st["registry_version"] == str(broken.version)
-                   and st["last_error"] for st in statuses), statuses
+        assert all(
+            st["serving_version"] == old_version and st["registry_version"] == str(broken.version) and st["last_error"]
+            for st in statuses
+        ), statuses
         with fault_server.client(timeout=CLIENT_TIMEOUT_S) as http:
             for _ in range(8):
                 r = http.post("/recommend", json={"customer_id": "nobody", "k": 3})
@@ -336,15 +376,19 @@ def test_a_training_run_killed_midway_registers_nothing_and_the_champion_serves(
     champion = str(client.get_model_version_by_alias(name, s.tracking.champion_alias).version)
     env = {**os.environ, FAULT_PAUSE_ENV: "model_logged", "PATRON_CONFIG": str(ws.config)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([PATRON, "train", "churn"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PATRON, "train", "churn"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
-        for line in proc.stderr:  # the model artifact is logged, the calibrator and the registration are not
+        for line in proc.stderr:  # the model (booster and calibrator) is logged, not registered
             if f"{FAULT_PAUSE_ENV}: paused at model_logged" in line:
                 break
         assert proc.poll() is None, "training ended before reaching the pause point"
-        runs = client.search_runs([client.get_experiment_by_name(s.tracking.experiment).experiment_id],
-                                  order_by=["attributes.start_time DESC"], max_results=1)
+        runs = client.search_runs(
+            [client.get_experiment_by_name(s.tracking.experiment).experiment_id],
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
         assert runs[0].info.status == "RUNNING"
     finally:
         proc.kill()
@@ -381,8 +425,14 @@ def test_a_full_disk_while_ingesting_fails_cleanly_and_keeps_the_tables(ingested
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     env = {**os.environ, "PATRON_CONFIG": str(config)}
-    done = subprocess.run([PATRON, "data", "ingest", "--source", "synthetic"],
-                          env=env, capture_output=True, text=True, preexec_fn=full_disk, timeout=300)
+    done = subprocess.run(
+        [PATRON, "data", "ingest", "--source", "synthetic"],
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=full_disk,
+        timeout=300,
+    )
     assert done.returncode == 1
     assert done.stderr.startswith("ingest failed: could not write the workspace tables")
     assert "File too large" in done.stderr and "workspace tables left unchanged" in done.stderr
@@ -394,22 +444,26 @@ def test_a_full_disk_while_ingesting_fails_cleanly_and_keeps_the_tables(ingested
 def test_a_churn_champion_that_cannot_score_the_features_keeps_the_service_not_ready(trained_workspace, tmp_path):
     import lightgbm as lgb
     import numpy as np
+    import pandas as pd
 
     from serving.champions.load import load_churn_champion
+    from training.churn.model import ChurnModel
 
     ws = copy_workspace(trained_workspace, tmp_path, {"backend": "sqlite"})
     s = ws.settings
     good, _ = load_churn_champion(s)
     names = [*good.feature_name(), "not_a_feature"]  # e.g. trained on features this code no longer builds
     rng = np.random.default_rng(0)
-    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1},
-                        lgb.Dataset(rng.random((200, len(names))), rng.integers(0, 2, 200), feature_name=names),
-                        num_boost_round=2)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_threads": 1},
+        lgb.Dataset(rng.random((200, len(names))), rng.integers(0, 2, 200), feature_name=names),
+        num_boost_round=2,
+    )
     mlflow.set_tracking_uri(s.tracking_uri)
-    with mlflow.start_run():
-        info = mlflow.lightgbm.log_model(booster, name="model")
+    with mlflow.start_run() as run:
+        model_uri = ChurnModel(booster).log(pd.DataFrame(rng.random((2, len(names))), columns=names))
     client = MlflowClient(tracking_uri=s.tracking_uri, registry_uri=s.tracking_uri)
-    bad = client.create_model_version(s.tracking.churn_model, info.model_uri, info.run_id)
+    bad = client.create_model_version(s.tracking.churn_model, model_uri, run.info.run_id)
     client.set_registered_model_alias(s.tracking.churn_model, s.tracking.champion_alias, bad.version)
     proc, server = start_patron_server(ws, tmp_path / "server.log", wait_ready=False)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 import pandas as pd
 import pytest
 
@@ -43,4 +44,3 @@ def test_training_set_over_the_configured_cutoffs(synthetic: Settings) -> None:
     # The churned share tracks recency: long-silent customers churn more often.
     silent = train["days_since_last_purchase"] > train["days_since_last_purchase"].median()
     assert train.loc[silent, "churned"].mean() > train.loc[~silent, "churned"].mean()
-

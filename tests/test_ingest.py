@@ -9,16 +9,23 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from patron.cli.data import data_app
 from features.ingest.pipeline import IngestError, ingest_source
+from patron.cli.data import data_app
 from patron.config import Settings, load_settings
 
 DATA = Path(__file__).parent / "data"
 MAPPING = DATA / "mapped" / "mapping.yaml"
 # order_id of each bad row in tests/data/mapped/orders.csv -> the field its reason must name
-BAD_ROWS = {"O6": "event_id: missing", "O7": "ts: unparsable timestamp 'bad'", "O8": "quantity:", "O9": "type:",
-            "O10": "event_id: duplicate key", "O11": "item_id: unknown", "O12": "customer_id: unknown",
-            "O13": "quantity: not a number 'x'"}
+BAD_ROWS = {
+    "O6": "event_id: missing",
+    "O7": "ts: unparsable timestamp 'bad'",
+    "O8": "quantity:",
+    "O9": "type:",
+    "O10": "event_id: duplicate key",
+    "O11": "item_id: unknown",
+    "O12": "customer_id: unknown",
+    "O13": "quantity: not a number 'x'",
+}
 
 
 @pytest.fixture
@@ -54,8 +61,7 @@ def test_reingest_is_idempotent(settings: Settings) -> None:
     again = ingest_source(settings, "csv", mapping=MAPPING, max_quarantine_share=0.9).tables["events"]
     assert (again.new, again.already_present, again.quarantined, again.total_rows) == (0, 8, 8, 8)
     assert len(pd.read_parquet(settings.tables_dir / "events.parquet")) == 8
-    assert pd.read_parquet(settings.tables_dir / "events.parquet").equals(
-        pd.read_parquet(io.BytesIO(first)))
+    assert pd.read_parquet(settings.tables_dir / "events.parquet").equals(pd.read_parquet(io.BytesIO(first)))
 
 
 def test_new_rows_merge_with_existing_ones(settings: Settings, tmp_path: Path) -> None:
@@ -82,8 +88,9 @@ def test_cli_exit_codes(settings: Settings) -> None:
     runner = CliRunner()
     failed = runner.invoke(data_app, ["ingest", "--source", "csv", "--mapping", str(MAPPING)])
     assert failed.exit_code == 1 and "ingest failed" in failed.output
-    ok = runner.invoke(data_app, ["ingest", "--source", "csv", "--mapping", str(MAPPING),
-                                  "--max-quarantine-share", "0.9"])
+    ok = runner.invoke(
+        data_app, ["ingest", "--source", "csv", "--mapping", str(MAPPING), "--max-quarantine-share", "0.9"]
+    )
     assert ok.exit_code == 0, ok.output
     assert "events: 16 read, 8 accepted (8 new, 0 already present), 8 quarantined" in ok.output
 
@@ -94,13 +101,16 @@ def _mapping(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("tables: {orders: {file: orders.csv}}", "unknown table 'orders'"),
-    ("tables: {events: {file: o.csv, columns: {a: event_key}}}", "unknown contract column(s) event_key"),
-    ("tables: {events: {file: o.csv, columns: {a: ts, b: ts}}}", "ts mapped more than once"),
-    ("tables: {events: {file: o.csv, timestamp_format: {quantity: '%Y'}}}", "quantity is not a timestamp column"),
-    ("tables: {events: {file: o.csv, colums: {}}}", "tables.events.colums"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("tables: {orders: {file: orders.csv}}", "unknown table 'orders'"),
+        ("tables: {events: {file: o.csv, columns: {a: event_key}}}", "unknown contract column(s) event_key"),
+        ("tables: {events: {file: o.csv, columns: {a: ts, b: ts}}}", "ts mapped more than once"),
+        ("tables: {events: {file: o.csv, timestamp_format: {quantity: '%Y'}}}", "quantity is not a timestamp column"),
+        ("tables: {events: {file: o.csv, colums: {}}}", "tables.events.colums"),
+    ],
+)
 def test_mapping_errors_name_the_field(settings: Settings, tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(IngestError, match="invalid mapping") as err:
         ingest_source(settings, "csv", mapping=_mapping(tmp_path, text))
@@ -112,17 +122,23 @@ def test_mapping_names_missing_source_columns_and_contract_columns(settings: Set
     wrong = _mapping(tmp_path, "tables: {events: {file: o.csv, columns: {client: customer_id}}}")
     with pytest.raises(IngestError, match="column.s. client named in tables.events.columns not found"):
         ingest_source(settings, "csv", mapping=wrong)
-    no_key = _mapping(tmp_path, "tables: {events: {file: o.csv, columns: {who: customer_id, what: item_id, when: ts},"
-                                " defaults: {type: purchase, quantity: 1, channel: store}}}")
+    no_key = _mapping(
+        tmp_path,
+        "tables: {events: {file: o.csv, columns: {who: customer_id, what: item_id, when: ts},"
+        " defaults: {type: purchase, quantity: 1, channel: store}}}",
+    )
     with pytest.raises(IngestError, match="required column 'event_id' is missing"):
         ingest_source(settings, "csv", mapping=no_key)
 
 
 def test_mapping_defaults_and_keys_from_rows(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "o.csv").write_text("who,what,when\nC1,P1,2024-01-01\nC2,P1,2024-01-02 10:30\n")
-    mapping = _mapping(tmp_path, "tables: {events: {file: o.csv, key_from_row: true,"
-                                 " columns: {who: customer_id, what: item_id, when: ts},"
-                                 " defaults: {type: purchase, quantity: 1, channel: store}}}")
+    mapping = _mapping(
+        tmp_path,
+        "tables: {events: {file: o.csv, key_from_row: true,"
+        " columns: {who: customer_id, what: item_id, when: ts},"
+        " defaults: {type: purchase, quantity: 1, channel: store}}}",
+    )
     report = ingest_source(settings, "csv", mapping=mapping)
     assert report.tables["events"].accepted == 2
     events = pd.read_parquet(settings.tables_dir / "events.parquet")

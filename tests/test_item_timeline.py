@@ -8,10 +8,10 @@ import pytest
 
 from tests.test_recsys_bench import _events
 from tests.test_two_stage import _config
+from training.mlops.splits import split_interactions
 from training.recommend.candidates import CandidateSources
 from training.recommend.item_timeline import AS_OF_FEATURES, ItemTimeline, seconds_of
 from training.recommend.ranker import ItemInfo, pair_features
-from training.mlops.splits import split_interactions
 
 CATEGORY = np.array([0, 0, 1])  # items 0 and 1 share a category
 
@@ -20,8 +20,14 @@ def _frame(rows: list[tuple[int, str]]) -> pd.DataFrame:
     return pd.DataFrame({"u": 0, "i": [i for i, _ in rows], "ts": pd.to_datetime([d for _, d in rows])})
 
 
-PURCHASES = [(0, "2025-01-01"), (0, "2025-01-10"), (2, "2025-01-05"), (0, "2025-01-25"), (1, "2025-02-01"),
-             (0, "2025-03-01")]
+PURCHASES = [
+    (0, "2025-01-01"),
+    (0, "2025-01-10"),
+    (2, "2025-01-05"),
+    (0, "2025-01-25"),
+    (1, "2025-02-01"),
+    (0, "2025-03-01"),
+]
 VIEWS = [(1, "2025-01-20"), (0, "2025-02-15")]
 # (item, moment, taste): item 1 is first seen (viewed) on 2025-01-20
 PAIRS = [(1, "2025-02-10", 0.5), (0, "2025-02-10", 0.5), (1, "2025-01-15", 0.5), (2, "2025-03-05", 0.2)]
@@ -52,8 +58,10 @@ def test_hand_computed_point_in_time_item_statistics() -> None:
 
 
 def test_events_after_the_moment_change_nothing() -> None:
-    later = _features(PURCHASES + [(0, "2025-03-10"), (1, "2025-03-05"), (2, "2025-03-05")],
-                      VIEWS + [(1, "2025-02-20"), (2, "2025-03-06")])
+    later = _features(
+        PURCHASES + [(0, "2025-03-10"), (1, "2025-03-05"), (2, "2025-03-05")],
+        VIEWS + [(1, "2025-02-20"), (2, "2025-03-06")],
+    )
     for name, values in _features(PURCHASES, VIEWS).items():
         np.testing.assert_array_equal(later[name], values, err_msg=name)
 
@@ -86,8 +94,9 @@ def test_unknown_launch_times_leave_the_feature_empty() -> None:
 @pytest.mark.parametrize("moment", ["2024-12-31", "2025-01-01"])
 def test_a_moment_before_any_event_counts_nothing(moment: str) -> None:
     timeline = ItemTimeline(_frame(PURCHASES))
-    got = timeline.features(np.array([0, 2]), seconds_of(pd.to_datetime([moment] * 2)), CATEGORY,
-                            np.ones(2), recent_days=30)
+    got = timeline.features(
+        np.array([0, 2]), seconds_of(pd.to_datetime([moment] * 2)), CATEGORY, np.ones(2), recent_days=30
+    )
     for values in got.values():
         np.testing.assert_array_equal(values, 0.0)
 
@@ -105,7 +114,13 @@ def test_sources_pickled_before_these_features_keep_their_old_columns() -> None:
         old_config.__dict__.pop(name)
     sources.config = old_config
     old, _, _ = pair_features(sources, np.arange(5), items, sources.X[:5])
-    added = set(AS_OF_FEATURES) | {"launched_days_after", "price_band_share", "generative_price_band",
-                                   "price_choice_share", "generative_price_choice", "price_sensitivity"}
+    added = set(AS_OF_FEATURES) | {
+        "launched_days_after",
+        "price_band_share",
+        "generative_price_band",
+        "price_choice_share",
+        "generative_price_choice",
+        "price_sensitivity",
+    }
     assert set(new.columns) - set(old.columns) == added
     pd.testing.assert_frame_equal(old, new[old.columns])

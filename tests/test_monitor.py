@@ -22,9 +22,14 @@ CFG = MonitorConfig()
 # 30 days, so days since the last offer depends on where a cutoff falls in that calendar: reported, not flagged.
 MONITOR_CONFIG = {
     **SMALL_CONFIG,
-    "features": {"windows_days": [30, 90], "lookback_days": 90, "horizon_days": 30,
-                 "train_cutoffs_days_before_end": [120, 105, 90], "valid_cutoff_days_before_end": 60,
-                 "test_cutoff_days_before_end": 30},
+    "features": {
+        "windows_days": [30, 90],
+        "lookback_days": 90,
+        "horizon_days": 30,
+        "train_cutoffs_days_before_end": [120, 105, 90],
+        "valid_cutoff_days_before_end": 60,
+        "test_cutoff_days_before_end": 30,
+    },
     "monitor": {"ignore_features": [*load_settings().monitor.ignore_features, "days_since_last_offer"]},
 }
 PRICE_FACTOR = 2.5
@@ -46,8 +51,8 @@ def _workspace(root, tables_from=None) -> Workspace:
 def monitored(ingested_workspace: Workspace, tmp_path_factory) -> Workspace:
     """The session's ingested tables with both champions trained on cutoffs near the end of the data."""
     from training.churn.train import train_churn
-    from training.recommend.als import train_recommender
     from training.mlops.registry import promote
+    from training.recommend.train import train_recommender
 
     ws = _workspace(tmp_path_factory.mktemp("monitor"))
     shutil.copytree(ingested_workspace.settings.tables_dir, ws.settings.tables_dir)
@@ -71,8 +76,10 @@ def _shift(ws: Workspace) -> None:
     write_table(events, settings.tables_dir, "events")
     tickets = read_table(settings.tables_dir, "tickets")
     recent_tickets = tickets[tickets["opened_at"] >= start]
-    copies = [recent_tickets.assign(ticket_id=recent_tickets["ticket_id"].astype(str) + f"-x{n}")
-              for n in range(EXTRA_TICKETS)]
+    copies = [
+        recent_tickets.assign(ticket_id=recent_tickets["ticket_id"].astype(str) + f"-x{n}")
+        for n in range(EXTRA_TICKETS)
+    ]
     write_table(pd.concat([tickets, *copies], ignore_index=True), settings.tables_dir, "tickets")
 
 
@@ -110,8 +117,8 @@ def test_logged_reference_matches_the_one_rebuilt_from_the_cutoffs(monitored: Wo
     champion = ChampionChurn(monitored.settings)
     logged, source = champion_reference(monitored.settings, champion)
     assert source == "logged" and "rows" in logged and "cutoffs" in logged  # aggregates only, never rows
-    rebuilt = training_profile(monitored.settings, training_set(monitored.settings, logged["cutoffs"]),
-                               champion.predict)
+    train = training_set(monitored.settings, logged["cutoffs"])
+    rebuilt = training_profile(monitored.settings, train, champion.features, champion.predict(train))
     assert rebuilt["rows"] == logged["rows"] and set(rebuilt["features"]) == set(logged["features"])
     for name, profile in logged["features"].items():
         assert rebuilt["features"][name]["shares"] == pytest.approx(profile["shares"], abs=1e-9), name

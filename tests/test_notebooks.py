@@ -42,14 +42,20 @@ def notebook_workspace(ingested_workspace: Workspace, tmp_path_factory: pytest.T
 
 @pytest.mark.integration
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(path: Path, notebook_workspace: Workspace,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_runs_top_to_bottom(
+    path: Path, notebook_workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATRON_CONFIG", str(notebook_workspace.config))  # the kernel inherits the environment
     book = nbformat.read(path, as_version=4)
-    NotebookClient(book, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()  # raises on a failing cell
-    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                     for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    NotebookClient(
+        book, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()  # raises on a failing cell
+    text = "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in book.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
     assert str(notebook_workspace.settings.workspace) in text  # it ran on the test workspace, not the default one
     if path.stem == "02_churn_experiment":
         assert "bootstrap interval" in text and ("is now champion" in text or "not promoted" in text)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 import redis
@@ -19,10 +19,17 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def event(n: int, customer: str = "c1", item: str = "i1", kind: str = "view", ts: str | None = None) -> dict:
-    return {"event_id": f"e{n}", "customer_id": customer, "item_id": item, "type": kind,
-            "ts": ts or (datetime(2026, 1, 1, 10) + timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%S.%f"),
-            "quantity": 1, "unit_price": None, "channel": "online",
-            "order_id": None}
+    return {
+        "event_id": f"e{n}",
+        "customer_id": customer,
+        "item_id": item,
+        "type": kind,
+        "ts": ts or (datetime(2026, 1, 1, 10) + timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%S.%f"),
+        "quantity": 1,
+        "unit_price": None,
+        "channel": "online",
+        "order_id": None,
+    }
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -55,16 +62,28 @@ def test_recent_events_are_the_customers_latest_first(store):
 
 
 def test_purchased_items_most_recent_first_each_once(store):
-    store.record_events([event(1, item="a", kind="purchase"), event(2, item="b", kind="purchase"),
-                         event(3, item="a", kind="purchase"), event(4, item="c", kind="cart"),
-                         event(5, customer="other", item="z", kind="purchase")])
+    store.record_events(
+        [
+            event(1, item="a", kind="purchase"),
+            event(2, item="b", kind="purchase"),
+            event(3, item="a", kind="purchase"),
+            event(4, item="c", kind="cart"),
+            event(5, customer="other", item="z", kind="purchase"),
+        ]
+    )
     assert store.purchased_items("c1") == ["a", "b"]
     assert store.purchased_items("other") == ["z"]
 
 
 def test_cart_and_recent_categories_derive_from_recent_events(store):
-    store.record_events([event(1, item="a", kind="cart"), event(2, item="b", kind="cart"),
-                         event(3, item="a", kind="purchase"), event(4, item="c", kind="view")])
+    store.record_events(
+        [
+            event(1, item="a", kind="cart"),
+            event(2, item="b", kind="cart"),
+            event(3, item="a", kind="purchase"),
+            event(4, item="c", kind="view"),
+        ]
+    )
     recent = store.recent_events("c1", 10)
     assert cart_items(recent) == ["b"]
     assert recent_categories(recent, {"a": "shoes", "b": "hats", "c": "shoes"}) == ["shoes", "hats"]
@@ -95,8 +114,14 @@ def test_concurrent_writers_store_each_event_once(store):
 
 
 def ticket(n: int, customer: str = "c1", day: int = 1, category: str = "delivery") -> dict:
-    return {"ticket_id": f"t{n}", "customer_id": customer, "opened_at": f"2026-01-{day:02d}T10:00:00.000000",
-            "resolved_at": None, "category": category, "satisfaction": None}
+    return {
+        "ticket_id": f"t{n}",
+        "customer_id": customer,
+        "opened_at": f"2026-01-{day:02d}T10:00:00.000000",
+        "resolved_at": None,
+        "category": category,
+        "satisfaction": None,
+    }
 
 
 def test_signals_are_idempotent_by_contract_key_and_listed_per_customer_oldest_first(store):
@@ -112,8 +137,7 @@ def test_signals_are_idempotent_by_contract_key_and_listed_per_customer_oldest_f
 
 def test_signal_log_pages_by_sequence_number_per_kind(store):
     store.record_signals("tickets", [ticket(n) for n in range(1, 5)])
-    store.record_signals("surveys", [{"customer_id": "c1", "ts": "2026-01-02T00:00:00.000000", "nps": 9,
-                                      "csat": 5}])
+    store.record_signals("surveys", [{"customer_id": "c1", "ts": "2026-01-02T00:00:00.000000", "nps": 9, "csat": 5}])
     first = store.signal_log("tickets", limit=3)
     rest = store.signal_log("tickets", after=first[-1][0])
     assert [t["ticket_id"] for _, t in first + rest] == ["t1", "t2", "t3", "t4"]
@@ -134,8 +158,10 @@ def test_sqlite_store_is_in_wal_mode_and_committed_for_another_connection(tmp_pa
 
 def test_sqlite_purchased_items_reads_only_an_index_for_a_customer_with_many_events(tmp_path):
     s = SqliteStore(tmp_path / "online.db")
-    s.record_events([event(n, customer="heavy", item=f"i{n % 40}", kind=("view", "purchase")[n % 2])
-                     for n in range(2000)] + [event(5000, customer="other", item="i7", kind="purchase")])
+    s.record_events(
+        [event(n, customer="heavy", item=f"i{n % 40}", kind=("view", "purchase")[n % 2]) for n in range(2000)]
+        + [event(5000, customer="other", item="i7", kind="purchase")]
+    )
     items = s.purchased_items("heavy")
     assert items[0] == "i39" and len(items) == 20 == len(set(items))  # odd n bought; latest n=1999 -> i39
     plan = " ".join(str(r) for r in s._conn().execute("EXPLAIN QUERY PLAN " + PURCHASED_ITEMS, ("heavy",)))

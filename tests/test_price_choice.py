@@ -19,8 +19,9 @@ def _engaged(rng: np.random.Generator) -> tuple[csr_matrix, np.ndarray]:
     for user, kind in enumerate(kinds):
         for _ in range(12):
             category = rng.integers(2)
-            offset = {0: rng.choice([0, 1], p=[0.8, 0.2]), 1: rng.choice([2, 3], p=[0.2, 0.8]),
-                      2: rng.integers(4)}[kind]
+            offset = {0: rng.choice([0, 1], p=[0.8, 0.2]), 1: rng.choice([2, 3], p=[0.2, 0.8]), 2: rng.integers(4)}[
+                kind
+            ]
             rows.append(user)
             cols.append(4 * category + offset)
     matrix = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(kinds) + 1, len(PRICE)))
@@ -40,7 +41,7 @@ def test_sensitivity_and_shares_follow_what_each_customer_picks() -> None:
     # within a category, the shares are a distribution, cheaper-first for the price-sensitive, dearer-first otherwise
     for user in (0, 25, len(kinds) - 1):
         for category in (0, 1):
-            items = np.flatnonzero(CATEGORY == category)
+            items = np.flatnonzero(category == CATEGORY)
             share = model.share(np.full(4, user), items)
             assert abs(share.sum() - 1.0) < 1e-5
     cheap_share = model.share(np.array([0, 0]), np.array([0, 3]))

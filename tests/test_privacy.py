@@ -8,9 +8,9 @@ import logging
 import shutil
 import sys
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import cloudpickle
 import mlflow
@@ -23,9 +23,9 @@ from features.privacy.erasure import erasure_log_path, workspace_files
 from features.privacy.pseudonyms import customer_key, log_id, salt_path
 from features.tables.store import read_table
 from patron.config import load_settings
+from serving.online.backend import open_store
 from serving.online.redis_store import RedisStore
 from serving.online.sqlite_store import SqliteStore
-from serving.online.store import open_store
 from tests.conftest import SMALL_CONFIG, Server, Workspace, purchases, small_workspace, start_patron_server, stop_server
 from tests.test_alerts import complaints, crossing_customer
 from tests.test_online_store import REDIS_URL
@@ -34,24 +34,35 @@ WORKERS = 2
 
 
 def _event(customer: str, item: str, kind: str, n: int = 0) -> dict:
-    return {"event_id": f"{customer}-{kind}-{n}", "customer_id": customer, "item_id": item,
-            "ts": f"2026-06-01T10:00:{n:02d}", "type": kind}
+    return {
+        "event_id": f"{customer}-{kind}-{n}",
+        "customer_id": customer,
+        "item_id": item,
+        "ts": f"2026-06-01T10:00:{n:02d}",
+        "type": kind,
+    }
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 def store(request, tmp_path) -> Iterator:
-    s = (SqliteStore(tmp_path / "online.db") if request.param == "sqlite"
-         else RedisStore(REDIS_URL, prefix=f"patron-test-{uuid.uuid4().hex}"))
+    s = (
+        SqliteStore(tmp_path / "online.db")
+        if request.param == "sqlite"
+        else RedisStore(REDIS_URL, prefix=f"patron-test-{uuid.uuid4().hex}")
+    )
     yield s
     s.clear()
     s.close()
 
 
 def test_online_store_forgets_a_customer_and_keeps_only_the_hash(store) -> None:
-    store.record_events([_event("gone", "I1", "purchase"), _event("gone", "I2", "view", 1),
-                         _event("kept", "I1", "purchase")])
-    store.record_signals("tickets", [{"ticket_id": "gone-t1", "customer_id": "gone", "opened_at": "2026-06-01T10:00:00",
-                                      "category": "delivery"}])
+    store.record_events(
+        [_event("gone", "I1", "purchase"), _event("gone", "I2", "view", 1), _event("kept", "I1", "purchase")]
+    )
+    store.record_signals(
+        "tickets",
+        [{"ticket_id": "gone-t1", "customer_id": "gone", "opened_at": "2026-06-01T10:00:00", "category": "delivery"}],
+    )
     store.record_signals("surveys", [{"customer_id": "gone", "ts": "2026-06-01T10:00:00", "nps": 3}])
     assert store.forget(["gone"], ["k-gone"]) == 4
     assert store.recent_events("gone", 10) == [] and store.purchased_items("gone") == []
@@ -73,8 +84,10 @@ def test_failed_alert_delivery_logs_a_pseudonym_not_the_id(tmp_path, caplog) -> 
         raise ConnectionError("CRM down")
 
     dispatcher = AlertDispatcher(settings, post=refuse)
-    before, after = {"risk_tier": "low", "churn_probability": 0.1}, {"risk_tier": "high", "churn_probability": 0.9,
-                                                                      "reasons": []}
+    before, after = (
+        {"risk_tier": "low", "churn_probability": 0.1},
+        {"risk_tier": "high", "churn_probability": 0.9, "reasons": []},
+    )
     with caplog.at_level(logging.WARNING, logger="bentoml.patron.alerts"):
         assert dispatcher.consider("C-PRIVATE-42", before, after, ["t1"], "1") is not None
         assert dispatcher.drain(10)
@@ -85,6 +98,7 @@ def test_failed_alert_delivery_logs_a_pseudonym_not_the_id(tmp_path, caplog) -> 
 
 # --- a 2-worker server over a copy of the trained workspace, with CLV and known offer effects ------------------
 
+
 @pytest.fixture(scope="module")
 def privacy_server(trained_workspace, refusing_customer, tmp_path_factory) -> Iterator[Server]:
     from tests.test_retention_plan import KnownEffects
@@ -92,23 +106,33 @@ def privacy_server(trained_workspace, refusing_customer, tmp_path_factory) -> It
     from training.value.clv import train_clv
 
     root = tmp_path_factory.mktemp("privacy")
-    shutil.copytree(trained_workspace.settings.workspace, root / "workspace",
-                    ignore=shutil.ignore_patterns("bentoml", "online.db*", "rules.yaml", "alerts.jsonl"))
+    shutil.copytree(
+        trained_workspace.settings.workspace,
+        root / "workspace",
+        ignore=shutil.ignore_patterns("bentoml", "online.db*", "rules.yaml", "alerts.jsonl"),
+    )
     config = root / "patron.yaml"
-    config.write_text(yaml.safe_dump({
-        **SMALL_CONFIG, "workspace": str(root / "workspace"),
-        "serving": {**SMALL_CONFIG["serving"], "workers": WORKERS},
-        "clv": {"horizon_days": 120, "num_boost_round": 150}, "bench": {"folds": 3},
-        # an unreachable CRM: the failed delivery is logged (with a pseudonym)
-        "alerts": {"webhook_url": "http://127.0.0.1:9/crm", "max_retries": 0, "timeout_s": 1},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **SMALL_CONFIG,
+                "workspace": str(root / "workspace"),
+                "serving": {**SMALL_CONFIG["serving"], "workers": WORKERS},
+                "clv": {"horizon_days": 120, "num_boost_round": 150},
+                "bench": {"folds": 3},
+                # an unreachable CRM: the failed delivery is logged (with a pseudonym)
+                "alerts": {"webhook_url": "http://127.0.0.1:9/crm", "max_retries": 0, "timeout_s": 1},
+            }
+        )
+    )
     ws = Workspace(settings=load_settings(config), config=config)
     train_clv(ws.settings)
     tracking.configure(ws.settings)
     cloudpickle.register_pickle_by_value(sys.modules["tests.test_retention_plan"])
     with mlflow.start_run():
-        mlflow.pyfunc.log_model(name="model", python_model=KnownEffects(),
-                                registered_model_name=ws.settings.tracking.uplift_model)
+        mlflow.pyfunc.log_model(
+            name="model", python_model=KnownEffects(), registered_model_name=ws.settings.tracking.uplift_model
+        )
     proc, server = start_patron_server(ws, root / "server.log")
     try:
         pids: set[int] = set()
@@ -143,8 +167,8 @@ def _refusals(settings, purpose: str) -> set[str]:
 
 @pytest.mark.integration
 def test_consent_in_the_api_and_in_batch_outputs(privacy_server, refusing_customer) -> None:
-    from serving.batch.recommend import recommend_batch
     from serving.answers.retention_plan import workspace_plan, write_plan
+    from serving.batch.recommend import recommend_batch
 
     settings = privacy_server.workspace.settings
     no_marketing = _refusals(settings, "marketing")
@@ -179,24 +203,30 @@ def _holders(settings, ids: set[str]) -> dict[str, int]:
 
 @pytest.mark.integration
 def test_erasure_reaches_every_place_and_both_workers(privacy_server, refusing_customer) -> None:
+    from features.ingest.pipeline import ingest_source
     from features.pit.build import build_features, data_end, interactions, training_set
     from features.pit.cutoffs import cutoff_plan
-    from features.ingest.pipeline import ingest_source
     from serving.batch.churn import score_churn
 
     settings = privacy_server.workspace.settings
     alerted = crossing_customer(settings)  # two delivery complaints raise an alert for this one
-    personal = next(c for c in purchases(settings)["customer_id"].value_counts().index
-                    if c not in (alerted, refusing_customer)
-                    and not _post(privacy_server, "/recommend", {"customer_id": c})["fallback"])
+    personal = next(
+        c
+        for c in purchases(settings)["customer_id"].value_counts().index
+        if c not in (alerted, refusing_customer)
+        and not _post(privacy_server, "/recommend", {"customer_id": c})["fallback"]
+    )
     victims = {alerted, personal}
     item = read_table(settings.tables_dir, "products")["item_id"].iloc[0]
     assert _post(privacy_server, "/events", {"tickets": complaints(alerted, data_end(settings))})["alerts"] == 1
-    _post(privacy_server, "/events", {"events": [_event(personal, item, "purchase"), _event("bystander", item, "view")]})
+    _post(
+        privacy_server, "/events", {"events": [_event(personal, item, "purchase"), _event("bystander", item, "view")]}
+    )
     build_features(settings)
     score_churn(settings, progress=False)  # WORKSPACE/outputs/churn_scores.parquet
     assert {"tables/customers.parquet", "tables/events.parquet", "outputs/recommendations.csv"} <= set(
-        _holders(settings, victims))
+        _holders(settings, victims)
+    )
     assert "outputs/churn_scores.parquet" in {str(p.relative_to(settings.workspace)) for p in workspace_files(settings)}
 
     report = _post(privacy_server, "/admin/erase", {"customer_ids": sorted(victims)})
@@ -208,8 +238,10 @@ def test_erasure_reaches_every_place_and_both_workers(privacy_server, refusing_c
     for body in _fan_out(privacy_server, "/recommend", {"customer_id": personal, "k": 5}):
         assert body["fallback"] is True and body["source"] == "popular" and body["customer_id"] == personal
     for body in _fan_out(privacy_server, "/churn", {"customer_ids": sorted(victims)}):
-        assert all(s["known"] is False and s["segment"] is None and s["clv"] is None and s["best_offer"] is None
-                   for s in body["scores"])
+        assert all(
+            s["known"] is False and s["segment"] is None and s["clv"] is None and s["best_offer"] is None
+            for s in body["scores"]
+        )
     plan = _post(privacy_server, "/retention/plan", {"budget": 100000.0})
     assert not {r["customer_id"] for r in plan["plan"]} & victims
     assert _post(privacy_server, "/events", {"events": [_event(personal, item, "view", 9)]})["accepted"] == 0
@@ -247,8 +279,15 @@ def test_patron_forget_cleans_the_redis_store_and_the_tables(ingested_workspace,
     root = tmp_path / "forget"
     shutil.copytree(ingested_workspace.settings.tables_dir, root / "workspace" / "tables")
     config = root / "patron.yaml"
-    config.write_text(yaml.safe_dump({**SMALL_CONFIG, "workspace": str(root / "workspace"),
-                                      "online": {"backend": "redis", "redis_prefix": f"patron-test-{uuid.uuid4().hex}"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **SMALL_CONFIG,
+                "workspace": str(root / "workspace"),
+                "online": {"backend": "redis", "redis_prefix": f"patron-test-{uuid.uuid4().hex}"},
+            }
+        )
+    )
     settings = load_settings(config)
     victim = read_table(settings.tables_dir, "customers")["customer_id"].iloc[0]
     store = open_store(settings)
@@ -268,6 +307,7 @@ def test_patron_forget_cleans_the_redis_store_and_the_tables(ingested_workspace,
 
 # --- no customer id in the server log or the MLflow store ------------------------------------------------------
 
+
 def _files_holding(paths: list[Path], ids: set[str]) -> dict[str, list[str]]:
     hits = {}
     for path in paths:
@@ -286,8 +326,9 @@ def test_no_customer_id_in_the_server_log_or_the_mlflow_store(privacy_server, tr
     assert "not delivered" in privacy_server.log.read_text()  # a failed alert delivery was logged
     assert _files_holding([privacy_server.log], ids) == {}
     stores = {trained_workspace.settings.workspace, settings.workspace}
-    mlflow_files = [ws / "mlflow.db" for ws in stores] + [p for ws in stores for p in
-                                                           (ws / "mlartifacts").rglob("*") if p.is_file()]
+    mlflow_files = [ws / "mlflow.db" for ws in stores] + [
+        p for ws in stores for p in (ws / "mlartifacts").rglob("*") if p.is_file()
+    ]
     # The one exception, by name: the recommender model's own customer index (a per-customer model maps each
     # customer to its factors); it is a model, not logged rows, and leaves with the next training after an erasure.
     index = [p for p in mlflow_files if p.name == "ids.json" and p.parent.name == "recommender"]

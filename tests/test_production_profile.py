@@ -35,10 +35,22 @@ def mlflow_server(tmp_path_factory):
     art = tmp_path_factory.mktemp("mlartifacts")
     log = (tmp_path_factory.mktemp("log") / "mlflow.log").open("w")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server",
-         "--backend-store-uri", f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}",
-         "--artifacts-destination", str(art), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}",
+            "--artifacts-destination",
+            str(art),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -66,7 +78,7 @@ def mlflow_server(tmp_path_factory):
 def test_production_yaml_points_at_a_tracking_server():
     settings = load_settings(CONFIG_DIR / "production.yaml")
     assert settings.tracking_uri.startswith("http://")
-    assert not (settings.workspace / "mlflow.db").as_posix() in settings.tracking_uri
+    assert (settings.workspace / "mlflow.db").as_posix() not in settings.tracking_uri
 
 
 def test_training_and_promotion_land_in_postgres(mlflow_server, tmp_path, monkeypatch):

@@ -8,11 +8,11 @@ from typer.testing import CliRunner
 
 from patron.cli.main import app
 from patron.config import DEFAULT_CONFIG
-from training.mlops import tracking
-from training.churn.train import train_churn
-from training.recommend.als import train_recommender
-from training.mlops.registry import PromotionRefused, promote
 from tests.test_training_fixtures import tables_home, tiny_settings  # noqa: F401 (fixture)
+from training.churn.train import train_churn
+from training.mlops import tracking
+from training.mlops.registry import PromotionRefused, promote
+from training.recommend.train import train_recommender
 
 
 def _champion(settings, name: str) -> int:
@@ -22,8 +22,9 @@ def _champion(settings, name: str) -> int:
 def test_churn_promotion_guarded_by_the_test_metric(tables_home, tmp_path) -> None:  # noqa: F811
     good_settings = tiny_settings(tables_home, tmp_path)
     # A model that cannot split (every leaf would need more rows than there are) ranks no better than chance.
-    bad_settings = tiny_settings(tables_home, tmp_path,
-                                 churn={"num_boost_round": 1, "params": {"min_data_in_leaf": 10**9}})
+    bad_settings = tiny_settings(
+        tables_home, tmp_path, churn={"num_boost_round": 1, "params": {"min_data_in_leaf": 10**9}}
+    )
     name = good_settings.tracking.churn_model
 
     with pytest.raises(PromotionRefused, match="no version"):
@@ -74,8 +75,12 @@ def test_recommender_first_promotion_then_refusal_across_different_data(tables_h
     with pytest.raises(PromotionRefused, match="different data"):
         promote(settings, "recommender")
     # identical training, identical metric: not an improvement either
-    client.set_model_version_tag(name, str(v2.model_version), tracking.FINGERPRINT_TAG,
-                                 client.get_model_version(name, str(v1.model_version)).tags[tracking.FINGERPRINT_TAG])
+    client.set_model_version_tag(
+        name,
+        str(v2.model_version),
+        tracking.FINGERPRINT_TAG,
+        client.get_model_version(name, str(v1.model_version)).tags[tracking.FINGERPRINT_TAG],
+    )
     with pytest.raises(PromotionRefused, match="does not beat"):
         promote(settings, "recommender")
     assert promote(settings, "recommender", force=True).version == v2.model_version
@@ -88,7 +93,8 @@ def test_cli_promote_exit_codes(tables_home, tmp_path, monkeypatch) -> None:  # 
     config.write_text(
         f"extends: {DEFAULT_CONFIG}\n"
         f"tracking:\n  uri: sqlite:///{store / 'mlflow.db'}\n  artifact_location: {(store / 'art').as_uri()}\n"
-        "churn:\n  num_boost_round: 1\n  early_stopping_rounds: 1\n")
+        "churn:\n  num_boost_round: 1\n  early_stopping_rounds: 1\n"
+    )
     monkeypatch.setenv("PATRON_HOME", str(tables_home))
     runner = CliRunner()
     result = runner.invoke(app, ["--config", str(config), "promote", "churn"])

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from patron.cli.main import app
 from patron.config import DEFAULT_CONFIG
+from tests.test_training_fixtures import tiny_settings
 from training.mlops import registry, tracking
 from training.mlops.registry import PromotionRefused, promote
-from tests.test_training_fixtures import tiny_settings
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,11 @@ def model_uri(tmp_path_factory: pytest.TempPathFactory):
     settings = tiny_settings(store, store)
     tracking.configure(settings)
     rng = np.random.default_rng(0)
-    booster = lgb.train({"objective": "regression", "verbose": -1, "num_threads": 1},
-                        lgb.Dataset(rng.normal(size=(50, 2)), rng.normal(size=50)), 2)
+    booster = lgb.train(
+        {"objective": "regression", "verbose": -1, "num_threads": 1},
+        lgb.Dataset(rng.normal(size=(50, 2)), rng.normal(size=50)),
+        2,
+    )
     mlflow.set_experiment("promote-value-test")
     with mlflow.start_run():
         uri = mlflow.lightgbm.log_model(booster, name="model").model_uri
@@ -74,11 +77,12 @@ def test_uplift_promotion_needs_a_higher_qini_and_refuses_untagged_versions(mode
 def test_promote_cli_accepts_clv_and_uplift(model_uri, tmp_path) -> None:
     settings, uri = model_uri
     config = tmp_path / "config.yaml"
-    config.write_text(f"extends: {DEFAULT_CONFIG}\nworkspace: {settings.workspace}\ntracking:\n  uri: {settings.tracking.uri}\n"
-                      f"  artifact_location: {settings.tracking.artifact_location}\n")
+    config.write_text(
+        f"extends: {DEFAULT_CONFIG}\nworkspace: {settings.workspace}\ntracking:\n  uri: {settings.tracking.uri}\n"
+        f"  artifact_location: {settings.tracking.artifact_location}\n"
+    )
     version = registry.register_version(settings, "clv", uri, "fp-cli", "mae", 0.5)
-    result = CliRunner().invoke(app, ["--config", str(config), "promote", "clv", "--version", str(version),
-                                      "--force"])
+    result = CliRunner().invoke(app, ["--config", str(config), "promote", "clv", "--version", str(version), "--force"])
     assert result.exit_code == 0, result.output
     assert f"v{version}" in result.output and _champion(settings, settings.tracking.clv_model) == version
     refused = CliRunner().invoke(app, ["--config", str(config), "promote", "uplift", "--version", "999"])

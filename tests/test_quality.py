@@ -28,7 +28,7 @@ def monkeypatch_module():
 
 
 def test_recommender_clearly_beats_popularity(default_workspace):
-    from training.recommend.als import train_recommender
+    from training.recommend.train import train_recommender
 
     m = train_recommender(default_workspace).metrics
     assert m["ndcg_at_10"] > 3 * m["popularity_ndcg_at_10"]
@@ -36,8 +36,8 @@ def test_recommender_clearly_beats_popularity(default_workspace):
 
 
 def test_churn_auc_within_005_of_the_oracle(default_workspace):
-    from training.churn.train import train_churn
     from benchmarks.churn_oracle import churn_oracle_gap
+    from training.churn.train import train_churn
     from training.mlops.registry import promote
 
     result = train_churn(default_workspace)

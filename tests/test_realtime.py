@@ -6,9 +6,9 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import mlflow
@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from features.tables.store import read_table
 from patron.config import load_settings
-from serving.online.store import open_store
+from serving.online.backend import open_store
 from tests.conftest import SMALL_CONFIG, Server, Workspace, purchases, start_patron_server, stop_server
 
 pytestmark = pytest.mark.integration
@@ -30,15 +30,28 @@ FAN_OUT = 16  # concurrent requests, so that every worker answers some
 def rt(request, trained_workspace, refusing_customer, tmp_path_factory) -> Iterator[Server]:
     """A 2-worker server on a copy of the trained workspace (own registry, online store and rules file)."""
     root = tmp_path_factory.mktemp(f"realtime-{request.param}")
-    shutil.copytree(trained_workspace.settings.workspace, root / "workspace",
-                    ignore=shutil.ignore_patterns("bentoml", "online.db*", "rules.yaml"))
+    shutil.copytree(
+        trained_workspace.settings.workspace,
+        root / "workspace",
+        ignore=shutil.ignore_patterns("bentoml", "online.db*", "rules.yaml"),
+    )
     config = root / "patron.yaml"
-    config.write_text(yaml.safe_dump({
-        **SMALL_CONFIG, "workspace": str(root / "workspace"),
-        "serving": {**SMALL_CONFIG["serving"], "workers": WORKERS},
-        "online": {"backend": request.param, "redis_prefix": f"patron-test-{uuid.uuid4().hex}",
-                   "rules_path": str(root / "rules.yaml"), "rules_check_s": 0.2, "reload_poll_s": 1},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                **SMALL_CONFIG,
+                "workspace": str(root / "workspace"),
+                "serving": {**SMALL_CONFIG["serving"], "workers": WORKERS},
+                "online": {
+                    "backend": request.param,
+                    "redis_prefix": f"patron-test-{uuid.uuid4().hex}",
+                    "rules_path": str(root / "rules.yaml"),
+                    "rules_check_s": 0.2,
+                    "reload_poll_s": 1,
+                },
+            }
+        )
+    )
     ws = Workspace(settings=load_settings(config), config=config)
     proc, server = start_patron_server(ws, root / "server.log")
     # /readyz answers as soon as one worker is up: wait for the other before testing "on every worker"
@@ -71,8 +84,13 @@ def ids(body: dict) -> list[str]:
 
 
 def event(customer: str, item: str, kind: str, n: int = 0) -> dict:
-    return {"event_id": f"{customer}-{kind}-{item}-{n}", "customer_id": customer, "item_id": item,
-            "ts": f"2026-06-01T10:00:{n:02d}", "type": kind}
+    return {
+        "event_id": f"{customer}-{kind}-{item}-{n}",
+        "customer_id": customer,
+        "item_id": item,
+        "ts": f"2026-06-01T10:00:{n:02d}",
+        "type": kind,
+    }
 
 
 def personalised_customer(server: Server, refusing: str) -> str:
@@ -128,9 +146,20 @@ def test_a_customer_who_refused_personalisation_stays_unpersonalised_with_live_e
 def test_duplicates_count_once_and_bad_rows_are_named(rt):
     item = read_table(rt.workspace.settings.tables_dir, "products")["item_id"].iloc[0]
     batch = [event("rt-dup", item, "view", n) for n in range(3)]
-    assert post(rt, "/events", {"events": batch}).json() == {"accepted": 3, "duplicates": 0, "rejected": [], "alerts": 0}
-    again = post(rt, "/events", {"events": batch + [{**batch[0], "event_id": "rt-dup-new", "quantity": 0},
-                                                    {**batch[0], "event_id": "rt-dup-ok"}]}).json()
+    assert post(rt, "/events", {"events": batch}).json() == {
+        "accepted": 3,
+        "duplicates": 0,
+        "rejected": [],
+        "alerts": 0,
+    }
+    again = post(
+        rt,
+        "/events",
+        {
+            "events": batch
+            + [{**batch[0], "event_id": "rt-dup-new", "quantity": 0}, {**batch[0], "event_id": "rt-dup-ok"}]
+        },
+    ).json()
     assert again["accepted"] == 1 and again["duplicates"] == 3
     assert [r["index"] for r in again["rejected"]] == [3] and again["rejected"][0]["reason"].startswith("quantity")
     assert post(rt, "/events", {"events": []}).status_code == 400
@@ -141,8 +170,9 @@ def test_duplicates_count_once_and_bad_rows_are_named(rt):
 def test_stock_changes_apply_on_the_next_request(rt, refusing_customer):
     customer = personalised_customer(rt, refusing_customer)
     top = ids(post(rt, "/recommend", {"customer_id": customer, "k": 5}).json())[0]
-    r = post(rt, "/items/stock", {"items": [{"item_id": top, "in_stock": False},
-                                            {"item_id": "nope", "in_stock": True}]})
+    r = post(
+        rt, "/items/stock", {"items": [{"item_id": top, "in_stock": False}, {"item_id": "nope", "in_stock": True}]}
+    )
     assert r.json()["updated"] == 1 and r.json()["rejected"][0]["index"] == 1
     assert r.json()["rejected"][0]["kind"] == "items" and "item_id" in r.json()["rejected"][0]["reason"]
     try:
@@ -171,8 +201,9 @@ def test_rules_file_changes_apply_without_restart(rt):
     popular = ids(post(rt, "/recommend", {"customer_id": "rt-rules", "k": 10}).json())
     banned = category_of[popular[0]]
     boosted = next(i for i in reversed(popular) if category_of[i] != banned)
-    rules.write_text(yaml.safe_dump({"max_per_category": 1, "exclude_categories": [banned],
-                                     "boost_items": {boosted: 100.0}}))
+    rules.write_text(
+        yaml.safe_dump({"max_per_category": 1, "exclude_categories": [banned], "boost_items": {boosted: 100.0}})
+    )
     try:
         time.sleep(0.5)  # longer than rules_check_s
         for body in fan_out(rt, "/recommend", {"customer_id": "rt-rules", "k": 10}, n=8):
@@ -258,9 +289,12 @@ def test_folding_a_customers_own_history_in_reproduces_their_trained_recommendat
         row = rec.user_items[user]
         history = [str(rec.item_ids[i]) for i in row.indices]
         trained = [i for i, _ in rec.recommend(str(rec.customer_ids[user]), 10)]
-        folded = [i for i, _ in rec.recommend_from_history(history, row.data.tolist(), 10,
-                                                           regularization=s.recommender.regularization,
-                                                           alpha=s.recommender.alpha)]
+        folded = [
+            i
+            for i, _ in rec.recommend_from_history(
+                history, row.data.tolist(), 10, regularization=s.recommender.regularization, alpha=s.recommender.alpha
+            )
+        ]
         overlaps.append(len(set(trained) & set(folded)))
     assert sum(overlaps) / len(overlaps) >= 8, overlaps
     allowed = set(map(str, rec.item_ids[:50]))

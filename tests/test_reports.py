@@ -18,13 +18,17 @@ from tests.conftest import Workspace, small_workspace
 PNG = b"\x89PNG\r\n\x1a\n"
 # What the small workspace needs beyond the shared one: a CLV horizon inside 400 days of data, one uplift learner,
 # and fewer bootstrap resamples.
-EXTRA = {"clv": {"horizon_days": 120, "num_boost_round": 150}, "bench": {"folds": 3},
-         "uplift": {"learners": ["offset"]}, "reports": {"n_boot": 300}}
+EXTRA = {
+    "clv": {"horizon_days": 120, "num_boost_round": 150},
+    "bench": {"folds": 3},
+    "uplift": {"learners": ["offset"]},
+    "reports": {"n_boot": 300},
+}
 
 
 @pytest.fixture(scope="module")
 def report_workspace(trained_workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """A copy of the trained workspace (its champions by reference) with a churn candidate, a CLV and an uplift model."""
+    """A copy of the trained workspace (champions by reference) with a churn candidate, a CLV and an uplift model."""
     from patron.config import load_settings
     from training.churn.train import train_churn
     from training.value.clv import train_clv
@@ -37,8 +41,9 @@ def report_workspace(trained_workspace: Workspace, tmp_path_factory: pytest.Temp
     shutil.copytree(source.tables_dir, settings.tables_dir)
     shutil.copy2(source.workspace / "mlflow.db", settings.workspace / "mlflow.db")
     churn = settings.churn
-    train_churn(settings.model_copy(update={"churn": churn.model_copy(update={"params": {**churn.params,
-                                                                                          "num_leaves": 7}})}))
+    train_churn(
+        settings.model_copy(update={"churn": churn.model_copy(update={"params": {**churn.params, "num_leaves": 7}})})
+    )
     train_clv(settings)
     train_uplift(settings)
     return Workspace(settings=settings, config=ws.config)
@@ -117,18 +122,27 @@ def test_compare_churn_shows_both_versions_the_difference_and_its_interval(repor
     assert set(rows) == {f"champion v{champion.version}", f"candidate v{latest}"}
     # the champion's figure is its registered test ROC-AUC: the same evaluation data
     assert float(rows[f"champion v{champion.version}"]) == pytest.approx(
-        float(champion.tags["patron.primary_value"]), abs=1e-4)
-    diff, low, high = map(float, re.search(r"difference ([-+]\d\.\d+), 95% bootstrap interval \[([-+]\d\.\d+), "
-                                           r"([-+]\d\.\d+)\]", result.output).groups())
-    assert diff == pytest.approx(float(rows[f"candidate v{latest}"]) - float(rows[f"champion v{champion.version}"]),
-                                 abs=2e-4)
+        float(champion.tags["patron.primary_value"]), abs=1e-4
+    )
+    diff, low, high = map(
+        float,
+        re.search(
+            r"difference ([-+]\d\.\d+), 95% bootstrap interval \[([-+]\d\.\d+), "
+            r"([-+]\d\.\d+)\]",
+            result.output,
+        ).groups(),
+    )
+    assert diff == pytest.approx(
+        float(rows[f"candidate v{latest}"]) - float(rows[f"champion v{champion.version}"]), abs=2e-4
+    )
     assert low <= diff <= high and low < high
     assert "300 resamples" in result.output
 
 
 def test_bootstrap_interval_is_seeded_and_covers_the_estimate() -> None:
-    from patron.reports.compare import bootstrap_interval, roc_auc_rows
     from sklearn.metrics import roc_auc_score
+
+    from patron.reports.compare import bootstrap_interval, roc_auc_rows
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)

@@ -15,8 +15,15 @@ import pytest
 
 from patron.config import RetentionConfig
 from serving.answers.offer_allocation import allocate, candidate_pairs, greedy_allocation
-from serving.answers.retention_plan import (CustomerValue, build_plan, churn_ranked_plan, parse_offers, read_offers,
-                                    realised_value, write_plan)
+from serving.answers.retention_plan import (
+    CustomerValue,
+    build_plan,
+    churn_ranked_plan,
+    parse_offers,
+    read_offers,
+    realised_value,
+    write_plan,
+)
 
 CFG = RetentionConfig()
 OFFERS = {"voucher": 5.0, "delivery": 3.0, "call": 8.0}
@@ -64,8 +71,14 @@ def test_milp_matches_brute_force_on_a_small_case() -> None:
 
 def test_milp_takes_over_when_the_greedy_is_far_from_its_bound() -> None:
     # the greedy takes the most efficient offer (a: 7 for 6), then b and c (5 for 5 each) no longer fit together
-    pairs = pd.DataFrame({"customer_id": ["a", "b", "c"], "offer_type": "call", "cost": [6.0, 5.0, 5.0],
-                          "expected_net_value": [7.0, 5.0, 5.0]})
+    pairs = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "offer_type": "call",
+            "cost": [6.0, 5.0, 5.0],
+            "expected_net_value": [7.0, 5.0, 5.0],
+        }
+    )
     greedy = greedy_allocation(pairs, 10.0)
     assert greedy.value == pytest.approx(7.0) and greedy.upper_bound == pytest.approx(7.0 + 4 / 5 * 5)
     exact = allocate(pairs, 10.0, None, CFG)
@@ -120,22 +133,38 @@ def _value(n: int = 40) -> tuple[pd.DataFrame, CustomerValue]:
     ids = [f"c{i:02d}" for i in range(n)]
     risky = np.arange(n) < n // 2
     churn = np.where(risky, 0.9, 0.4)
-    scored = pd.DataFrame({"customer_id": ids, "churn_probability": churn,
-                           "reasons": [[{"text": f"reason {i}"}, {"text": "second"}] for i in range(n)]})
-    effects = pd.DataFrame({"voucher": np.where(risky, 0.03, 0.15), "delivery": np.where(risky, 0.02, 0.08),
-                            "call": np.where(risky, 0.05, 0.25)}, index=ids)
+    scored = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "churn_probability": churn,
+            "reasons": [[{"text": f"reason {i}"}, {"text": "second"}] for i in range(n)],
+        }
+    )
+    effects = pd.DataFrame(
+        {
+            "voucher": np.where(risky, 0.03, 0.15),
+            "delivery": np.where(risky, 0.02, 0.08),
+            "call": np.where(risky, 0.05, 0.25),
+        },
+        index=ids,
+    )
     segments = pd.DataFrame({"lifecycle_stage": "active", "value_tier": "high", "rfm_score": 12}, index=ids)
-    value = CustomerValue(clv=pd.Series(200.0, index=ids), effects=effects, segments=segments,
-                          marketing_refused=frozenset(ids[n // 2: n // 2 + 3]), active=frozenset(ids),
-                          clv_version="1", uplift_version="1")
+    value = CustomerValue(
+        clv=pd.Series(200.0, index=ids),
+        effects=effects,
+        segments=segments,
+        marketing_refused=frozenset(ids[n // 2 : n // 2 + 3]),
+        active=frozenset(ids),
+        clv_version="1",
+        uplift_version="1",
+    )
     return scored, value
 
 
 def test_plan_beats_greedy_by_churn_and_skips_refusals() -> None:
     scored, value = _value()
     budget = 60.0
-    plan = build_plan(scored, value, OFFERS, budget, None, CFG,
-                      channels=pd.Series("app", index=scored["customer_id"]))
+    plan = build_plan(scored, value, OFFERS, budget, None, CFG, channels=pd.Series("app", index=scored["customer_id"]))
     rows = plan.rows
     assert rows["cost"].sum() <= budget
     assert not set(rows["customer_id"]) & value.marketing_refused
@@ -151,16 +180,20 @@ def test_plan_beats_greedy_by_churn_and_skips_refusals() -> None:
     assert list(rows.columns[:4]) == ["customer_id", "lifecycle_stage", "value_tier", "rfm_score"]
     first = rows.iloc[0]
     assert first["top_reasons"].startswith("reason ") and first["preferred_channel"] == "app"
-    assert first["expected_net_value"] == pytest.approx(200 * value.effects.loc[first["customer_id"],
-                                                                                first["offer_type"]] - first["cost"])
+    assert first["expected_net_value"] == pytest.approx(
+        200 * value.effects.loc[first["customer_id"], first["offer_type"]] - first["cost"]
+    )
 
 
 def test_churn_extras_carry_segment_clv_and_best_positive_offer() -> None:
     _, value = _value()
     refused = sorted(value.marketing_refused)[0]
     out = value.customer_extras(["c00", "c25", refused, "nobody"], OFFERS)
-    assert out[0]["clv"] == 200.0 and out[0]["segment"] == {"lifecycle_stage": "active", "value_tier": "high",
-                                                              "rfm_score": "12"}
+    assert out[0]["clv"] == 200.0 and out[0]["segment"] == {
+        "lifecycle_stage": "active",
+        "value_tier": "high",
+        "rfm_score": "12",
+    }
     assert out[0]["best_offer"] == {"offer_type": "call", "expected_net_value": pytest.approx(200 * 0.05 - 8)}
     assert out[1]["best_offer"] == {"offer_type": "call", "expected_net_value": pytest.approx(200 * 0.25 - 8)}
     assert out[2]["best_offer"] is None and out[2]["clv"] == 200.0  # no marketing consent: no offer
@@ -172,9 +205,12 @@ def test_parse_offers_names_the_bad_field() -> None:
     known = list(OFFERS)
     assert parse_offers([{"offer_type": "call", "cost": 4}], known) == {"call": 4.0}
     assert parse_offers({"voucher": 1.5}, known) == {"voucher": 1.5}
-    for offers, field in [([], "offers"), ([{"offer_type": "sms", "cost": 1}], r"offers\[0\].offer_type"),
-                          ([{"offer_type": "call", "cost": 1}, {"offer_type": "call", "cost": 2}],
-                           r"offers\[1\].offer_type"), ([{"offer_type": "call", "cost": -1}], r"offers\[0\].cost")]:
+    for offers, field in [
+        ([], "offers"),
+        ([{"offer_type": "sms", "cost": 1}], r"offers\[0\].offer_type"),
+        ([{"offer_type": "call", "cost": 1}, {"offer_type": "call", "cost": 2}], r"offers\[1\].offer_type"),
+        ([{"offer_type": "call", "cost": -1}], r"offers\[0\].cost"),
+    ]:
         with pytest.raises(ValueError, match=f"^{field}"):
             parse_offers(offers, known)
 
@@ -198,10 +234,16 @@ def test_offers_files_and_plan_files(tmp_path) -> None:
 
 
 def test_realised_value_uses_the_true_effects() -> None:
-    rows = pd.DataFrame({"customer_id": ["a", "b"], "offer_type": ["call", "voucher"], "clv": [100.0, 10.0],
-                         "cost": [8.0, 5.0]})
-    truth = pd.DataFrame({"customer_id": ["a", "a", "b", "b"], "offer_type": ["call", "voucher"] * 2,
-                          "churn_prob_effect": [-0.2, -0.5, 0.1, -0.9]})
+    rows = pd.DataFrame(
+        {"customer_id": ["a", "b"], "offer_type": ["call", "voucher"], "clv": [100.0, 10.0], "cost": [8.0, 5.0]}
+    )
+    truth = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "b"],
+            "offer_type": ["call", "voucher"] * 2,
+            "churn_prob_effect": [-0.2, -0.5, 0.1, -0.9],
+        }
+    )
     assert realised_value(rows, truth) == pytest.approx((100 * 0.2 - 8) + (10 * 0.9 - 5))
 
 
@@ -211,7 +253,7 @@ class KnownEffects(mlflow.pyfunc.PythonModel):
     shares = {"discount_voucher": 0.05, "free_delivery": 0.1, "double_points": 0.15, "personal_call": 0.3}
 
     @property
-    def model(self) -> "KnownEffects":
+    def model(self) -> KnownEffects:
         return self
 
     def effects(self, features: pd.DataFrame) -> pd.DataFrame:
@@ -234,14 +276,17 @@ def plan_server(trained_workspace, refusing_customer, tmp_path_factory):
     settings = ws.settings
     shutil.copytree(source.tables_dir, settings.tables_dir)
     shutil.copy2(source.workspace / "mlflow.db", settings.workspace / "mlflow.db")  # the champions, by reference
-    train_clv(settings.model_copy(update={
-        "clv": settings.clv.model_copy(update={"horizon_days": 120, "num_boost_round": 150}),
-        "bench": settings.bench.model_copy(update={"folds": 3})}))
+    train_clv(
+        settings.model_copy(
+            update={"clv": settings.clv.model_copy(update={"horizon_days": 120, "num_boost_round": 150, "folds": 3})}
+        )
+    )
     tracking.configure(settings)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the server cannot import this test module
     with mlflow.start_run():
-        mlflow.pyfunc.log_model(name="model", python_model=KnownEffects(),
-                                registered_model_name=settings.tracking.uplift_model)
+        mlflow.pyfunc.log_model(
+            name="model", python_model=KnownEffects(), registered_model_name=settings.tracking.uplift_model
+        )
     proc, server = start_patron_server(ws, tmp_path_factory.mktemp("plan_server") / "server.log")
     yield server
     stop_server(proc)
@@ -272,8 +317,11 @@ def test_plan_endpoint_keeps_budget_and_consent(plan_server) -> None:
     assert totals["skipped_no_consent"] > 0 and set(body["model_versions"]) == {"churn", "clv", "uplift"}
     capped = http.post("/retention/plan", json={"budget": budget, "max_customers": 1}, timeout=60).json()
     assert len(capped["plan"]) == 1 and capped["plan"][0]["expected_net_value"] <= totals["expected_net_value"]
-    for body, field in [({"budget": -1.0}, "budget"), ({"budget": 5, "offers": []}, "offers"),
-                        ({"budget": 5, "offers": [{"offer_type": "sms", "cost": 1}]}, "offers[0].offer_type")]:
+    for body, field in [
+        ({"budget": -1.0}, "budget"),
+        ({"budget": 5, "offers": []}, "offers"),
+        ({"budget": 5, "offers": [{"offer_type": "sms", "cost": 1}]}, "offers[0].offer_type"),
+    ]:
         bad = http.post("/retention/plan", json=body, timeout=60)
         assert 400 <= bad.status_code < 500 and field in bad.text, bad.text
     churn = http.post("/churn", json={"customer_ids": [rows[0]["customer_id"]]}, timeout=60).json()

@@ -9,21 +9,29 @@ import pytest
 from features.pit.segments import customer_segments, quantile_scores
 from patron.config import SegmentsConfig
 
-CFG = SegmentsConfig(rfm_bins=5, new_max_tenure_days=90, lapsed_after_days=180, at_risk_gap_ratio=2.0,
-                     at_risk_after_days=60, value_tiers={"high": 0.8, "medium": 0.5, "low": 0.0})
+CFG = SegmentsConfig(
+    rfm_bins=5,
+    new_max_tenure_days=90,
+    lapsed_after_days=180,
+    at_risk_gap_ratio=2.0,
+    at_risk_after_days=60,
+    value_tiers={"high": 0.8, "medium": 0.5, "low": 0.0},
+)
 
 
 def frame() -> pd.DataFrame:
     """Ten customers; recency, frequency and spend ordered so that C09 is best on all three."""
     n = 10
-    return pd.DataFrame({
-        "customer_id": [f"C{i:02d}" for i in range(n)],
-        "days_since_last_purchase": [170.0, 150, 130, 110, 90, 10, 8, 6, 4, 2],
-        "orders_total": np.arange(1, n + 1),
-        "spend_total": np.arange(1, n + 1) * 10.0,
-        "tenure_days": [400.0] * n,
-        "gap_mean_days": [100.0, 100, 100, 100, 100, 30, 30, 30, 30, 30],
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:02d}" for i in range(n)],
+            "days_since_last_purchase": [170.0, 150, 130, 110, 90, 10, 8, 6, 4, 2],
+            "orders_total": np.arange(1, n + 1),
+            "spend_total": np.arange(1, n + 1) * 10.0,
+            "tenure_days": [400.0] * n,
+            "gap_mean_days": [100.0, 100, 100, 100, 100, 30, 30, 30, 30, 30],
+        }
+    )
 
 
 def test_rfm_quintiles_best_customer_scores_555() -> None:
@@ -51,8 +59,13 @@ def test_lifecycle_rules() -> None:
     f["days_since_last_purchase"] = [5.0, 200, 70, 65, 40]
     f["gap_mean_days"] = [np.nan, 20, 30, np.nan, 30]
     seg = customer_segments(f, None, CFG).set_index("customer_id")
-    assert seg["lifecycle_stage"].to_dict() == {"new": "new", "lapsed": "lapsed", "at_risk_gap": "at_risk",
-                                                "at_risk_single": "at_risk", "active": "active"}
+    assert seg["lifecycle_stage"].to_dict() == {
+        "new": "new",
+        "lapsed": "lapsed",
+        "at_risk_gap": "at_risk",
+        "at_risk_single": "at_risk",
+        "active": "active",
+    }
     never = f.iloc[[1]].assign(customer_id="never", days_since_last_purchase=np.nan)
     assert customer_segments(never, None, CFG)["lifecycle_stage"].item() == "lapsed"
 

@@ -21,8 +21,21 @@ N_ITEMS = 8
 
 
 def _tiny(**update: object) -> SequenceConfig:
-    return SequenceConfig(**{"dim": 16, "blocks": 1, "dropout": 0.0, "max_len": 6, "epochs": 40, "lr": 0.01,
-                             "batch_size": 16, "negatives": 0, "threads": 1, "seed": 7, **update})
+    return SequenceConfig(
+        **{
+            "dim": 16,
+            "blocks": 1,
+            "dropout": 0.0,
+            "max_len": 6,
+            "epochs": 40,
+            "lr": 0.01,
+            "batch_size": 16,
+            "negatives": 0,
+            "threads": 1,
+            "seed": 7,
+            **update,
+        }
+    )
 
 
 def _cycles(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -79,10 +92,15 @@ def test_cuda_without_a_device_is_refused_naming_the_field() -> None:
 def test_candidate_source_returns_no_seen_items() -> None:
     seqs = _cycles(30)
     ts = pd.Timestamp("2025-01-01")
-    history = pd.DataFrame([(u, int(i), ts + pd.Timedelta(days=d)) for u, s in enumerate(seqs)
-                            for d, i in enumerate(s)], columns=["u", "i", "ts"])
-    config = TwoStageConfig(candidates_per_source=4, threads=1,
-                            sources=TwoStageSources(**{s: s == "sequence" for s in TwoStageSources.model_fields}))
+    history = pd.DataFrame(
+        [(u, int(i), ts + pd.Timedelta(days=d)) for u, s in enumerate(seqs) for d, i in enumerate(s)],
+        columns=["u", "i", "ts"],
+    )
+    config = TwoStageConfig(
+        candidates_per_source=4,
+        threads=1,
+        sources=TwoStageSources(**{s: s == "sequence" for s in TwoStageSources.model_fields}),
+    )
     src = CandidateSources(config, {}, 0, _tiny(epochs=20)).fit(history, (len(seqs), N_ITEMS))
     assert src.enabled == ["sequence"]
     users = np.arange(len(seqs))
@@ -104,12 +122,14 @@ def test_user_sequences_are_time_ordered() -> None:
 
 
 def _workspace(tmp_path: Path) -> Settings:
-    settings = load_settings(workspace=str(tmp_path / "ws"),
-                             sequence=_tiny(epochs=20).model_dump(mode="json"))
+    settings = load_settings(workspace=str(tmp_path / "ws"), seed=7, sequence=_tiny(epochs=20).model_dump(mode="json"))
     seqs = _cycles(60, seed=1)
     start = pd.Timestamp("2025-01-01")
-    rows = [(f"E{u}-{d}", f"C{u}", f"I{i}", start + pd.Timedelta(days=d), "purchase")
-            for u, s in enumerate(seqs) for d, i in enumerate(s)]
+    rows = [
+        (f"E{u}-{d}", f"C{u}", f"I{i}", start + pd.Timedelta(days=d), "purchase")
+        for u, s in enumerate(seqs)
+        for d, i in enumerate(s)
+    ]
     rows.append(("V1", "C0", "I7", start, "view"))  # not a purchase: ignored
     events = pd.DataFrame(rows, columns=["event_id", "customer_id", "item_id", "ts", "type"])
     write_table(events, settings.tables_dir, "events")

@@ -42,8 +42,9 @@ def test_health_endpoints_after_start(patron_server):
     print(f"\nserver start-up to /readyz 200: {patron_server.startup_s:.1f}s")
 
 
-def test_recommendations_exclude_purchases_and_out_of_stock_and_carry_the_champion_version(patron_server,
-                                                                                        refusing_customer):
+def test_recommendations_exclude_purchases_and_out_of_stock_and_carry_the_champion_version(
+    patron_server, refusing_customer
+):
     bought = purchases(patron_server.workspace.settings).groupby("customer_id")["item_id"].agg(set)
     p = products(patron_server)
     out_of_stock = set(p.loc[~p["in_stock"], "item_id"])
@@ -126,8 +127,16 @@ def test_churn_scores_are_probabilities_ordered_with_tiers(patron_server):
     assert body["model_version"] == champion_version(patron_server, "churn")
     scores = body["scores"]
     assert [s["customer_id"] for s in scores] == customers + ["no-such-customer"]
-    assert scores[-1] == {"customer_id": "no-such-customer", "churn_probability": None, "risk_tier": None,
-                          "reasons": [], "known": False, "segment": None, "clv": None, "best_offer": None}
+    assert scores[-1] == {
+        "customer_id": "no-such-customer",
+        "churn_probability": None,
+        "risk_tier": None,
+        "reasons": [],
+        "known": False,
+        "segment": None,
+        "clv": None,
+        "best_offer": None,
+    }
     known = [s for s in scores if s["known"]]
     assert len(known) == len(customers)
     bounds = settings.churn.risk_tiers
@@ -144,26 +153,29 @@ def test_churn_scores_are_probabilities_ordered_with_tiers(patron_server):
     assert any(s["reasons"] for s in known)
 
 
-@pytest.mark.parametrize(("path", "body", "field"), [
-    ("/recommend", {"customer_id": ["a"]}, "customer_id"),
-    ("/recommend", {"customer_id": "c", "k": "ten"}, "k"),
-    ("/recommend", {"customer_id": "c", "k": 0}, "k"),
-    ("/recommend", {"customer_id": "c", "k": 101}, "k"),
-    ("/recommend", {"customer_id": "c", "colour": "red"}, "colour"),
-    ("/recommend", {"k": 5}, "customer_id"),
-    ("/recommend", {"customer_id": "c", "categories": "shoes"}, "categories"),
-    ("/similar_items", {"item_id": "i", "k": 101}, "k"),
-    ("/similar_items", {}, "item_id"),
-    ("/churn", {"customer_ids": []}, "customer_ids"),
-    ("/churn", {"customer_ids": [f"c{i}" for i in range(1001)]}, "customer_ids"),
-    ("/churn", {"customer_ids": "c1"}, "customer_ids"),
-    ("/churn", {"customer_ids": ["c1"], "extra": 1}, "extra"),
-    ("/recommend", {"customer_id": "c", "categories": ["x"] * 101}, "categories"),
-    ("/recommend", {"customer_id": "c", "context_item_ids": ["i"] * 51}, "context_item_ids"),
-    ("/retention/plan", {"budget": 1, "offers": [{"offer_type": "sms", "cost": 1}] * 101}, "offers"),
-    ("/events", {"events": [{}] * 501}, "events"),
-    ("/items/stock", {"items": [{"item_id": "i", "in_stock": True}] * 1001}, "items"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/recommend", {"customer_id": ["a"]}, "customer_id"),
+        ("/recommend", {"customer_id": "c", "k": "ten"}, "k"),
+        ("/recommend", {"customer_id": "c", "k": 0}, "k"),
+        ("/recommend", {"customer_id": "c", "k": 101}, "k"),
+        ("/recommend", {"customer_id": "c", "colour": "red"}, "colour"),
+        ("/recommend", {"k": 5}, "customer_id"),
+        ("/recommend", {"customer_id": "c", "categories": "shoes"}, "categories"),
+        ("/similar_items", {"item_id": "i", "k": 101}, "k"),
+        ("/similar_items", {}, "item_id"),
+        ("/churn", {"customer_ids": []}, "customer_ids"),
+        ("/churn", {"customer_ids": [f"c{i}" for i in range(1001)]}, "customer_ids"),
+        ("/churn", {"customer_ids": "c1"}, "customer_ids"),
+        ("/churn", {"customer_ids": ["c1"], "extra": 1}, "extra"),
+        ("/recommend", {"customer_id": "c", "categories": ["x"] * 101}, "categories"),
+        ("/recommend", {"customer_id": "c", "context_item_ids": ["i"] * 51}, "context_item_ids"),
+        ("/retention/plan", {"budget": 1, "offers": [{"offer_type": "sms", "cost": 1}] * 101}, "offers"),
+        ("/events", {"events": [{}] * 501}, "events"),
+        ("/items/stock", {"items": [{"item_id": "i", "in_stock": True}] * 1001}, "items"),
+    ],
+)
 def test_bad_input_is_a_4xx_naming_the_field(patron_server, path, body, field):
     r = post(patron_server, path, body)
     assert 400 <= r.status_code < 500

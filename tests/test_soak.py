@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from benchmarks.soak import memory_growth, soak_markdown
 
@@ -23,23 +24,30 @@ def test_memory_growth_counts_from_the_end_of_warm_up() -> None:
 
 
 def test_a_short_soak_reports_errors_latency_per_interval_and_memory(trained_workspace) -> None:
-    from tests.conftest import free_port
     from benchmarks.soak import run_soak
+    from tests.conftest import free_port
 
     ws = trained_workspace
-    settings = ws.settings.model_copy(update={"soak": ws.settings.soak.model_copy(
-        update={"port": free_port(), "sample_s": 1.0})})
-    report = run_soak(settings, ws.config, SECONDS / 60, rate=RATE, workers=2, interval_s=INTERVAL_S,
-                      echo=lambda _: None)
-    assert report["sent"] == int(RATE * SECONDS) and report["errors"] == 0
-    assert [row["start_s"] for row in report["intervals"]] == [0.0, 5.0, 10.0]
-    assert sum(row["requests"] for row in report["intervals"]) == report["sent"]
-    first = report["intervals"][0]
+    settings = ws.settings.model_copy(
+        update={"soak": ws.settings.soak.model_copy(update={"port": free_port(), "sample_s": 1.0})}
+    )
+    report = run_soak(
+        settings, ws.config, SECONDS / 60, rate=RATE, workers=2, interval_s=INTERVAL_S, echo=lambda _: None
+    )
+    summary = report.summary
+    assert summary["sent"] == int(RATE * SECONDS) and summary["errors"] == 0
+    assert [row["start_s"] for row in report.rows] == [0.0, 5.0, 10.0]
+    assert sum(row["requests"] for row in report.rows) == summary["sent"]
+    first = report.rows[0]
     assert 0 < first["p50_ms"] <= first["p99_ms"]
     assert {"p99_ms /recommend", "p99_ms /churn", "p99_ms /events"} <= set(first)
-    samples = report["memory_samples"]
+    samples = report.details["memory_samples"]
     assert len(samples) >= SECONDS // 3 and all(len(s["processes_mb"]) >= 3 for s in samples)  # supervisor + 2 workers
-    assert report["memory"]["baseline_mb"] > 0 and report["memory"]["growth"] < 0.10 and report["ok"]
+    memory = report.details["memory"]
+    assert memory["baseline_mb"] > 0 and memory["growth"] < 0.10 and summary["ok"]
     out = settings.outputs_dir / "bench_soak"
-    assert json.loads((out / "soak.json").read_text())["sent"] == report["sent"]
-    assert (out / "soak.md").read_text() == soak_markdown(report)
+    assert json.loads((out / "soak.json").read_text())["summary"]["sent"] == summary["sent"]
+    assert (out / "soak.md").read_text() == report.markdown()
+    assert f"{summary['sent']} requests" in soak_markdown(report) and "Verdict: **pass**" in soak_markdown(report)
+    run = MlflowClient(settings.tracking_uri).get_run(report.run_id)  # logged with the table's numbers
+    assert run.data.metrics["sent"] == summary["sent"] and run.data.metrics["0.requests"] == first["requests"]

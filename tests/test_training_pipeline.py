@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import lightgbm as lgb
 import mlflow
-import mlflow.lightgbm
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -13,11 +12,13 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from features.pit import build
-from training.mlops import tracking
-from training.churn.train import split_xy, train_churn
-from training.mlops.metrics import churn_metrics, lift_at
-from training.recommend.als import Recommender, train_recommender
 from tests.test_training_fixtures import tables_home, tiny_settings  # noqa: F401 (fixture)
+from training.churn.model import ChurnModel
+from training.churn.train import split_xy, train_churn
+from training.mlops import tracking
+from training.mlops.metrics import churn_metrics, lift_at
+from training.recommend.als import ALSRecommender
+from training.recommend.train import train_recommender
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_churn_cutoffs_are_time_ordered_and_recorded(churn_run) -> None:
 
 def test_churn_early_stops_on_valid_and_scores_the_test_cutoff(churn_run) -> None:
     settings, result = churn_run
-    booster = mlflow.lightgbm.load_model(f"models:/{settings.tracking.churn_model}/{result.model_version}")
+    booster = ChurnModel.from_registry(settings, str(result.model_version)).booster
     assert isinstance(booster, lgb.Booster)
     assert 0 < booster.num_trees() < settings.churn.num_boost_round  # early stopping cut training short
     X, y = split_xy(build.training_set(settings, [build.cutoff_plan(settings).test]))
@@ -87,7 +88,7 @@ def test_recommender_run_logs_both_models_metrics_and_registers_a_pyfunc(rec_run
     tracking.configure(settings)
     model = mlflow.pyfunc.load_model(f"models:/{settings.tracking.recommender_model}/{result.model_version}")
     rec = model.unwrap_python_model().recommender
-    assert isinstance(rec, Recommender)
+    assert isinstance(rec, ALSRecommender)
     known = next(c for c in rec.customer_ids)
     out = model.predict(pd.DataFrame({"customer_id": [known, "nobody"], "k": [3, 2]}))
     assert out.groupby("customer_id")["source"].first().to_dict() == {known: "personal", "nobody": "popular"}

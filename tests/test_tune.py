@@ -6,8 +6,8 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import mlflow
 import optuna
@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from patron.cli.main import app
 from patron.config import load_settings
 from tests.conftest import Workspace, small_workspace
-from training.recommend.als import train_recommender
 from training.mlops.registry import promote
+from training.recommend.train import train_recommender
 from training.tune.recommender import TuneError, configured_two_stage, study_storage, tune_recommender
 
 
@@ -31,8 +31,14 @@ def tune_workspace(ingested_workspace: Workspace, tmp_path) -> Workspace:
     ws = small_workspace(tmp_path / "tune")
     shutil.copytree(ingested_workspace.settings.tables_dir, ws.settings.tables_dir)
     config = yaml.safe_load(ws.config.read_text())
-    config["tune"] = {"trials": 3, "study": "rec", "iteration_block": 2, "max_iterations": 6, "factors": [4, 16],
-                      "pruner_startup_trials": 1}
+    config["tune"] = {
+        "trials": 3,
+        "study": "rec",
+        "iteration_block": 2,
+        "max_iterations": 6,
+        "factors": [4, 16],
+        "pruner_startup_trials": 1,
+    }
     ws.config.write_text(yaml.safe_dump(config))
     ws = Workspace(load_settings(ws.config), ws.config)
     train_recommender(ws.settings)
@@ -70,13 +76,13 @@ def test_tune_stores_the_study_nests_trials_and_registers_a_candidate(tune_works
     assert int(train_run.data.params["recommender.factors"]) == first.best_params["factors"]
 
     # a second invocation (another worker) continues the same study under its own parent run
-    result = CliRunner().invoke(app, ["--config", str(tune_workspace.config), "tune", "recommender",
-                                      "--trials", "2"])
+    result = CliRunner().invoke(app, ["--config", str(tune_workspace.config), "tune", "recommender", "--trials", "2"])
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="rec", storage=study_storage(settings))
     assert len(study.trials) == 5
-    parents = client.search_runs([client.get_run(first.parent_run_id).info.experiment_id],
-                                 "tags.`patron.tune.study` = 'rec'")
+    parents = client.search_runs(
+        [client.get_run(first.parent_run_id).info.experiment_id], "tags.`patron.tune.study` = 'rec'"
+    )
     assert len(parents) == 2
     second = next(p for p in parents if p.info.run_id != first.parent_run_id)
     assert len(_children(client, second.info.run_id)) == 2
@@ -102,14 +108,16 @@ def test_with_the_two_stage_pipeline_the_study_tunes_it_from_the_configured_one(
     assert len(study.trials) == 2
     configured = configured_two_stage(settings.two_stage)
     assert configured["candidates_per_source"] == 60
-    assert configured["learning_rate"] == settings.two_stage.ranker_params["learning_rate"]  # configs/default.yaml's
+    assert configured["learning_rate"] == settings.two_stage.ranker_params["learning_rate"]  # the configured one
     assert study.trials[0].params == pytest.approx(configured)  # the first trial is the configured pipeline
     trials = {int(t.data.tags["optuna.trial"]): t for t in _children(client, result.parent_run_id)}
     assert set(trials) == {0, 1}
     for number, run in trials.items():  # each trial's nested run holds its pipeline and validation score
         assert run.data.metrics["valid_ndcg_at_10"] == pytest.approx(study.trials[number].value)
-        assert int(run.data.params["two_stage.candidates_per_source"]) == \
-            study.trials[number].params["candidates_per_source"]
+        assert (
+            int(run.data.params["two_stage.candidates_per_source"])
+            == study.trials[number].params["candidates_per_source"]
+        )
     assert result.best_value == max(t.value for t in study.trials)
     registered = client.get_model_version(name, str(result.model_version))
     assert registered.tags["patron.tune.study"] == "rec-two-stage"
@@ -124,8 +132,9 @@ def test_with_the_two_stage_pipeline_the_study_tunes_it_from_the_configured_one(
 
 def test_storage_must_be_named_when_tracking_is_not_a_sqlite_file(tmp_path) -> None:
     ws = small_workspace(tmp_path)
-    remote = ws.settings.model_copy(update={"tracking": ws.settings.tracking.model_copy(
-        update={"uri": "http://127.0.0.1:5000"})})
+    remote = ws.settings.model_copy(
+        update={"tracking": ws.settings.tracking.model_copy(update={"uri": "http://127.0.0.1:5000"})}
+    )
     with pytest.raises(TuneError, match="tune.storage"):
         study_storage(remote)
     named = remote.model_copy(update={"tune": remote.tune.model_copy(update={"storage": "sqlite:///x.db"})})
@@ -150,16 +159,21 @@ def postgres_study_db() -> Iterator[str]:
 
 
 @pytest.mark.integration
-def test_two_processes_work_on_one_study_stored_in_postgres(tune_workspace: Workspace, postgres_study_db: str
-                                                            ) -> None:
+def test_two_processes_work_on_one_study_stored_in_postgres(tune_workspace: Workspace, postgres_study_db: str) -> None:
     config = yaml.safe_load(tune_workspace.config.read_text())
     # no pruning before two trials are done: otherwise whichever worker finishes first may prune the other's trial
     config["tune"] = {**config["tune"], "storage": postgres_study_db, "study": "shared", "pruner_startup_trials": 2}
     tune_workspace.config.write_text(yaml.safe_dump(config))
-    command = [str(Path(sys.executable).parent / "patron"), "--config", str(tune_workspace.config), "tune",
-               "recommender", "--trials", "1"]
-    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
+    command = [
+        str(Path(sys.executable).parent / "patron"),
+        "--config",
+        str(tune_workspace.config),
+        "tune",
+        "recommender",
+        "--trials",
+        "1",
+    ]
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     study = optuna.load_study(study_name="shared", storage=postgres_study_db)
@@ -168,8 +182,9 @@ def test_two_processes_work_on_one_study_stored_in_postgres(tune_workspace: Work
     assert study_storage(load_settings(tune_workspace.config)) == postgres_study_db
 
 
-def test_a_lost_dataset_insert_race_is_retried_and_other_errors_are_not(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lost_dataset_insert_race_is_retried_and_other_errors_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two tuning workers logging the same dataset at once: the loser's insert hits the store's unique row."""
     from mlflow.exceptions import MlflowException
 
@@ -184,8 +199,10 @@ def test_a_lost_dataset_insert_race_is_retried_and_other_errors_are_not(tmp_path
     def lose_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
-                                  "datasets.name, datasets.digest")
+            raise MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                "datasets.name, datasets.digest"
+            )
         return real(*args, **kwargs)
 
     frame = pd.DataFrame({"customer_id": ["a", "b"], "weight": [1.0, 2.0]})

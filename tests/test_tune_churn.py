@@ -22,8 +22,15 @@ def churn_tune_workspace(ingested_workspace: Workspace, tmp_path) -> Workspace:
     ws = small_workspace(tmp_path / "tune")
     shutil.copytree(ingested_workspace.settings.tables_dir, ws.settings.tables_dir)
     config = yaml.safe_load(ws.config.read_text())
-    config["churn_tune"] = {"trials": 3, "study": "ch", "report_every_rounds": 5, "pruner_startup_trials": 1,
-                            "pruner_warmup_steps": 0, "num_leaves": [4, 8], "learning_rate": [0.05, 0.1]}
+    config["churn_tune"] = {
+        "trials": 3,
+        "study": "ch",
+        "report_every_rounds": 5,
+        "pruner_startup_trials": 1,
+        "pruner_warmup_steps": 0,
+        "num_leaves": [4, 8],
+        "learning_rate": [0.05, 0.1],
+    }
     ws.config.write_text(yaml.safe_dump(config))
     return Workspace(load_settings(ws.config), ws.config)
 
@@ -40,11 +47,11 @@ def test_tune_churn_stores_the_study_nests_trials_and_registers_a_candidate(chur
     assert 0 < study.best_value < 1  # a validation log loss
 
     client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
-    parent = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                "tags.`patron.tune.study` = 'ch'")
+    parent = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.`patron.tune.study` = 'ch'"
+    )
     assert len(parent) == 1
-    trials = client.search_runs([parent[0].info.experiment_id],
-                                f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
+    trials = client.search_runs([parent[0].info.experiment_id], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
     assert {t.data.tags["optuna.trial"] for t in trials} == {"0", "1", "2"}
     for t in trials:
         assert 4 <= int(t.data.params["num_leaves"]) <= 8

@@ -7,24 +7,58 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
+from benchmarks.recsys import load_interactions
 from patron.config import TwoStageConfig, TwoStageSources
 from tests.conftest import Workspace
-from training.recommend.candidates import (NO_RANK, CandidateSources, browsing_before, candidate_recall, complements,
-                                 source_ranks, transitions)
-from training.recommend.ranker import (BROWSED_LABEL, BROWSING_FEATURES, CHOICE_FEATURES, PURCHASE_LABEL, ItemInfo,
-                             browsed_in_window, item_choice_terms, pair_features, ranker_training_set)
-from benchmarks.recsys import item_info, load_interactions
-from training.tune.two_stage_runs import rank_with_seeds, two_stage, two_stage_rows
-from training.mlops.splits import evaluate, split_interactions, targets
 from tests.test_recsys_bench import _events
+from training.mlops.metrics import evaluate
+from training.mlops.splits import split_interactions, targets
+from training.recommend.candidates import (
+    NO_RANK,
+    CandidateSources,
+    browsing_before,
+    candidate_recall,
+    complements,
+    source_ranks,
+    transitions,
+)
+from training.recommend.item_data import item_info
+from training.recommend.ranker import (
+    BROWSED_LABEL,
+    BROWSING_FEATURES,
+    CHOICE_FEATURES,
+    PURCHASE_LABEL,
+    ItemInfo,
+    browsed_in_window,
+    item_choice_terms,
+    pair_features,
+    ranker_training_set,
+)
+from training.tune.two_stage_runs import rank_with_seeds, two_stage, two_stage_rows
 
 
 def _config(**update: object) -> TwoStageConfig:
-    return TwoStageConfig(**{"candidates_per_source": 50, "threads": 1, "num_boost_round": 200,
-                             "ranker_params": {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
-                                               "learning_rate": 0.02, "num_leaves": 7, "min_data_in_leaf": 20,
-                                               "lambda_l2": 10.0, "feature_fraction": 0.8, "bagging_fraction": 0.8,
-                                               "bagging_freq": 1, "verbose": -1}, **update})
+    return TwoStageConfig(
+        **{
+            "candidates_per_source": 50,
+            "threads": 1,
+            "num_boost_round": 200,
+            "ranker_params": {
+                "objective": "lambdarank",
+                "metric": "ndcg",
+                "eval_at": [10],
+                "learning_rate": 0.02,
+                "num_leaves": 7,
+                "min_data_in_leaf": 20,
+                "lambda_l2": 10.0,
+                "feature_fraction": 0.8,
+                "bagging_fraction": 0.8,
+                "bagging_freq": 1,
+                "verbose": -1,
+            },
+            **update,
+        }
+    )
 
 
 def test_transitions_count_items_bought_soon_after() -> None:
@@ -38,8 +72,9 @@ def test_transitions_count_items_bought_soon_after() -> None:
 
 
 def test_complements_are_the_share_of_buyers_who_buy_the_item_within_the_days() -> None:
-    ts = pd.to_datetime(["2025-01-01", "2025-01-05", "2025-01-01", "2025-01-20", "2025-01-01", "2025-01-01",
-                         "2025-01-03", "2025-01-04"])
+    ts = pd.to_datetime(
+        ["2025-01-01", "2025-01-05", "2025-01-01", "2025-01-20", "2025-01-01", "2025-01-01", "2025-01-03", "2025-01-04"]
+    )
     history = pd.DataFrame({"u": [0, 0, 1, 1, 2, 3, 3, 3], "i": [0, 1, 0, 1, 0, 0, 1, 1], "ts": ts})
     c = complements(history, 2, window=5, days=10).toarray()
     # 4 customers bought item 0; item 1 followed within 10 days for customers 0 and 3 (twice: counted once)
@@ -51,13 +86,22 @@ def test_pending_timing_gives_the_best_recent_anchor_and_its_age() -> None:
     # customer 0 bought item 0 on day 0, item 3 on day 12 and item 1 on day 15 (the last); customer 1 bought item 2
     ts = pd.to_datetime(["2025-01-01", "2025-01-13", "2025-01-16", "2025-01-10"])
     history = pd.DataFrame({"u": [0, 0, 0, 1], "i": [0, 3, 1, 2], "ts": ts})
-    src = CandidateSources(_config(sources=TwoStageSources(als=False, item_item=False, ease=False, trending=False,
-                                                           popular=False)), {}, 0).fit(history, (2, 6))
-    src.complements = csr_matrix(np.array([[0, 0, 0, 0, 0.9, 0],  # item 0 -> 4: 15 days before the last purchase
-                                           [0, 0, 0, 0, 0.2, 0.3],  # item 1 -> 4 and 5, the day of the last one
-                                           [0, 0, 0, 0, 0, 0.7],
-                                           [0, 0, 0, 0, 0.5, 0.3],  # item 3 -> 4 and 5, 3 days before it
-                                           [0] * 6, [0] * 6], dtype=np.float32))
+    src = CandidateSources(
+        _config(sources=TwoStageSources(als=False, item_item=False, ease=False, trending=False, popular=False)), {}, 0
+    ).fit(history, (2, 6))
+    src.complements = csr_matrix(
+        np.array(
+            [
+                [0, 0, 0, 0, 0.9, 0],  # item 0 -> 4: 15 days before the last purchase
+                [0, 0, 0, 0, 0.2, 0.3],  # item 1 -> 4 and 5, the day of the last one
+                [0, 0, 0, 0, 0, 0.7],
+                [0, 0, 0, 0, 0.5, 0.3],  # item 3 -> 4 and 5, 3 days before it
+                [0] * 6,
+                [0] * 6,
+            ],
+            dtype=np.float32,
+        )
+    )
     users, row, item = np.array([0, 1]), np.array([0, 0, 0, 1, 1]), np.array([4, 5, 2, 5, 4])
     best, days_ago = src.pending_timing(users, row, item)
     # item 0 lies outside complement_days (10): its 0.9 never counts; item 5: a tie at 0.3, the fresher anchor wins
@@ -70,8 +114,13 @@ def test_pending_timing_gives_the_best_recent_anchor_and_its_age() -> None:
 def _browsing(split, seed: int = 0, n: int = 3000) -> pd.DataFrame:
     """Random views over the whole period: some before, some after each customer's purchases."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"u": rng.integers(0, split.shape[0], n), "i": rng.integers(0, split.shape[1], n),
-                         "ts": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h")})
+    return pd.DataFrame(
+        {
+            "u": rng.integers(0, split.shape[0], n),
+            "i": rng.integers(0, split.shape[1], n),
+            "ts": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 60 * 24, n), unit="h"),
+        }
+    )
 
 
 def test_browsing_reaches_a_fit_only_before_each_customers_last_purchase_day() -> None:
@@ -89,10 +138,15 @@ def test_browsing_reaches_a_fit_only_before_each_customers_last_purchase_day() -
     labels = targets(split, split.valid, split.matrix(split.train))
     test = targets(split, split.test, split.matrix(split.train, split.valid))
     items = ItemInfo(np.arange(split.shape[1]) % 4, np.ones(split.shape[1]))
-    config = _config(num_boost_round=20, early_stopping_rounds=5, ranker_params={
-        "objective": "lambdarank", "min_data_in_leaf": 5, "verbose": -1})
-    runs = [two_stage(split.train, labels, history_full, test, split.shape, items, config, {}, 0, browsing=b)
-            for b in (browsing, later)]
+    config = _config(
+        num_boost_round=20,
+        early_stopping_rounds=5,
+        ranker_params={"objective": "lambdarank", "min_data_in_leaf": 5, "verbose": -1},
+    )
+    runs = [
+        two_stage(split.train, labels, history_full, test, split.shape, items, config, {}, 0, browsing=b)
+        for b in (browsing, later)
+    ]
     np.testing.assert_array_equal(runs[0].scorer_scores, runs[1].scorer_scores)
     assert set(BROWSING_FEATURES) <= set(runs[0].feature_importance)
     # while browsing before it does count
@@ -104,16 +158,24 @@ def test_browsing_reaches_a_fit_only_before_each_customers_last_purchase_day() -
 
 def test_browsed_in_window_holds_new_items_browsed_between_the_two_days() -> None:
     day = pd.Timestamp("2025-01-01")
-    history = pd.DataFrame({"u": [0, 0, 2], "i": [0, 5, 1], "ts": [day, day + pd.Timedelta(days=10, hours=15),
-                                                                   day + pd.Timedelta(days=3)]})
-    browsing = pd.DataFrame({"u": [0, 0, 0, 0, 0, 1, 2], "i": [1, 2, 3, 0, 4, 2, 3], "ts": [
-        day + pd.Timedelta(days=5),            # before the day of 0's last purchase: a feature, not a label
-        day + pd.Timedelta(days=10, hours=1),  # that day, before the purchase: a label
-        day + pd.Timedelta(days=15),           # inside the window
-        day + pd.Timedelta(days=12),           # item 0: bought in the history, not new
-        day + pd.Timedelta(days=20, hours=1),  # on the day the window ends: not in it
-        day + pd.Timedelta(days=12),           # customer 1 has no purchase: no window
-        day + pd.Timedelta(days=25)]})         # after customer 2's window
+    history = pd.DataFrame(
+        {"u": [0, 0, 2], "i": [0, 5, 1], "ts": [day, day + pd.Timedelta(days=10, hours=15), day + pd.Timedelta(days=3)]}
+    )
+    browsing = pd.DataFrame(
+        {
+            "u": [0, 0, 0, 0, 0, 1, 2],
+            "i": [1, 2, 3, 0, 4, 2, 3],
+            "ts": [
+                day + pd.Timedelta(days=5),  # before the day of 0's last purchase: a feature, not a label
+                day + pd.Timedelta(days=10, hours=1),  # that day, before the purchase: a label
+                day + pd.Timedelta(days=15),  # inside the window
+                day + pd.Timedelta(days=12),  # item 0: bought in the history, not new
+                day + pd.Timedelta(days=20, hours=1),  # on the day the window ends: not in it
+                day + pd.Timedelta(days=12),  # customer 1 has no purchase: no window
+                day + pd.Timedelta(days=25),
+            ],
+        }
+    )  # after customer 2's window
     end = pd.Series([day + pd.Timedelta(days=20, hours=9), day + pd.Timedelta(days=20), day + pd.Timedelta(days=20)])
     got = browsed_in_window(browsing, history, end, (3, 6)).toarray()
     expected = np.zeros((3, 6))
@@ -132,10 +194,19 @@ def test_browsed_new_items_are_ranker_labels_below_purchases() -> None:
     labels = targets(split, split.valid, split.matrix(split.train))
     items = ItemInfo(np.arange(split.shape[1]) % 4, np.ones(split.shape[1]))
     end = history_full.groupby("u")["ts"].max()
-    graded, y, _ = ranker_training_set(split.train, labels, split.shape, items, _config(label_windows=1), {}, 0,
-                                       browsing=browsing, valid_end=end)
-    plain, y0, _ = ranker_training_set(split.train, labels, split.shape, items,
-                                       _config(label_windows=1, browsing_labels=False), {}, 0, browsing=browsing)
+    graded, y, _ = ranker_training_set(
+        split.train, labels, split.shape, items, _config(label_windows=1), {}, 0, browsing=browsing, valid_end=end
+    )
+    plain, y0, _ = ranker_training_set(
+        split.train,
+        labels,
+        split.shape,
+        items,
+        _config(label_windows=1, browsing_labels=False),
+        {},
+        0,
+        browsing=browsing,
+    )
     pd.testing.assert_frame_equal(graded, plain)  # the same candidate rows: only their labels differ
     assert set(np.unique(y)) == {0.0, BROWSED_LABEL, PURCHASE_LABEL} and set(np.unique(y0)) == {0.0, 1.0}
     np.testing.assert_array_equal(y == PURCHASE_LABEL, y0 == 1.0)
@@ -157,10 +228,11 @@ def test_candidates_exclude_seen_items_and_recall_is_measured() -> None:
         assert 5 <= len(items) <= 5 * len(src.enabled)
         # the union of each source's 5 best unseen items (ties: lower item first)
         unseen = seen[r].toarray().ravel() == 0
-        best = set().union(*(np.argsort(-np.where(unseen, s[r], -np.inf), kind="stable")[:5].tolist()
-                             for s in scores.values()))
+        best = set().union(
+            *(np.argsort(-np.where(unseen, s[r], -np.inf), kind="stable")[:5].tolist() for s in scores.values())
+        )
         assert set(items.tolist()) == best
-    for name, r in ranks.items():  # seen items at NO_RANK, the others placed 1..n once each
+    for r in ranks.values():  # seen items at NO_RANK, the others placed 1..n once each
         assert (r[seen.nonzero()] == NO_RANK).all()
         unseen = np.where(seen.toarray() == 0, r, np.nan)
         for row in unseen:
@@ -172,8 +244,9 @@ def test_candidates_exclude_seen_items_and_recall_is_measured() -> None:
 
 def test_switched_off_sources_are_not_used() -> None:
     split = split_interactions(_events(6))
-    sources = TwoStageSources(als=False, item_item=False, ease=True, copurchase=False, repeat=False,
-                              trending=False, popular=True)
+    sources = TwoStageSources(
+        als=False, item_item=False, ease=True, copurchase=False, repeat=False, trending=False, popular=True
+    )
     src = CandidateSources(_config(sources=sources), {}, 0).fit(split.train, split.shape)
     assert src.enabled == ["ease", "popular"] and set(src.peers) == {"ease"}
     assert set(src.all_scores(np.arange(3))) == {"ease", "popular"}
@@ -187,12 +260,16 @@ def test_test_labels_never_reach_the_scores() -> None:
     # the same customers with other "test" items: if labels leaked, the scores would change
     shuffled = test.copy()
     shuffled.indices = (shuffled.indices + 7) % split.shape[1]
-    config = _config(num_boost_round=20, early_stopping_rounds=5, ranker_params={
-        "objective": "lambdarank", "min_data_in_leaf": 5, "verbose": -1})
-    runs = [two_stage(split.train, labels, history_full, t, split.shape, ItemInfo.empty(split.shape[1]), config, {}, 0)
-            for t in (test, shuffled)]
+    config = _config(
+        num_boost_round=20,
+        early_stopping_rounds=5,
+        ranker_params={"objective": "lambdarank", "min_data_in_leaf": 5, "verbose": -1},
+    )
+    runs = [
+        two_stage(split.train, labels, history_full, t, split.shape, ItemInfo.empty(split.shape[1]), config, {}, 0)
+        for t in (test, shuffled)
+    ]
     assert np.array_equal(runs[0].scorer_scores, runs[1].scorer_scores)
-
 
 
 def test_ranker_seeds_share_the_rows_and_match_separate_runs() -> None:
@@ -201,8 +278,11 @@ def test_ranker_seeds_share_the_rows_and_match_separate_runs() -> None:
     history_full = pd.concat([split.train, split.valid], ignore_index=True)
     labels = targets(split, split.valid, split.matrix(split.train))
     test = targets(split, split.test, split.matrix(split.train, split.valid))
-    config = _config(num_boost_round=20, early_stopping_rounds=5, ranker_params={
-        "objective": "lambdarank", "min_data_in_leaf": 5, "feature_fraction": 0.5, "verbose": -1})
+    config = _config(
+        num_boost_round=20,
+        early_stopping_rounds=5,
+        ranker_params={"objective": "lambdarank", "min_data_in_leaf": 5, "feature_fraction": 0.5, "verbose": -1},
+    )
     args = (split.train, labels, history_full, test, split.shape, ItemInfo.empty(split.shape[1]))
     shared = rank_with_seeds(two_stage_rows(*args, config, {}, 0), config, [5, 6])
     separate = [two_stage(*args, config.model_copy(update={"seed": s}), {}, 0) for s in (5, 6)]
@@ -210,8 +290,11 @@ def test_ranker_seeds_share_the_rows_and_match_separate_runs() -> None:
         np.testing.assert_array_equal(one.scorer_scores, other.scorer_scores)
     assert not np.array_equal(shared[0].scorer_scores, shared[1].scorer_scores)  # the seed changes the ranker
     # without the ranker there is nothing to seed: one result
-    assert len(rank_with_seeds(two_stage_rows(*args, config, {}, 0), config.model_copy(update={"ranker": False}),
-                               [5, 6])) == 1
+    assert (
+        len(rank_with_seeds(two_stage_rows(*args, config, {}, 0), config.model_copy(update={"ranker": False}), [5, 6]))
+        == 1
+    )
+
 
 def test_choice_features_never_read_the_label_window() -> None:
     """The choice-model features of a label window come from the history before it: the same values with other
@@ -231,9 +314,10 @@ def test_choice_features_never_read_the_label_window() -> None:
     before = CandidateSources(config, {}, 0).fit(split.train, split.shape)
     users = np.flatnonzero(np.diff(labels.indptr))
     direct, _, _ = pair_features(before, users, items, before.X[users])
-    np.testing.assert_array_equal(runs[0][cols].to_numpy()[:len(direct)], direct[cols].to_numpy())
-    with_labels = CandidateSources(config, {}, 0).fit(pd.concat([split.train, split.valid], ignore_index=True),
-                                                      split.shape)
+    np.testing.assert_array_equal(runs[0][cols].to_numpy()[: len(direct)], direct[cols].to_numpy())
+    with_labels = CandidateSources(config, {}, 0).fit(
+        pd.concat([split.train, split.valid], ignore_index=True), split.shape
+    )
     terms, leaked = item_choice_terms(before, items), item_choice_terms(with_labels, items)
     assert not np.allclose(terms["share"], leaked["share"])
     assert not np.allclose(terms["recent_share"], leaked["recent_share"])
@@ -245,8 +329,17 @@ def test_ranker_beats_its_best_single_source(ingested_workspace: Workspace) -> N
     full = split.matrix(split.train, split.valid)
     test = targets(split, split.test, full)
     labels = targets(split, split.valid, split.matrix(split.train))
-    result = two_stage(split.train, labels, pd.concat([split.train, split.valid], ignore_index=True), test,
-                       split.shape, item_info(split.items, events, products), _config(), {}, 42)
+    result = two_stage(
+        split.train,
+        labels,
+        pd.concat([split.train, split.valid], ignore_index=True),
+        test,
+        split.shape,
+        item_info(split.items, events, products),
+        _config(),
+        {},
+        42,
+    )
     users = np.flatnonzero(np.diff(test.indptr))
     position = pd.Series(np.arange(len(users)), index=users)
     cold = split.train_counts() < 5

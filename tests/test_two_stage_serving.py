@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,15 +17,17 @@ from tests.conftest import Server, Workspace, purchases, start_patron_server, st
 # champion serves it from the registry's artifacts as a candidate source and as ranking features.
 TWO_STAGE = {"label_windows": 1, "candidates_per_source": 60, "sources": {"repeat": True, "sequence": True}}
 SEQUENCE = {"dim": 16, "epochs": 3, "max_len": 10, "negatives": 0, "threads": 1}
-REASON = re.compile(r"^(similar to (?P<similar>.+) you bought|often bought with (?P<with>.+)|time to restock|"
-                    r"popular in (?P<category>.+))$")
+REASON = re.compile(
+    r"^(similar to (?P<similar>.+) you bought|often bought with (?P<with>.+)|time to restock|"
+    r"popular in (?P<category>.+))$"
+)
 
 
 @pytest.fixture(scope="module")
 def two_stage_workspace(trained_workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """A copy of the trained workspace whose recommender champion is a two-stage pipeline."""
-    from training.recommend.als import train_recommender
     from training.mlops.registry import promote
+    from training.recommend.train import train_recommender
 
     root = tmp_path_factory.mktemp("two_stage")
     shutil.copytree(trained_workspace.settings.workspace, root / "workspace")
@@ -63,22 +65,30 @@ def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_
         seen = rec.sources.X[[user]]
         frame, _, _ = pair_features(rec.sources, np.array([user]), rec.items, seen)
         rows = rec._rows[user]
-        X, cands, names = customer_features(rec.sources, user, rec._bought[rows], rec._bought_ts[rows], rec.items,
-                                            seen.toarray()[0] > 0)
+        X, cands, names = customer_features(
+            rec.sources, user, rec._bought[rows], rec._bought_ts[rows], rec.items, seen.toarray()[0] > 0
+        )
         assert names == list(frame.columns[:-2]) == rec.booster.feature_name()
         assert set(BROWSING_FEATURES) | {"pending_complement"} <= set(names)  # the workspace has views and carts
         # point-in-time item shares, the catalogue's launch dates and the price bands reach the served features
-        assert set(AS_OF_FEATURES) | {"launched_days_after", "price_band_share", "generative_price_band",
-                                      "price_choice_share", "price_sensitivity"} <= set(names)
+        assert set(AS_OF_FEATURES) | {
+            "launched_days_after",
+            "price_band_share",
+            "generative_price_band",
+            "price_choice_share",
+            "price_sensitivity",
+        } <= set(names)
         assert np.isfinite(X[:, names.index("launched_days_after")]).all()
         np.testing.assert_array_equal(cands, frame["item"].to_numpy())
-        np.testing.assert_allclose(X, frame.drop(columns=["user", "item"]).to_numpy(np.float64), rtol=1e-6,
-                                   equal_nan=True)
+        np.testing.assert_allclose(
+            X, frame.drop(columns=["user", "item"]).to_numpy(np.float64), rtol=1e-6, equal_nan=True
+        )
 
 
 @pytest.mark.integration
-def test_two_stage_champion_answers_with_reasons_and_rules(two_stage_server: Server,
-                                                           two_stage_workspace: Workspace) -> None:
+def test_two_stage_champion_answers_with_reasons_and_rules(
+    two_stage_server: Server, two_stage_workspace: Workspace
+) -> None:
     from features.tables.store import read_table
     from serving.champions.load import load_recommender_champion
 

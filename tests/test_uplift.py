@@ -13,10 +13,26 @@ from training.value.uplift import UpliftModel, feature_matrix, fit_learners, mea
 from training.value.uplift_data import CONTROL, customer_split
 from training.value.uplift_eval import auuc, effect_metrics, qini_coefficient, targeting_comparison
 
-CFG = UpliftConfig(num_boost_round=200, early_stopping_rounds=20, classifier_params={
-    "objective": "binary", "learning_rate": 0.1, "num_leaves": 7, "min_data_in_leaf": 50, "verbose": -1,
-    "num_threads": 1}, regressor_params={"objective": "regression", "learning_rate": 0.1, "num_leaves": 7,
-                                         "min_data_in_leaf": 50, "verbose": -1, "num_threads": 1})
+CFG = UpliftConfig(
+    num_boost_round=200,
+    early_stopping_rounds=20,
+    classifier_params={
+        "objective": "binary",
+        "learning_rate": 0.1,
+        "num_leaves": 7,
+        "min_data_in_leaf": 50,
+        "verbose": -1,
+        "num_threads": 1,
+    },
+    regressor_params={
+        "objective": "regression",
+        "learning_rate": 0.1,
+        "num_leaves": 7,
+        "min_data_in_leaf": 50,
+        "verbose": -1,
+        "num_threads": 1,
+    },
+)
 
 
 def simulated(n: int = 12000, seed: int = 0) -> pd.DataFrame:
@@ -27,9 +43,17 @@ def simulated(n: int = 12000, seed: int = 0) -> pd.DataFrame:
     channel = pd.Categorical(rng.choice(["app", "store"], n), categories=["app", "online", "store"])
     arm = rng.choice([CONTROL, "voucher", "mug"], n, p=[0.5, 0.25, 0.25])
     p = 0.5 - 0.3 * ((arm == "voucher") & (x > 0))
-    return pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(n)], "cutoff": pd.Timestamp("2025-01-01"),
-                         "x": x, "noise": noise, "channel": channel, "offer_type": arm,
-                         "churned": (rng.random(n) < p).astype(int)})
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "cutoff": pd.Timestamp("2025-01-01"),
+            "x": x,
+            "noise": noise,
+            "channel": channel,
+            "offer_type": arm,
+            "churned": (rng.random(n) < p).astype(int),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +131,9 @@ def test_customer_split_is_disjoint_and_seeded() -> None:
 
 
 def test_train_uplift_registers_and_champion_loads(ingested_workspace) -> None:
-    from features.pit import build
     from mlflow.exceptions import MlflowException
 
+    from features.pit import build
     from serving.champions.load import load_uplift_champion
     from training.mlops import tracking
     from training.value.uplift import train_uplift
@@ -142,8 +166,11 @@ def test_train_uplift_registers_and_champion_loads(ingested_workspace) -> None:
     assert len(effects) == len(feats) and effects.notna().all().all()
 
 
-def test_bench_repeats_the_fit_on_other_customer_splits(ingested_workspace) -> None:
+def test_bench_repeats_the_fit_on_other_customer_splits(ingested_workspace, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
     from benchmarks.uplift import bench_uplift, split_results
+    from training.mlops.tracking import flat_params
 
     settings = ingested_workspace.settings
     fast = {"learners": ["t", "offset"], "bench_splits": 3, "num_boost_round": 60, "early_stopping_rounds": 10}
@@ -163,3 +190,9 @@ def test_bench_repeats_the_fit_on_other_customer_splits(ingested_workspace) -> N
     assert metrics["value_ratio_uplift_to_risk"] == pytest.approx(results[0].weighted["ratio_uplift_to_risk"])
     assert report.protocol["customer_splits"] == 3
     assert any(row["model"].startswith("median of 3 customer splits") for row in report.rows)
+    # its MLflow run (in a scratch store): the flat metrics under their names, the uplift section as params
+    scratch = settings.model_copy(update={"workspace": tmp_path})
+    report.write(tmp_path / "bench", "uplift_bench", scratch, flat_params(settings.uplift, "uplift"))
+    run = MlflowClient(scratch.tracking_uri).get_run(report.run_id)
+    assert run.data.metrics["splits_value_ratio_median"] == pytest.approx(metrics["splits_value_ratio_median"])
+    assert run.data.params["uplift.bench_splits"] == "3" and run.data.params["customer_splits"] == "3"

@@ -42,9 +42,11 @@ class _Capped(io.RawIOBase):
         data = self.raw.read(min(len(buffer), self.limit + 1 - self.total))
         self.total += len(data)
         if self.total > self.limit:
-            raise SourceError(f"{self.path}: more than {self.limit} bytes (after decompression); "
-                              "raise input_limits.max_file_bytes to read it")
-        buffer[:len(data)] = data
+            raise SourceError(
+                f"{self.path}: more than {self.limit} bytes (after decompression); "
+                "raise input_limits.max_file_bytes to read it"
+            )
+        buffer[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -81,8 +83,9 @@ def _first_undecodable(path: Path, encoding: str, limits: InputLimitsConfig) -> 
     return "the end of the file"
 
 
-def read_delimited(path: Path, limits: InputLimitsConfig, sep: str = ",", encoding: str = "utf-8",
-                   **read_csv: Any) -> pd.DataFrame:
+def read_delimited(
+    path: Path, limits: InputLimitsConfig, sep: str = ",", encoding: str = "utf-8", **read_csv: Any
+) -> pd.DataFrame:
     """A delimited text file (optionally .gz/.bz2/.xz) as strings, parsed in chunks of `limits.chunk_rows` rows;
     SourceError past `max_file_bytes` or `max_rows`, on binary content or on text that is not in `encoding`."""
     path = Path(path)
@@ -97,12 +100,15 @@ def read_delimited(path: Path, limits: InputLimitsConfig, sep: str = ",", encodi
             for chunk in pd.read_csv(text, sep=sep, engine=engine, chunksize=limits.chunk_rows, **options):
                 rows += len(chunk)
                 if rows > limits.max_rows:
-                    raise SourceError(f"{path}: more than {limits.max_rows} rows; raise input_limits.max_rows "
-                                      "to read it")
+                    raise SourceError(
+                        f"{path}: more than {limits.max_rows} rows; raise input_limits.max_rows to read it"
+                    )
                 chunks.append(chunk)
     except UnicodeDecodeError as exc:
-        raise EncodingError(f"{path}: not valid {encoding} text ({_first_undecodable(path, encoding, limits)}); "
-                          f"give the file's encoding (e.g. `encoding: latin-1` in the mapping)") from exc
+        raise EncodingError(
+            f"{path}: not valid {encoding} text ({_first_undecodable(path, encoding, limits)}); "
+            f"give the file's encoding (e.g. `encoding: latin-1` in the mapping)"
+        ) from exc
     except pd.errors.ParserError as exc:
         raise SourceError(f"{path}: cannot be parsed as delimited text: {exc}") from exc
     if not chunks:
@@ -118,12 +124,12 @@ def read_parquet_bounded(path: Path, limits: InputLimitsConfig, **read_parquet: 
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
         raise SourceError(f"{path}: not a readable Parquet file: {exc}") from exc
     if meta.num_rows > limits.max_rows:
-        raise SourceError(f"{path}: claims {meta.num_rows} rows, more than input_limits.max_rows "
-                          f"({limits.max_rows})")
+        raise SourceError(f"{path}: claims {meta.num_rows} rows, more than input_limits.max_rows ({limits.max_rows})")
     size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if size > limits.max_file_bytes:
-        raise SourceError(f"{path}: claims {size} uncompressed bytes, more than input_limits.max_file_bytes "
-                          f"({limits.max_file_bytes})")
+        raise SourceError(
+            f"{path}: claims {size} uncompressed bytes, more than input_limits.max_file_bytes ({limits.max_file_bytes})"
+        )
     return pd.read_parquet(path, **read_parquet)
 
 
@@ -135,11 +141,15 @@ def split_oversized(df: pd.DataFrame, max_chars: int) -> tuple[pd.DataFrame, pd.
             continue
         lengths = df[column].map(lambda v: len(v) if isinstance(v, str) else 0)
         for idx, n in lengths[lengths > max_chars].items():
-            reasons.setdefault(idx, []).append(f"{column}: longer than {max_chars} characters "
-                                               f"(input_limits.max_field_chars), got {n}")
+            reasons.setdefault(idx, []).append(
+                f"{column}: longer than {max_chars} characters (input_limits.max_field_chars), got {n}"
+            )
     if not reasons:
         return df, df.iloc[:0].assign(reason=pd.Series(dtype=object))
-    bad = df.loc[list(reasons)].astype(object).map(
-        lambda v: v[:max_chars] + "..." if isinstance(v, str) and len(v) > max_chars else v)
+    bad = (
+        df.loc[list(reasons)]
+        .astype(object)
+        .map(lambda v: v[:max_chars] + "..." if isinstance(v, str) and len(v) > max_chars else v)
+    )
     bad["reason"] = ["; ".join(reasons[i]) for i in bad.index]
     return df.drop(index=list(reasons)), bad

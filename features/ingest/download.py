@@ -11,12 +11,12 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from features.tables.store import atomic_write_bytes
-from patron.config import Settings
+from patron.config import IngestConfig, Settings
 
 CACHE_ENV = "PATRON_CACHE"  # a folder shared across workspaces (tests set it so the suite downloads once)
 
@@ -48,25 +48,44 @@ class Dataset:
 
 DATASETS: dict[str, Dataset] = {
     "cdnow": Dataset(
-        "cdnow", "https://www.brucehardie.com/datasets/CDNOW_master.zip", ("lifetimes", "0.11.3"),
-        (DataFile("CDNOW_master.txt",
-                  sha256="eff6889ed364c5199d6eacbbeb7a6d559971df4406ac876f322c373f00a072ef",
-                  records_sha256="57e863a51d0124fdae8c1b8015627b1cd205010c3ea07da16e577c23c945f944",
-                  official_member="CDNOW_master.txt", wheel_member="lifetimes/datasets/CDNOW_master.txt"),),
+        "cdnow",
+        "https://www.brucehardie.com/datasets/CDNOW_master.zip",
+        ("lifetimes", "0.11.3"),
+        (
+            DataFile(
+                "CDNOW_master.txt",
+                sha256="eff6889ed364c5199d6eacbbeb7a6d559971df4406ac876f322c373f00a072ef",
+                records_sha256="57e863a51d0124fdae8c1b8015627b1cd205010c3ea07da16e577c23c945f944",
+                official_member="CDNOW_master.txt",
+                wheel_member="lifetimes/datasets/CDNOW_master.txt",
+            ),
+        ),
     ),
     "ml100k": Dataset(
-        "ml100k", "https://files.grouplens.org/datasets/movielens/ml-100k.zip", ("recbole", "1.2.1"),
-        (DataFile("ml-100k.inter",
-                  sha256="4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
-                  records_sha256="c98970c48ae3e6b98bb44a3f6725d386b37e7817707570c2b7c30a7e395a02f2",
-                  wheel_member="recbole/dataset_example/ml-100k/ml-100k.inter"),
-         DataFile("ml-100k.item",
-                  sha256="51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
-                  wheel_member="recbole/dataset_example/ml-100k/ml-100k.item"),
-         # The official archive ships the original layout; its ratings must hold the same records.
-         DataFile("u.data", sha256="", official_member="ml-100k/u.data",
-                  records_sha256="c98970c48ae3e6b98bb44a3f6725d386b37e7817707570c2b7c30a7e395a02f2"),
-         DataFile("u.item", sha256="", official_member="ml-100k/u.item")),
+        "ml100k",
+        "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+        ("recbole", "1.2.1"),
+        (
+            DataFile(
+                "ml-100k.inter",
+                sha256="4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+                records_sha256="c98970c48ae3e6b98bb44a3f6725d386b37e7817707570c2b7c30a7e395a02f2",
+                wheel_member="recbole/dataset_example/ml-100k/ml-100k.inter",
+            ),
+            DataFile(
+                "ml-100k.item",
+                sha256="51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+                wheel_member="recbole/dataset_example/ml-100k/ml-100k.item",
+            ),
+            # The official archive ships the original layout; its ratings must hold the same records.
+            DataFile(
+                "u.data",
+                sha256="",
+                official_member="ml-100k/u.data",
+                records_sha256="c98970c48ae3e6b98bb44a3f6725d386b37e7817707570c2b7c30a7e395a02f2",
+            ),
+            DataFile("u.item", sha256="", official_member="ml-100k/u.item"),
+        ),
     ),
 }
 
@@ -93,10 +112,13 @@ def _verify(spec: DataFile, data: bytes, origin: str) -> str:
             return f"records sha256 {records}"
         raise DownloadError(
             f"checksum mismatch for {spec.name} from {origin}: expected sha256 {spec.sha256} "
-            f"(or records sha256 {spec.records_sha256}), got {digest} (records {records}); file not kept")
+            f"(or records sha256 {spec.records_sha256}), got {digest} (records {records}); file not kept"
+        )
     if spec.sha256:
-        raise DownloadError(f"checksum mismatch for {spec.name} from {origin}: expected sha256 {spec.sha256}, "
-                            f"got {digest}; file not kept")
+        raise DownloadError(
+            f"checksum mismatch for {spec.name} from {origin}: expected sha256 {spec.sha256}, "
+            f"got {digest}; file not kept"
+        )
     return f"sha256 {digest} (companion file, not pinned)"
 
 
@@ -123,22 +145,34 @@ def _wheel(ds: Dataset, settings: Settings, echo: Callable[[str], None]) -> Path
     echo(f"downloading {project}=={version} from PyPI (pip download, no install)")
     with tempfile.TemporaryDirectory(dir=wheels) as tmp:
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             f"{project}=={version}", "-d", tmp],
-            capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                f"{project}=={version}",
+                "-d",
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
+        )
         found = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not found:
-            raise DownloadError(f"could not download {project}=={version} from PyPI: "
-                                f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+            raise DownloadError(
+                f"could not download {project}=={version} from PyPI: {(proc.stderr or proc.stdout).strip()[-500:]}"
+            )
         target = wheels / found[0].name
         os.replace(found[0], target)
     return target
 
 
-def _from_official(ds: Dataset, settings: Settings, echo: Callable[[str], None]) -> dict[str, bytes] | None:
+def _from_official(ds: Dataset, ingest: IngestConfig, echo: Callable[[str], None]) -> dict[str, bytes] | None:
     """The dataset's files from its official archive, or None when the address cannot be reached."""
     try:
-        payload = _fetch_official(ds, settings.ingest.download_timeout_s)
+        payload = _fetch_official(ds, ingest.download_timeout_s)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         echo(f"official address {ds.official_url} unreachable ({exc}); falling back to PyPI")
         return None
@@ -148,8 +182,9 @@ def _from_official(ds: Dataset, settings: Settings, echo: Callable[[str], None])
         echo(f"{ds.official_url} did not return a zip archive; falling back to PyPI")
         return None
     names = set(archive.namelist())
-    return {f.name: archive.read(f.official_member) for f in ds.files
-            if f.official_member and f.official_member in names}
+    return {
+        f.name: archive.read(f.official_member) for f in ds.files if f.official_member and f.official_member in names
+    }
 
 
 def _from_wheel(ds: Dataset, settings: Settings, echo: Callable[[str], None]) -> dict[str, bytes]:
@@ -173,7 +208,7 @@ def get_dataset(name: str, settings: Settings, echo: Callable[[str], None] = pri
                 continue
             echo(f"{name}: already present at {path} ({how})")
             return path
-    files = _from_official(ds, settings, echo)
+    files = _from_official(ds, settings.ingest, echo)
     origin = ds.official_url
     if not files or not any(specs[n].records_sha256 for n in files):
         files = _from_wheel(ds, settings, echo)

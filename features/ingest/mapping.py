@@ -8,9 +8,9 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from features.ingest.bounded_read import read_delimited, read_parquet_bounded
+from features.ingest.bounded_read import SourceError, read_delimited, read_parquet_bounded
+from features.ingest.raw_tables import AUTO, Loaded
 from features.tables.contract import TABLES, TS
-from features.ingest.sources import AUTO, Loaded, SourceError
 from patron.config import InputLimitsConfig
 
 
@@ -48,8 +48,10 @@ class Mapping(BaseModel):
             for where, cols in (("columns", targets), ("defaults", list(tm.defaults))):
                 unknown = [c for c in cols if c not in contract]
                 if unknown:
-                    raise ValueError(f"{name}.{where}: unknown contract column(s) {', '.join(unknown)}; "
-                                     f"{name} has {', '.join(contract)}")
+                    raise ValueError(
+                        f"{name}.{where}: unknown contract column(s) {', '.join(unknown)}; "
+                        f"{name} has {', '.join(contract)}"
+                    )
             twice = sorted({c for c in targets if targets.count(c) > 1} | (set(targets) & set(tm.defaults)))
             if twice:
                 raise ValueError(f"{name}: contract column(s) {', '.join(twice)} mapped more than once")
@@ -85,8 +87,9 @@ def _read_file(file: Path, tm: TableMapping, limits: InputLimitsConfig) -> pd.Da
     return read_delimited(file, limits, sep=sep, encoding=tm.encoding)
 
 
-def load_mapped(mapping_path: Path, path: Path | None = None,
-                limits: InputLimitsConfig = InputLimitsConfig()) -> Loaded:
+def load_mapped(
+    mapping_path: Path, path: Path | None = None, limits: InputLimitsConfig = InputLimitsConfig()
+) -> Loaded:
     """Contract-shaped tables from the files a mapping file names."""
     mapping = read_mapping(mapping_path)
     base = path if path is not None and path.is_dir() else mapping_path.parent
@@ -98,8 +101,10 @@ def load_mapped(mapping_path: Path, path: Path | None = None,
         raw = _read_file(file, tm, limits)
         absent = [c for c in tm.columns if c not in raw.columns]
         if absent:
-            raise SourceError(f"{file}: column(s) {', '.join(absent)} named in tables.{name}.columns not found; "
-                              f"the file has {', '.join(map(str, raw.columns))}")
+            raise SourceError(
+                f"{file}: column(s) {', '.join(absent)} named in tables.{name}.columns not found; "
+                f"the file has {', '.join(map(str, raw.columns))}"
+            )
         df = raw[list(tm.columns)].rename(columns=tm.columns).reset_index(drop=True)
         for column, value in tm.defaults.items():
             df[column] = value

@@ -12,12 +12,14 @@ from pathlib import Path
 import pandas as pd
 from pandera.errors import SchemaErrors
 
-from features.tables.contract import INGEST_ORDER, TABLES, TS
+from features.ingest.bounded_read import SourceError
+from features.ingest.raw_tables import AUTO, Loaded, parse_timestamps
+from features.ingest.sources import load_source
 from features.privacy.erasure import drop_erased, erased_keys
-from features.ingest.sources import AUTO, Loaded, SourceError, parse_timestamps, load_source
+from features.tables.contract import INGEST_ORDER, TABLES, TS
 from features.tables.store import read_table, write_parquet, write_tables
-from patron.progress import bar
 from patron.config import Settings
+from patron.progress import bar
 
 TRUE = {"true", "t", "yes", "y", "1"}
 FALSE = {"false", "f", "no", "n", "0"}
@@ -46,8 +48,10 @@ class TableReport:
 
     def line(self) -> str:
         """One-line account of this table."""
-        text = (f"{self.table}: {self.rows_read} read, {self.accepted} accepted ({self.new} new, "
-                f"{self.already_present} already present), {self.quarantined} quarantined")
+        text = (
+            f"{self.table}: {self.rows_read} read, {self.accepted} accepted ({self.new} new, "
+            f"{self.already_present} already present), {self.quarantined} quarantined"
+        )
         if self.reasons:
             text += "\n" + "\n".join(f"    {count:>8}  {rule}" for rule, count in self.reasons.most_common())
         return text
@@ -81,8 +85,9 @@ def _coerce(name: str, df: pd.DataFrame, formats: dict[str, str]) -> tuple[pd.Da
             if not spec.required:
                 continue
             if not spec.nullable:
-                raise IngestError(f"{name}: required column {column!r} is missing "
-                                  "(map a source column or set a default)")
+                raise IngestError(
+                    f"{name}: required column {column!r} is missing (map a source column or set a default)"
+                )
             out[column] = None
             continue
         raw = df[column]
@@ -130,8 +135,9 @@ def _describe(column: str, check: str, value: object) -> str:
     return f"{column}: fails {check}, got {shown}"
 
 
-def _validate(name: str, df: pd.DataFrame, known: dict[str, set[str]], passes: int,
-              reasons: dict[int, list[str]]) -> pd.DataFrame:
+def _validate(
+    name: str, df: pd.DataFrame, known: dict[str, set[str]], passes: int, reasons: dict[int, list[str]]
+) -> pd.DataFrame:
     """Rows that pass the contract; failing rows' reasons are added to `reasons` (re-validated until clean)."""
     schema = TABLES[name].schema(known)
     pending = df
@@ -145,8 +151,9 @@ def _validate(name: str, df: pd.DataFrame, known: dict[str, set[str]], passes: i
                 problems = "; ".join(f"{c.column}: {c.check} ({c.failure_case})" for c in cases.itertuples())
                 raise IngestError(f"{name}: the table does not fit the contract: {problems}") from exc
             for case in rows.itertuples():
-                reasons.setdefault(int(case.index), []).append(_describe(str(case.column), str(case.check),
-                                                                         case.failure_case))
+                reasons.setdefault(int(case.index), []).append(
+                    _describe(str(case.column), str(case.check), case.failure_case)
+                )
             pending = pending.drop(index=sorted({int(i) for i in rows["index"]}))
     raise IngestError(f"{name}: still failing validation after {passes} passes")
 
@@ -154,8 +161,9 @@ def _validate(name: str, df: pd.DataFrame, known: dict[str, set[str]], passes: i
 def _originals(df: pd.DataFrame, reasons: dict[int, list[str]]) -> pd.DataFrame:
     """Quarantined rows: original values as strings, the row number in the source table and the reason."""
     bad = df.loc[sorted(reasons)]
-    text = bad.astype(object).map(lambda v: None if v is None or (not isinstance(v, (list, dict)) and pd.isna(v))
-                                  else str(v))
+    text = bad.astype(object).map(
+        lambda v: None if v is None or (not isinstance(v, (list, dict)) and pd.isna(v)) else str(v)
+    )
     text.insert(0, "reason", ["; ".join(dict.fromkeys(reasons[i])) for i in bad.index])
     text.insert(0, "source_row", bad.index.astype("int64"))
     return text.reset_index(drop=True)
@@ -168,8 +176,9 @@ def _present(new: pd.DataFrame, existing: pd.DataFrame | None, key: tuple[str, .
     if len(key) == 1:
         # object dtype: hashtable lookups, much faster than Arrow-backed string isin on large tables
         return new[key[0]].astype(object).isin(existing[key[0]].astype(object))
-    return pd.Series(pd.MultiIndex.from_frame(new[list(key)]).isin(pd.MultiIndex.from_frame(existing[list(key)])),
-                     index=new.index)
+    return pd.Series(
+        pd.MultiIndex.from_frame(new[list(key)]).isin(pd.MultiIndex.from_frame(existing[list(key)])), index=new.index
+    )
 
 
 def _keys(df: pd.DataFrame | None, key: tuple[str, ...]) -> set[str]:
@@ -184,8 +193,13 @@ def _drop_erased(settings: Settings, loaded: Loaded) -> None:
         loaded.rejected = {name: drop_erased(settings, df, keys) for name, df in loaded.rejected.items()}
 
 
-def ingest_source(settings: Settings, source: str, path: Path | None = None, mapping: Path | None = None,
-                  max_quarantine_share: float | None = None) -> IngestReport:
+def ingest_source(
+    settings: Settings,
+    source: str,
+    path: Path | None = None,
+    mapping: Path | None = None,
+    max_quarantine_share: float | None = None,
+) -> IngestReport:
     """Read a source, validate it against the contract and merge it into the workspace tables (bad rows quarantined)."""
     started = time.perf_counter()
     limit = settings.ingest.max_quarantine_share if max_quarantine_share is None else max_quarantine_share
@@ -206,13 +220,14 @@ def ingest_source(settings: Settings, source: str, path: Path | None = None, map
         report = reports[name] = TableReport(name)
         coerced, reasons = _coerce(name, df, loaded.timestamp_formats.get(name, {}))
         refs = {t: known[t] for t in table.references.values() if t in known}
-        valid = _validate(name, coerced.drop(index=list(reasons)), refs, settings.ingest.max_validation_passes,
-                          reasons)
+        valid = _validate(name, coerced.drop(index=list(reasons)), refs, settings.ingest.max_validation_passes, reasons)
         bad = _originals(df, reasons) if reasons else pd.DataFrame(columns=["source_row", "reason", *df.columns])
         rejected = loaded.rejected.get(name)
         if rejected is not None and len(rejected):
-            bad = pd.concat([bad, _originals(rejected.drop(columns="reason"),
-                                             {i: [r] for i, r in rejected["reason"].items()})], ignore_index=True)
+            bad = pd.concat(
+                [bad, _originals(rejected.drop(columns="reason"), {i: [r] for i, r in rejected["reason"].items()})],
+                ignore_index=True,
+            )
         present = _present(valid, existing, table.key)
         fresh = valid[~present]
         report.rows_read = len(df) + (0 if rejected is None else len(rejected))
@@ -229,18 +244,23 @@ def ingest_source(settings: Settings, source: str, path: Path | None = None, map
         for name, bad in quarantine.items():  # written whether or not the ingest is accepted
             write_parquet(bad.astype(object).astype("string"), settings.quarantine_dir / f"{name}.parquet")
     except OSError as exc:
-        raise IngestError(f"could not write the quarantine to {settings.quarantine_dir}: {exc}; "
-                          "workspace tables left unchanged") from exc
+        raise IngestError(
+            f"could not write the quarantine to {settings.quarantine_dir}: {exc}; workspace tables left unchanged"
+        ) from exc
     over = [r for r in reports.values() if r.quarantine_share > limit]
     if over:
-        lines = [f"{r.table}: {r.quarantined} of {r.rows_read} rows quarantined ({r.quarantine_share:.1%} > "
-                 f"{limit:.1%}); top reasons: "
-                 + ", ".join(f"{rule} ({n})" for rule, n in r.reasons.most_common(3)) for r in over]
-        raise IngestError("; ".join(lines) + f". Quarantine written to {settings.quarantine_dir}; "
-                          "workspace tables left unchanged.")
+        lines = [
+            f"{r.table}: {r.quarantined} of {r.rows_read} rows quarantined ({r.quarantine_share:.1%} > "
+            f"{limit:.1%}); top reasons: " + ", ".join(f"{rule} ({n})" for rule, n in r.reasons.most_common(3))
+            for r in over
+        ]
+        raise IngestError(
+            "; ".join(lines) + f". Quarantine written to {settings.quarantine_dir}; workspace tables left unchanged."
+        )
     try:
         write_tables(merged, settings.tables_dir)
     except OSError as exc:  # e.g. the disk is full: no table was replaced
-        raise IngestError(f"could not write the workspace tables to {settings.tables_dir}: {exc}; "
-                          "workspace tables left unchanged") from exc
+        raise IngestError(
+            f"could not write the workspace tables to {settings.tables_dir}: {exc}; workspace tables left unchanged"
+        ) from exc
     return IngestReport(source, loaded.origin, reports, time.perf_counter() - started)

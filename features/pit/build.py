@@ -17,17 +17,26 @@ from pathlib import Path
 import pandas as pd
 
 import features.pit.customer_features as customer_features_module
-from features.tables.contract import TABLES
 from features.pit.customer_features import compute_customer_features
 from features.pit.cutoffs import CutoffPlan, as_cutoff, cutoff_plan, data_end
 from features.pit.interactions import compute_interactions
 from features.pit.labels import compute_churn_labels
+from features.tables.contract import TABLES
 from features.tables.store import table_path, write_json, write_parquet
 from features.tables.warehouse import Warehouse
 from patron.config import Settings
 
-__all__ = ["BuildReport", "CutoffPlan", "build_features", "churn_labels", "customer_features", "cutoff_plan",
-           "data_end", "interactions", "training_set"]
+__all__ = [
+    "BuildReport",
+    "CutoffPlan",
+    "build_features",
+    "churn_labels",
+    "customer_features",
+    "cutoff_plan",
+    "data_end",
+    "interactions",
+    "training_set",
+]
 
 # Cached feature files are recomputed whenever a feature definition (the SQL module's source) changes.
 FEATURES_VERSION = hashlib.sha256(Path(customer_features_module.__file__).read_bytes()).hexdigest()[:16]
@@ -48,8 +57,16 @@ def _source_signature(settings: Settings) -> dict:
             stat = path.stat()
             tables[name] = [stat.st_size, stat.st_mtime_ns]
     f = settings.features
-    rules = {k: getattr(f, k) for k in ("windows_days", "decay_half_lives_days", "channel_shift_days",
-                                        "offer_ignored_after_days", "points_expiry_days")}
+    rules = {
+        k: getattr(f, k)
+        for k in (
+            "windows_days",
+            "decay_half_lives_days",
+            "channel_shift_days",
+            "offer_ignored_after_days",
+            "points_expiry_days",
+        )
+    }
     return {"version": FEATURES_VERSION, **rules, "tables": tables}
 
 
@@ -75,15 +92,17 @@ def churn_labels(settings: Settings, cutoff: Cutoff, horizon_days: int | None = 
     """DataFrame[customer_id, active (bool), churned (Int64 0/1, NA when not active)] at the cutoff."""
     cfg = settings.features
     with Warehouse(settings) as wh:
-        return compute_churn_labels(wh, as_cutoff(cutoff), cfg.lookback_days,
-                                    cfg.horizon_days if horizon_days is None else horizon_days)
+        return compute_churn_labels(
+            wh, as_cutoff(cutoff), cfg.lookback_days, cfg.horizon_days if horizon_days is None else horizon_days
+        )
 
 
 def interactions(settings: Settings, cutoff: Cutoff, start: Cutoff | None = None) -> pd.DataFrame:
     """DataFrame[customer_id, item_id, weight]: decayed, weighted events in [start, cutoff)."""
     with Warehouse(settings) as wh:
-        return compute_interactions(wh, as_cutoff(cutoff), settings.features.interactions,
-                                    start=None if start is None else pd.Timestamp(start))
+        return compute_interactions(
+            wh, as_cutoff(cutoff), settings.features.interactions, start=None if start is None else pd.Timestamp(start)
+        )
 
 
 def training_set(settings: Settings, cutoffs: list[Cutoff]) -> pd.DataFrame:
@@ -96,8 +115,10 @@ def training_set(settings: Settings, cutoffs: list[Cutoff]) -> pd.DataFrame:
     for raw in cutoffs:
         cutoff = as_cutoff(raw)
         if cutoff + pd.Timedelta(days=horizon) > end:
-            raise ValueError(f"cutoffs: the label window of {cutoff.date()} ({horizon} days) ends after "
-                             f"the end of the data ({end.date()}), so its labels would be wrong")
+            raise ValueError(
+                f"cutoffs: the label window of {cutoff.date()} ({horizon} days) ends after "
+                f"the end of the data ({end.date()}), so its labels would be wrong"
+            )
         labels = churn_labels(settings, cutoff)
         labels = labels.loc[labels["active"], ["customer_id", "churned"]]
         part = customer_features(settings, cutoff).merge(labels, on="customer_id", how="inner")
@@ -146,8 +167,7 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def build_features(settings: Settings, cutoff: Cutoff | None = None,
-                   horizon_days: int | None = None) -> BuildReport:
+def build_features(settings: Settings, cutoff: Cutoff | None = None, horizon_days: int | None = None) -> BuildReport:
     """Compute and write customer features, churn labels and interactions at the cutoff (default: data end)."""
     started = time.perf_counter()
     horizon = settings.features.horizon_days if horizon_days is None else horizon_days
@@ -165,7 +185,14 @@ def build_features(settings: Settings, cutoff: Cutoff | None = None,
         write_parquet(inter, _features_path(settings, "interactions", cutoff)),
     ]
     return BuildReport(
-        cutoff=cutoff, horizon_days=horizon, data_end=end, customers=len(feats),
-        active=int(labels["active"].sum()), churned=int(labels["churned"].sum()),
-        features=feats.shape[1] - 1, interactions=len(inter), seconds=time.perf_counter() - started, paths=paths,
+        cutoff=cutoff,
+        horizon_days=horizon,
+        data_end=end,
+        customers=len(feats),
+        active=int(labels["active"].sum()),
+        churned=int(labels["churned"].sum()),
+        features=feats.shape[1] - 1,
+        interactions=len(inter),
+        seconds=time.perf_counter() - started,
+        paths=paths,
     )

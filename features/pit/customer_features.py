@@ -14,9 +14,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from features.tables.contract import CHANNELS, LOYALTY_TIERS, TICKET_CATEGORIES
 from features.pit.feature_text import (  # noqa: F401  (re-exported: callers read the phrases from here)
-    FEATURE_DESCRIPTIONS, FEATURE_GROUPS, GROUP_PHRASES, register_decay_descriptions, register_window_descriptions)
+    FEATURE_DESCRIPTIONS,
+    FEATURE_GROUPS,
+    GROUP_PHRASES,
+    register_decay_descriptions,
+    register_window_descriptions,
+)
+from features.tables.contract import CHANNELS, LOYALTY_TIERS, TICKET_CATEGORIES
 from features.tables.warehouse import Warehouse
 from patron.config import FeatureConfig
 
@@ -52,8 +57,14 @@ def _events_family(wh: Warehouse, windows: list[int]) -> list[_Family]:
                              sum(quantity * unit_price) AS value
                       FROM ev WHERE type = 'purchase' GROUP BY customer_id, order_key)""",
     ]
-    order_aggs = ["count(*) AS n_orders", "sum(value) AS spend", "avg(value) AS aov", "avg(units) AS basket",
-                  "max(ts) AS last_ts", "min(ts) AS first_ts"]
+    order_aggs = [
+        "count(*) AS n_orders",
+        "sum(value) AS spend",
+        "avg(value) AS aov",
+        "avg(units) AS basket",
+        "max(ts) AS last_ts",
+        "min(ts) AS first_ts",
+    ]
     for w in windows:
         order_aggs += [
             f"count(*) FILTER (WHERE ts >= {_since(w)}) AS n_{w}",
@@ -79,39 +90,58 @@ def _events_family(wh: Warehouse, windows: list[int]) -> list[_Family]:
         FROM (SELECT customer_id, date_diff('day', lag(d) OVER (PARTITION BY customer_id ORDER BY d), d) AS gap
               FROM (SELECT DISTINCT customer_id, CAST(ts AS DATE) AS d FROM orders))
         GROUP BY customer_id)""")
-    orders = _Family("f_orders", ctes[:3], {
-        "days_since_last_purchase": _days("f_orders.last_ts"),
-        "days_since_first_purchase": _days("f_orders.first_ts"),
-        "orders_total": "coalesce(f_orders.n_orders, 0)",
-        "spend_total": "coalesce(f_orders.spend, 0)",
-        "avg_order_value": "f_orders.aov",
-        "basket_size_mean": "f_orders.basket",
-    })
+    orders = _Family(
+        "f_orders",
+        ctes[:3],
+        {
+            "days_since_last_purchase": _days("f_orders.last_ts"),
+            "days_since_first_purchase": _days("f_orders.first_ts"),
+            "orders_total": "coalesce(f_orders.n_orders, 0)",
+            "spend_total": "coalesce(f_orders.spend, 0)",
+            "avg_order_value": "f_orders.aov",
+            "basket_size_mean": "f_orders.basket",
+        },
+    )
     for w in windows:
         orders.selects[f"orders_{w}d"] = f"coalesce(f_orders.n_{w}, 0)"
         orders.selects[f"spend_{w}d"] = f"coalesce(f_orders.s_{w}, 0)"
         orders.selects[f"orders_trend_{w}d"] = f"coalesce(f_orders.n_{w} - f_orders.n_prev_{w}, 0)"
         orders.selects[f"spend_trend_{w}d"] = f"coalesce(f_orders.s_{w} - f_orders.s_prev_{w}, 0)"
-    activity = _Family("f_ev", [ctes[3]], {
-        "days_since_last_event": _days("f_ev.last_event_ts"),
-        "views_total": "coalesce(f_ev.n_views, 0)",
-        "item_breadth": "coalesce(f_ev.n_items, 0)",
-        "returns_rate": "f_ev.units_returned / nullif(f_ev.units_bought, 0)",
-        "view_to_purchase": "f_ev.n_lines / nullif(f_ev.n_views, 0)",
-        **{f"channel_share_{c}": f"f_ev.ch_{c} / nullif(f_ev.n_lines, 0)" for c in CHANNELS},
-        **{f"views_{w}d": f"coalesce(f_ev.v_{w}, 0)" for w in windows},
-    })
-    gaps = _Family("f_gaps", [ctes[4]], {
-        "gap_mean_days": "f_gaps.gap_mean",
-        "gap_std_days": "f_gaps.gap_std",
-        "recency_gap_ratio": f"{_days('f_orders.last_ts')} / nullif(f_gaps.gap_mean, 0)",
-    })
+    activity = _Family(
+        "f_ev",
+        [ctes[3]],
+        {
+            "days_since_last_event": _days("f_ev.last_event_ts"),
+            "views_total": "coalesce(f_ev.n_views, 0)",
+            "item_breadth": "coalesce(f_ev.n_items, 0)",
+            "returns_rate": "f_ev.units_returned / nullif(f_ev.units_bought, 0)",
+            "view_to_purchase": "f_ev.n_lines / nullif(f_ev.n_views, 0)",
+            **{f"channel_share_{c}": f"f_ev.ch_{c} / nullif(f_ev.n_lines, 0)" for c in CHANNELS},
+            **{f"views_{w}d": f"coalesce(f_ev.v_{w}, 0)" for w in windows},
+        },
+    )
+    gaps = _Family(
+        "f_gaps",
+        [ctes[4]],
+        {
+            "gap_mean_days": "f_gaps.gap_mean",
+            "gap_std_days": "f_gaps.gap_std",
+            "recency_gap_ratio": f"{_days('f_orders.last_ts')} / nullif(f_gaps.gap_mean, 0)",
+        },
+    )
     families = [orders, activity, gaps]
     if wh.has("products", "category"):
-        families.append(_Family("f_cat", ["""f_cat AS (
+        families.append(
+            _Family(
+                "f_cat",
+                [
+                    """f_cat AS (
             SELECT ev.customer_id, count(DISTINCT p.category) AS n_categories
-            FROM ev JOIN products p USING (item_id) WHERE ev.type = 'purchase' GROUP BY ev.customer_id)"""],
-            {"category_breadth": "coalesce(f_cat.n_categories, 0)"}))
+            FROM ev JOIN products p USING (item_id) WHERE ev.type = 'purchase' GROUP BY ev.customer_id)"""
+                ],
+                {"category_breadth": "coalesce(f_cat.n_categories, 0)"},
+            )
+        )
     return families
 
 
@@ -129,11 +159,13 @@ def _channel_shift_family(days: int) -> _Family:
     # (0: the same mix, 1: entirely other channels); null unless both periods have events with a channel.
     counts = [f"count(*) FILTER (WHERE ts >= {_since(days)}) AS r", f"count(*) FILTER (WHERE ts < {_since(days)}) AS e"]
     for c in CHANNELS:
-        counts += [f"count(*) FILTER (WHERE ts >= {_since(days)} AND channel = '{c}') AS r_{c}",
-                   f"count(*) FILTER (WHERE ts < {_since(days)} AND channel = '{c}') AS e_{c}"]
+        counts += [
+            f"count(*) FILTER (WHERE ts >= {_since(days)} AND channel = '{c}') AS r_{c}",
+            f"count(*) FILTER (WHERE ts < {_since(days)} AND channel = '{c}') AS e_{c}",
+        ]
     distance = " + ".join(f"abs(r_{c} / nullif(r, 0) - e_{c} / nullif(e, 0))" for c in CHANNELS)
     cte = f"""f_ch AS (SELECT customer_id, 0.5 * ({distance}) AS shift
-                      FROM (SELECT customer_id, {', '.join(counts)} FROM ev WHERE channel IS NOT NULL GROUP BY 1))"""
+                      FROM (SELECT customer_id, {", ".join(counts)} FROM ev WHERE channel IS NOT NULL GROUP BY 1))"""
     return _Family("f_ch", [cte], {"channel_shift": "f_ch.shift"})
 
 
@@ -142,22 +174,31 @@ def _rebuy_family(min_gaps: int, same_item_share: float) -> _Family:
     # category before the cutoff, and at least `same_item_share` of them re-buying the item bought the time before.
     # Their usual re-buy interval is the median gap; a customer is overdue when every such category they buy from
     # has gone longer than that without a purchase (the least overdue category counts).
-    ctes = ["""rb_days AS (SELECT DISTINCT ev.customer_id, p.category, CAST(ev.ts AS DATE) AS d, ev.item_id
+    ctes = [
+        """rb_days AS (SELECT DISTINCT ev.customer_id, p.category, CAST(ev.ts AS DATE) AS d, ev.item_id
                           FROM ev JOIN products p USING (item_id) WHERE ev.type = 'purchase')""",
-            f"""rb_cycle AS (
+        f"""rb_cycle AS (
                 SELECT category, median(gap) AS cycle
                 FROM (SELECT category, date_diff('day', lag(d) OVER w, d) AS gap,
                              CAST(item_id = lag(item_id) OVER w AS DOUBLE) AS same
                       FROM rb_days WINDOW w AS (PARTITION BY customer_id, category ORDER BY d, item_id))
                 WHERE gap > 0 GROUP BY 1
                 HAVING count(*) >= {int(min_gaps)} AND avg(same) >= {float(same_item_share)})""",
-            """f_rb AS (
+        """f_rb AS (
                 SELECT customer_id, count(*) AS n, min(since / cycle) AS ratio, min(since - cycle) AS over
                 FROM (SELECT customer_id, category, date_diff('day', max(d), CAST($cutoff AS DATE)) AS since
                       FROM rb_days GROUP BY 1, 2) JOIN rb_cycle USING (category)
-                GROUP BY 1)"""]
-    return _Family("f_rb", ctes, {"rebuy_categories": "coalesce(f_rb.n, 0)", "rebuy_overdue_ratio": "f_rb.ratio",
-                                  "rebuy_overdue_days": "f_rb.over"})
+                GROUP BY 1)""",
+    ]
+    return _Family(
+        "f_rb",
+        ctes,
+        {
+            "rebuy_categories": "coalesce(f_rb.n, 0)",
+            "rebuy_overdue_ratio": "f_rb.ratio",
+            "rebuy_overdue_days": "f_rb.over",
+        },
+    )
 
 
 def _decay(age_days: str, h: int) -> str:
@@ -169,12 +210,14 @@ def _recent_experience_family(half_lives: list[int]) -> _Family:
     # days, returns and carts left without buying that item that day (stock-outs and second thoughts), and the
     # customer's own activity cadence: how many active days their usual rate would have had since the last one.
     age = _days("d")
-    ctes = ["""act_days AS (SELECT customer_id, CAST(ts AS DATE) AS d, bool_or(type = 'purchase') AS bought
+    ctes = [
+        """act_days AS (SELECT customer_id, CAST(ts AS DATE) AS d, bool_or(type = 'purchase') AS bought
                            FROM ev GROUP BY 1, 2)""",
-            """missed AS (SELECT c.customer_id, CAST(c.ts AS DATE) AS d FROM ev c
+        """missed AS (SELECT c.customer_id, CAST(c.ts AS DATE) AS d FROM ev c
                           WHERE c.type = 'cart' AND NOT EXISTS (
                               SELECT 1 FROM ev p WHERE p.type = 'purchase' AND p.customer_id = c.customer_id
-                                AND p.item_id = c.item_id AND CAST(p.ts AS DATE) = CAST(c.ts AS DATE)))"""]
+                                AND p.item_id = c.item_id AND CAST(p.ts AS DATE) = CAST(c.ts AS DATE)))""",
+    ]
     aggs = ["count(*) AS n_act", f"max({age}) AS first_age", f"min({age}) AS last_age"]
     for h in half_lives:
         aggs += [f"sum({_decay(age, h)}) FILTER (WHERE bought) AS pd_{h}", f"sum({_decay(age, h)}) AS ad_{h}"]
@@ -184,8 +227,11 @@ def _recent_experience_family(half_lives: list[int]) -> _Family:
     miss = [f"sum({_decay(age, h)}) AS m_{h}" for h in half_lives]
     ctes.append(f"f_miss AS (SELECT customer_id, {', '.join(miss)} FROM missed GROUP BY 1)")
     rate = "f_act.n_act / greatest(f_act.first_age, 1)"
-    selects = {"activity_days_total": "coalesce(f_act.n_act, 0)", "activity_days_rate": rate,
-               "activity_days_overdue": f"f_act.last_age * {rate}"}
+    selects = {
+        "activity_days_total": "coalesce(f_act.n_act, 0)",
+        "activity_days_rate": rate,
+        "activity_days_overdue": f"f_act.last_age * {rate}",
+    }
     for h in half_lives:
         selects[f"purchase_days_decayed_{h}d"] = f"coalesce(f_act.pd_{h}, 0)"
         selects[f"activity_days_decayed_{h}d"] = f"coalesce(f_act.ad_{h}, 0)"
@@ -207,23 +253,30 @@ def _tickets_family(windows: list[int], half_lives: list[int]) -> _Family:
         *[f"count(*) FILTER (WHERE opened_at >= {_since(w)}) AS n_{w}" for w in windows],
         *[f"sum({_decay(_days('opened_at'), h)}) AS d_{h}" for h in half_lives],
         # a ticket still unresolved a week after opening hurts most (known only once that week has passed)
-        *[f"coalesce(sum({_decay(_days('opened_at'), h)}) FILTER (WHERE (resolved_at IS NULL OR resolved_at >= "
-          f"$cutoff OR resolved_at > opened_at + INTERVAL 7 DAY) AND opened_at < $cutoff - INTERVAL 7 DAY), 0) "
-          f"AS u_{h}" for h in half_lives],
+        *[
+            f"coalesce(sum({_decay(_days('opened_at'), h)}) FILTER (WHERE (resolved_at IS NULL OR resolved_at >= "
+            f"$cutoff OR resolved_at > opened_at + INTERVAL 7 DAY) AND opened_at < $cutoff - INTERVAL 7 DAY), 0) "
+            f"AS u_{h}"
+            for h in half_lives
+        ],
     ]
     cte = f"f_tk AS (SELECT customer_id, {', '.join(aggs)} FROM tickets WHERE opened_at < $cutoff GROUP BY 1)"
-    return _Family("f_tk", [cte], {
-        "tickets_total": "coalesce(f_tk.n, 0)",
-        **{f"tickets_{w}d": f"coalesce(f_tk.n_{w}, 0)" for w in windows},
-        **{f"tickets_{c}": f"coalesce(f_tk.c_{c}, 0)" for c in TICKET_CATEGORIES},
-        "open_tickets": "coalesce(f_tk.n_open, 0)",
-        "open_ticket_age_days": "f_tk.open_age",
-        "resolution_days_mean": "f_tk.res_days",
-        "ticket_satisfaction_mean": "f_tk.sat",
-        "days_since_last_ticket": _days("f_tk.last_ts"),
-        **{f"tickets_decayed_{h}d": f"coalesce(f_tk.d_{h}, 0)" for h in half_lives},
-        **{f"slow_tickets_decayed_{h}d": f"coalesce(f_tk.u_{h}, 0)" for h in half_lives},
-    })
+    return _Family(
+        "f_tk",
+        [cte],
+        {
+            "tickets_total": "coalesce(f_tk.n, 0)",
+            **{f"tickets_{w}d": f"coalesce(f_tk.n_{w}, 0)" for w in windows},
+            **{f"tickets_{c}": f"coalesce(f_tk.c_{c}, 0)" for c in TICKET_CATEGORIES},
+            "open_tickets": "coalesce(f_tk.n_open, 0)",
+            "open_ticket_age_days": "f_tk.open_age",
+            "resolution_days_mean": "f_tk.res_days",
+            "ticket_satisfaction_mean": "f_tk.sat",
+            "days_since_last_ticket": _days("f_tk.last_ts"),
+            **{f"tickets_decayed_{h}d": f"coalesce(f_tk.d_{h}, 0)" for h in half_lives},
+            **{f"slow_tickets_decayed_{h}d": f"coalesce(f_tk.u_{h}, 0)" for h in half_lives},
+        },
+    )
 
 
 def _surveys_family() -> _Family:
@@ -242,27 +295,37 @@ def _surveys_family() -> _Family:
         LEFT JOIN nps_ranked n ON n.customer_id = b.customer_id AND n.rn <= 2
         LEFT JOIN csat_ranked c ON c.customer_id = b.customer_id AND c.rn <= 2
         GROUP BY b.customer_id)"""
-    return _Family("f_sv", [last_two("nps"), last_two("csat"), cte], {
-        "nps_last": "f_sv.nps_last",
-        "nps_trend": "f_sv.nps_trend",
-        "csat_last": "f_sv.csat_last",
-        "csat_trend": "f_sv.csat_trend",
-        "days_since_last_survey": _days("f_sv.last_ts"),
-    })
+    return _Family(
+        "f_sv",
+        [last_two("nps"), last_two("csat"), cte],
+        {
+            "nps_last": "f_sv.nps_last",
+            "nps_trend": "f_sv.nps_trend",
+            "csat_last": "f_sv.csat_last",
+            "csat_trend": "f_sv.csat_trend",
+            "days_since_last_survey": _days("f_sv.last_ts"),
+        },
+    )
 
 
 def _loyalty_family(expiry_days: int | None) -> _Family:
     cte = """f_ly AS (SELECT customer_id, sum(points_delta) AS balance, arg_max(tier_after, ts) AS tier,
                              max(ts) AS last_ts
                       FROM loyalty WHERE ts < $cutoff GROUP BY 1)"""
-    fam = _Family("f_ly", [cte], {
-        "points_balance": "coalesce(f_ly.balance, 0)",
-        "days_since_loyalty_activity": _days("f_ly.last_ts"),
-        "loyalty_tier": "coalesce(f_ly.tier, 'none')",
-    }, categoricals={"loyalty_tier": list(LOYALTY_TIERS)})
+    fam = _Family(
+        "f_ly",
+        [cte],
+        {
+            "points_balance": "coalesce(f_ly.balance, 0)",
+            "days_since_loyalty_activity": _days("f_ly.last_ts"),
+            "loyalty_tier": "coalesce(f_ly.tier, 'none')",
+        },
+        categoricals={"loyalty_tier": list(LOYALTY_TIERS)},
+    )
     if expiry_days is not None:  # points lapse `expiry_days` after the last points activity; null without points
-        fam.selects["days_until_points_lapse"] = (f"CASE WHEN f_ly.balance > 0 THEN "
-                                                  f"greatest({int(expiry_days)} - {_days('f_ly.last_ts')}, 0) END")
+        fam.selects["days_until_points_lapse"] = (
+            f"CASE WHEN f_ly.balance > 0 THEN greatest({int(expiry_days)} - {_days('f_ly.last_ts')}, 0) END"
+        )
     return fam
 
 
@@ -278,18 +341,26 @@ def _offers_family(ignored_after_days: int) -> _Family:
                                ) AS redeemed_since
                         FROM offers WHERE sent_at < $cutoff - INTERVAL {int(ignored_after_days)} DAY)
                   GROUP BY 1)"""
-    return _Family("f_of", [cte, ignored], {
-        "offers_received": "coalesce(f_of.n, 0)",
-        "offers_redeemed": "coalesce(f_of.n_red, 0)",
-        "offer_redemption_rate": "f_of.n_red / nullif(f_of.n, 0)",
-        "days_since_last_offer": _days("f_of.last_ts"),
-        "offers_ignored_in_a_row": "coalesce(f_ig.n, 0)",
-    }, also_joined=["f_ig"])
+    return _Family(
+        "f_of",
+        [cte, ignored],
+        {
+            "offers_received": "coalesce(f_of.n, 0)",
+            "offers_redeemed": "coalesce(f_of.n_red, 0)",
+            "offer_redemption_rate": "f_of.n_red / nullif(f_of.n, 0)",
+            "days_since_last_offer": _days("f_of.last_ts"),
+            "offers_ignored_in_a_row": "coalesce(f_ig.n, 0)",
+        },
+        also_joined=["f_ig"],
+    )
 
 
 def _customers_family(wh: Warehouse) -> _Family:
-    fam = _Family("f_cu", ["f_cu AS (SELECT * FROM customers WHERE signup_date < $cutoff)"],
-                  {"tenure_days": _days("f_cu.signup_date")})
+    fam = _Family(
+        "f_cu",
+        ["f_cu AS (SELECT * FROM customers WHERE signup_date < $cutoff)"],
+        {"tenure_days": _days("f_cu.signup_date")},
+    )
     if wh.has("customers", "birth_year"):
         fam.selects["age"] = "year($cutoff) - f_cu.birth_year"
     if wh.has("customers", "region"):
@@ -304,8 +375,12 @@ def _customers_family(wh: Warehouse) -> _Family:
 
 
 def _families(wh: Warehouse, cfg: FeatureConfig) -> list[_Family]:
-    families = [*_events_family(wh, cfg.windows_days), _recent_experience_family(cfg.decay_half_lives_days),
-                _browsing_streak_family(), _channel_shift_family(cfg.channel_shift_days)]
+    families = [
+        *_events_family(wh, cfg.windows_days),
+        _recent_experience_family(cfg.decay_half_lives_days),
+        _browsing_streak_family(),
+        _channel_shift_family(cfg.channel_shift_days),
+    ]
     if wh.has("products", "category"):
         families.append(_rebuy_family(cfg.rebuy_min_gaps, cfg.rebuy_same_item_share))
     if wh.has("customers"):
@@ -335,8 +410,10 @@ def customer_features_sql(wh: Warehouse, cfg: FeatureConfig) -> tuple[str, dict[
             selects.append(f"{expr} AS {name}" if name in categoricals else f"CAST({expr} AS DOUBLE) AS {name}")
     aliases = [a for fam in families for a in (fam.alias, *fam.also_joined)]
     joins = " ".join(f"LEFT JOIN {a} ON {a}.customer_id = base.customer_id" for a in aliases)
-    sql = (f"WITH {', '.join(ctes)}\nSELECT base.customer_id, {', '.join(selects)}\n"
-           f"FROM base {joins}\nORDER BY base.customer_id")
+    sql = (
+        f"WITH {', '.join(ctes)}\nSELECT base.customer_id, {', '.join(selects)}\n"
+        f"FROM base {joins}\nORDER BY base.customer_id"
+    )
     return sql, categoricals
 
 

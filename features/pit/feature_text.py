@@ -58,14 +58,15 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "days_until_points_lapse": "loyalty points lapse in {value:.0f} days without points activity",
     "rebuy_categories": "regularly re-buys from {value:.0f} product categories",
     "rebuy_overdue_ratio": "at least {value:.1f} times the usual re-buy interval since the last purchase, in every "
-                           "regularly re-bought category",
+    "regularly re-bought category",
     "rebuy_overdue_days": "{value:+.0f} days against the usual re-buy date, in the least overdue regularly "
-                          "re-bought category",
+    "re-bought category",
 }
 
 # Feature name -> phrase for a customer without a value, where "no <feature> on record" would mislead.
-MISSING_PHRASES: dict[str, str] = dict.fromkeys(("rebuy_overdue_ratio", "rebuy_overdue_days"),
-                                                "buys nothing that customers re-buy regularly")
+MISSING_PHRASES: dict[str, str] = dict.fromkeys(
+    ("rebuy_overdue_ratio", "rebuy_overdue_days"), "buys nothing that customers re-buy regularly"
+)
 
 _WINDOW_DESCRIPTIONS = {
     "orders_{w}d": "{{value:.0f}} orders in the last {w} days",
@@ -80,39 +81,56 @@ _WINDOW_DESCRIPTIONS = {
 # Features about one concept: their contributions to a churn score are summed into one reason, worded by the
 # group's phrase (placeholders name member features; a member without a value: the top member's own phrase).
 FEATURE_GROUPS: dict[str, str] = {
-    "days_since_last_purchase": "purchase_recency", "gap_mean_days": "purchase_recency",
+    "days_since_last_purchase": "purchase_recency",
+    "gap_mean_days": "purchase_recency",
     "recency_gap_ratio": "purchase_recency",
-    "tickets_total": "support_tickets", "days_since_last_ticket": "support_tickets",
-    "open_tickets": "open_tickets", "open_ticket_age_days": "open_tickets",
-    "resolution_days_mean": "ticket_handling", "ticket_satisfaction_mean": "ticket_handling",
-    "nps_last": "nps", "nps_trend": "nps", "csat_last": "csat", "csat_trend": "csat",
-    "offers_received": "offers", "offers_redeemed": "offers", "offer_redemption_rate": "offers",
+    "tickets_total": "support_tickets",
+    "days_since_last_ticket": "support_tickets",
+    "open_tickets": "open_tickets",
+    "open_ticket_age_days": "open_tickets",
+    "resolution_days_mean": "ticket_handling",
+    "ticket_satisfaction_mean": "ticket_handling",
+    "nps_last": "nps",
+    "nps_trend": "nps",
+    "csat_last": "csat",
+    "csat_trend": "csat",
+    "offers_received": "offers",
+    "offers_redeemed": "offers",
+    "offer_redemption_rate": "offers",
     "offers_ignored_in_a_row": "offers",
-    "points_balance": "loyalty_points", "days_since_loyalty_activity": "loyalty_points",
-    "rebuy_categories": "rebuy", "rebuy_overdue_ratio": "rebuy", "rebuy_overdue_days": "rebuy",
+    "points_balance": "loyalty_points",
+    "days_since_loyalty_activity": "loyalty_points",
+    "rebuy_categories": "rebuy",
+    "rebuy_overdue_ratio": "rebuy",
+    "rebuy_overdue_days": "rebuy",
 }
 GROUP_PHRASES: dict[str, str] = {
     "purchase_recency": "no purchase in {days_since_last_purchase:.0f} days, usually every {gap_mean_days:.0f}",
     "support_tickets": "{tickets_total:.0f} support tickets, the last {days_since_last_ticket:.0f} days ago",
     "open_tickets": "{open_tickets:.0f} unresolved support tickets, the oldest open for "
-                    "{open_ticket_age_days:.0f} days",
+    "{open_ticket_age_days:.0f} days",
     "ticket_handling": "tickets took {resolution_days_mean:.1f} days to resolve, handling rated "
-                       "{ticket_satisfaction_mean:.1f} out of 5",
+    "{ticket_satisfaction_mean:.1f} out of 5",
     "nps": "last NPS answer {nps_last:.0f} out of 10 ({nps_trend:+.0f} since the previous answer)",
     "csat": "last satisfaction score {csat_last:.0f} out of 5 ({csat_trend:+.0f} since the previous answer)",
     "offers": "redeemed {offers_redeemed:.0f} of {offers_received:.0f} retention offers received, ignored the last "
-              "{offers_ignored_in_a_row:.0f} in a row",
+    "{offers_ignored_in_a_row:.0f} in a row",
     "loyalty_points": "{points_balance:.0f} loyalty points, no points activity in "
-                      "{days_since_loyalty_activity:.0f} days",
+    "{days_since_loyalty_activity:.0f} days",
     "rebuy": "at least {rebuy_overdue_ratio:.1f} times the usual re-buy interval since the last purchase, in each of "
-             "{rebuy_categories:.0f} regularly re-bought categories",
+    "{rebuy_categories:.0f} regularly re-bought categories",
 }
 _WINDOW_GROUPS = {
-    "orders_{w}d": ("orders_{w}d", "{{orders_{w}d:.0f}} orders in the last {w} days "
-                                   "({{orders_trend_{w}d:+.0f}} compared with the {w} days before)"),
+    "orders_{w}d": (
+        "orders_{w}d",
+        "{{orders_{w}d:.0f}} orders in the last {w} days "
+        "({{orders_trend_{w}d:+.0f}} compared with the {w} days before)",
+    ),
     "orders_trend_{w}d": ("orders_{w}d", None),
-    "spend_{w}d": ("spend_{w}d", "{{spend_{w}d:.2f}} spent in the last {w} days "
-                                 "({{spend_trend_{w}d:+.2f}} compared with the {w} days before)"),
+    "spend_{w}d": (
+        "spend_{w}d",
+        "{{spend_{w}d:.2f}} spent in the last {w} days ({{spend_trend_{w}d:+.2f}} compared with the {w} days before)",
+    ),
     "spend_trend_{w}d": ("spend_{w}d", None),
     "tickets_{w}d": ("support_tickets", None),
 }
@@ -123,14 +141,19 @@ _DECAY_DESCRIPTIONS = {
     "purchase_days_decayed_{h}d": ("purchase_recency", "{{value:.1f}} recent purchase days (half-life {h} days)"),
     "activity_days_decayed_{h}d": ("activity", "{{value:.1f}} recent active days (half-life {h} days)"),
     "returns_decayed_{h}d": ("returns", "{{value:.1f}} recent returns (half-life {h} days)"),
-    "missed_carts_decayed_{h}d": ("missed_carts", "{{value:.1f}} recent carts left without buying "
-                                                  "(half-life {h} days)"),
+    "missed_carts_decayed_{h}d": (
+        "missed_carts",
+        "{{value:.1f}} recent carts left without buying (half-life {h} days)",
+    ),
     "tickets_decayed_{h}d": ("support_tickets", "{{value:.1f}} recent support tickets (half-life {h} days)"),
-    "slow_tickets_decayed_{h}d": ("open_tickets", "{{value:.1f}} recent tickets unresolved after a week "
-                                                  "(half-life {h} days)"),
+    "slow_tickets_decayed_{h}d": (
+        "open_tickets",
+        "{{value:.1f}} recent tickets unresolved after a week (half-life {h} days)",
+    ),
 }
-FEATURE_GROUPS.update({"activity_days_total": "activity", "activity_days_rate": "activity",
-                       "activity_days_overdue": "activity"})
+FEATURE_GROUPS.update(
+    {"activity_days_total": "activity", "activity_days_rate": "activity", "activity_days_overdue": "activity"}
+)
 
 
 def register_decay_descriptions(half_lives: list[int]) -> None:

@@ -27,8 +27,9 @@ ORDER BY customer_id, item_id
 """
 
 
-def compute_interactions(wh: Warehouse, cutoff: pd.Timestamp, config: InteractionConfig,
-                         start: pd.Timestamp | None = None) -> pd.DataFrame:
+def compute_interactions(
+    wh: Warehouse, cutoff: pd.Timestamp, config: InteractionConfig, start: pd.Timestamp | None = None
+) -> pd.DataFrame:
     """DataFrame[customer_id, item_id, weight] from events in [start, cutoff)."""
     if not config.event_weights:
         raise ValueError("features.interactions.event_weights: no event type has a weight")

@@ -33,14 +33,14 @@ ORDER BY base.customer_id
 """
 
 
-def compute_churn_labels(wh: Warehouse, cutoff: pd.Timestamp, lookback_days: int,
-                         horizon_days: int) -> pd.DataFrame:
+def compute_churn_labels(wh: Warehouse, cutoff: pd.Timestamp, lookback_days: int, horizon_days: int) -> pd.DataFrame:
     """DataFrame[customer_id, active (bool), churned (Int64 0/1, NA when not active)] at the cutoff."""
     base = "SELECT DISTINCT customer_id FROM events WHERE ts < $cutoff"
     if wh.has("customers"):
         base += " UNION SELECT customer_id FROM customers WHERE signup_date < $cutoff"
-    df = wh.df(_LABELS_SQL.format(base=base),
-               {"cutoff": cutoff, "lookback": int(lookback_days), "horizon": int(horizon_days)})
+    df = wh.df(
+        _LABELS_SQL.format(base=base), {"cutoff": cutoff, "lookback": int(lookback_days), "horizon": int(horizon_days)}
+    )
     df["customer_id"] = df["customer_id"].astype(str)
     df["active"] = df["active"].astype(bool)
     df["churned"] = df["churned"].astype("Int64")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from statistics import median
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from features.tables.store import read_table
 from patron.config import RepurchaseConfig, Settings
 
 
@@ -30,8 +32,13 @@ def purchase_days(events: pd.DataFrame, min_purchases: int) -> dict[str, dict[st
     """customer -> item -> distinct purchase days, for pairs bought on at least `min_purchases` days."""
     bought = events.loc[events["type"] == "purchase", ["customer_id", "item_id", "ts"]]
     days = pd.to_datetime(bought["ts"]).to_numpy().astype("datetime64[D]").astype(np.int64)
-    pairs = pd.DataFrame({"customer_id": bought["customer_id"].astype(str).to_numpy(),
-                          "item_id": bought["item_id"].astype(str).to_numpy(), "day": days}).drop_duplicates()
+    pairs = pd.DataFrame(
+        {
+            "customer_id": bought["customer_id"].astype(str).to_numpy(),
+            "item_id": bought["item_id"].astype(str).to_numpy(),
+            "day": days,
+        }
+    ).drop_duplicates()
     pairs = pairs[pairs.groupby(["customer_id", "item_id"])["day"].transform("size") >= min_purchases]
     pairs = pairs.sort_values(["customer_id", "item_id", "day"], kind="stable")
     out: dict[str, dict[str, tuple[int, ...]]] = {}
@@ -49,16 +56,14 @@ class RepurchaseCycles:
     as_of: int  # day number of the last event in the batch history
 
     @classmethod
-    def from_events(cls, events: pd.DataFrame, config: RepurchaseConfig) -> "RepurchaseCycles":
+    def from_events(cls, events: pd.DataFrame, config: RepurchaseConfig) -> RepurchaseCycles:
         """Cycles from events [customer_id, item_id, ts, type]; a pair one purchase short is kept for live ones."""
         as_of = day_number(events["ts"].max()) if len(events) else 0
         return cls(config, purchase_days(events, max(config.min_repeats, 1)), as_of)
 
     @classmethod
-    def from_workspace(cls, settings: Settings) -> "RepurchaseCycles":
+    def from_workspace(cls, settings: Settings) -> RepurchaseCycles:
         """Cycles from the workspace's events table."""
-        from features.tables.store import read_table
-
         events = read_table(settings.tables_dir, "events", columns=["customer_id", "item_id", "ts", "type"])
         if events is None:
             raise FileNotFoundError(f"{settings.tables_dir / 'events.parquet'} is missing: ingest data first")
@@ -67,7 +72,7 @@ class RepurchaseCycles:
     def now(self, live_events: list[dict[str, Any]]) -> int:
         """Today per `clock`: the latest of the batch history and the customer's live events, or the wall clock."""
         if self.config.clock == "wall":
-            return day_number(datetime.now(timezone.utc).replace(tzinfo=None))
+            return day_number(datetime.now(UTC).replace(tzinfo=None))
         return max([self.as_of] + [day_number(e["ts"]) for e in live_events])
 
     def due(self, customer_id: str, live_events: list[dict[str, Any]]) -> list[tuple[str, float]]:

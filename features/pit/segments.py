@@ -17,8 +17,7 @@ from patron.config import SegmentsConfig
 
 LIFECYCLE_STAGES = ("new", "active", "at_risk", "lapsed")
 UNKNOWN_TIER = "unknown"
-COLUMNS = ["customer_id", "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_score", "lifecycle_stage",
-           "value_tier"]
+COLUMNS = ["customer_id", "rfm_recency", "rfm_frequency", "rfm_monetary", "rfm_score", "lifecycle_stage", "value_tier"]
 _REQUIRED = ("customer_id", "days_since_last_purchase", "orders_total", "spend_total")
 
 
@@ -33,13 +32,17 @@ def lifecycle_stages(features: pd.DataFrame, cfg: SegmentsConfig) -> pd.Series:
     since = features["days_since_last_purchase"].astype(float)
     tenure_col = "tenure_days" if "tenure_days" in features else "days_since_first_purchase"
     tenure = features[tenure_col].astype(float) if tenure_col in features else pd.Series(np.nan, features.index)
-    gap = features["gap_mean_days"].astype(float) if "gap_mean_days" in features else pd.Series(np.nan,
-                                                                                                 features.index)
+    gap = features["gap_mean_days"].astype(float) if "gap_mean_days" in features else pd.Series(np.nan, features.index)
     at_risk = np.where(gap.notna() & (gap > 0), since >= cfg.at_risk_gap_ratio * gap, since >= cfg.at_risk_after_days)
     stage = np.select(
-        [tenure.lt(cfg.new_max_tenure_days).to_numpy(), (since.isna() | (since >= cfg.lapsed_after_days)).to_numpy(),
-         at_risk],
-        ["new", "lapsed", "at_risk"], default="active")
+        [
+            tenure.lt(cfg.new_max_tenure_days).to_numpy(),
+            (since.isna() | (since >= cfg.lapsed_after_days)).to_numpy(),
+            at_risk,
+        ],
+        ["new", "lapsed", "at_risk"],
+        default="active",
+    )
     return pd.Series(stage, index=features.index, name="lifecycle_stage")
 
 
@@ -65,10 +68,17 @@ def customer_segments(features: pd.DataFrame, clv: pd.Series | None, cfg: Segmen
     recency = quantile_scores(-features["days_since_last_purchase"].astype(float), cfg.rfm_bins)
     frequency = quantile_scores(features["orders_total"], cfg.rfm_bins)
     monetary = quantile_scores(features["spend_total"], cfg.rfm_bins)
-    out = pd.DataFrame({"customer_id": ids.to_numpy(), "rfm_recency": recency.to_numpy(),
-                        "rfm_frequency": frequency.to_numpy(), "rfm_monetary": monetary.to_numpy()})
-    out["rfm_score"] = (out["rfm_recency"].astype(str) + out["rfm_frequency"].astype(str)
-                        + out["rfm_monetary"].astype(str))
+    out = pd.DataFrame(
+        {
+            "customer_id": ids.to_numpy(),
+            "rfm_recency": recency.to_numpy(),
+            "rfm_frequency": frequency.to_numpy(),
+            "rfm_monetary": monetary.to_numpy(),
+        }
+    )
+    out["rfm_score"] = (
+        out["rfm_recency"].astype(str) + out["rfm_frequency"].astype(str) + out["rfm_monetary"].astype(str)
+    )
     out["lifecycle_stage"] = lifecycle_stages(features, cfg).to_numpy()
     if clv is None:
         out["value_tier"] = UNKNOWN_TIER

@@ -90,12 +90,19 @@ def workspace_files(settings: Settings) -> list[Path]:
     """Every Parquet and CSV file in the workspace outside `privacy.keep_dirs` (tables, features, outputs...)."""
     root = settings.workspace
     kept = {root / d for d in settings.privacy.keep_dirs}
-    return sorted(p for p in root.rglob("*") if p.suffix in SCRUBBED_SUFFIXES and p.is_file()
-                  and not p.name.startswith(".") and not any(k in p.parents for k in kept))
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in SCRUBBED_SUFFIXES
+        and p.is_file()
+        and not p.name.startswith(".")
+        and not any(k in p.parents for k in kept)
+    )
 
 
 def scrub_workspace(settings: Settings, customer_ids: set[str]) -> dict[str, int]:
     """Remove the customers' rows from every workspace file that holds any; returns rows removed per file."""
-    removed = {str(path.relative_to(settings.workspace)): _scrub(path, customer_ids)
-               for path in workspace_files(settings)}
+    removed = {
+        str(path.relative_to(settings.workspace)): _scrub(path, customer_ids) for path in workspace_files(settings)
+    }
     return {path: n for path, n in removed.items() if n}

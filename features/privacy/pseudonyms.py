@@ -22,10 +22,10 @@ def _salt(path: Path, size: int) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:  # O_EXCL: of several processes starting at once, one creates the salt and the others read it
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    except FileExistsError as exc:
         data = path.read_bytes()
         if not data:
-            raise RuntimeError(f"{path}: the privacy salt is empty (a creation was interrupted); restore it")
+            raise RuntimeError(f"{path}: the privacy salt is empty (a creation was interrupted); restore it") from exc
         return data
     data = secrets.token_bytes(size)
     with os.fdopen(fd, "wb") as fh:

@@ -12,14 +12,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.tables.contract import CHANNELS, OFFER_TYPES
-from features.synthetic.oracle import PARAMS_FILE, campaigns_from, observed_labels
-from features.synthetic.oracle import churn_rates, oracle_churn_probability  # noqa: F401  (re-exported)
+from features.synthetic.oracle import (  # noqa: F401  (re-exported)
+    PARAMS_FILE,
+    campaigns_from,
+    churn_rates,
+    observed_labels,
+    oracle_churn_probability,
+)
 from features.synthetic.simulator import PURCHASE, simulate
+from features.synthetic.tables import (
+    SCHEMAS,
+    Clock,
+    Recorder,
+    category_names,
+    chunk_tables,
+    customer_ids,
+    customer_tables,
+    item_ids,
+    products_table,
+)
+from features.synthetic.world import DEPARTMENTS, NEVER, Catalog, Dynamics, Population, build_catalog, build_population
+from features.tables.contract import CHANNELS, OFFER_TYPES
 from features.tables.store import write_json
-from features.synthetic.tables import (SCHEMAS, Clock, Recorder, category_names, chunk_tables, customer_ids,
-                                   customer_tables, item_ids, products_table)
-from features.synthetic.world import NEVER, DEPARTMENTS, Catalog, Dynamics, Population, build_catalog, build_population
 from patron.config import Settings
 
 CONTRACT_TABLES = ("customers", "products", "events", "tickets", "surveys", "loyalty", "offers", "consent")
@@ -44,13 +58,18 @@ class SynthReport:
 
     def summary(self) -> str:
         """Human-readable report."""
-        lines = [f"synthetic retailer: {self.customers} customers, {self.items} items, {self.days} days, "
-                 f"seed {self.seed}, {self.seconds:.1f} s", f"tables -> {self.out}"]
+        lines = [
+            f"synthetic retailer: {self.customers} customers, {self.items} items, {self.days} days, "
+            f"seed {self.seed}, {self.seconds:.1f} s",
+            f"tables -> {self.out}",
+        ]
         lines += [f"  {name:<10} {n:>12,} rows" for name, n in self.rows.items()]
         lines.append(f"ground truth -> {self.truth_dir}")
         if self.cutoff is not None:
-            lines.append(f"at test cutoff {self.cutoff}: {self.active:,} active customers, churn label rate "
-                         f"{self.label_rate:.3f}, true dropout rate {self.truth_rate:.3f}")
+            lines.append(
+                f"at test cutoff {self.cutoff}: {self.active:,} active customers, churn label rate "
+                f"{self.label_rate:.3f}, true dropout rate {self.truth_rate:.3f}"
+            )
         return "\n".join(lines)
 
 
@@ -84,14 +103,22 @@ class _Writers:
             self.tmp[name].unlink(missing_ok=True)
 
 
-def generate(settings: Settings, customers: int | None = None, items: int | None = None, days: int | None = None,
-             seed: int | None = None, out: Path | None = None) -> SynthReport:
+def generate(
+    settings: Settings,
+    customers: int | None = None,
+    items: int | None = None,
+    days: int | None = None,
+    seed: int | None = None,
+    out: Path | None = None,
+) -> SynthReport:
     """Simulate a retailer and write every contract table to `out` and the ground truth beside the workspace."""
     started = time.perf_counter()
     cfg = settings.synth
-    n, m, n_days = (cfg_value if value is None else value for value, cfg_value in
-                    ((customers, cfg.customers), (items, cfg.items), (days, cfg.days)))
-    seed = cfg.seed if seed is None else seed
+    n, m, n_days = (
+        cfg_value if value is None else value
+        for value, cfg_value in ((customers, cfg.customers), (items, cfg.items), (days, cfg.days))
+    )
+    seed = settings.seed if seed is None else seed
     for name, value, low in (("customers", n, 1), ("items", m, 20), ("days", n_days, 2)):
         if value < low:
             raise ValueError(f"{name} must be at least {low}, got {value}")
@@ -122,7 +149,7 @@ def generate(settings: Settings, customers: int | None = None, items: int | None
                 active += a.sum()
                 churned += c[a].sum()
                 dropped += (sim.st.dropout_day[a] < t_test + fo.horizon_days).sum()
-            tables = chunk_tables(rec, sim.st, first, offsets, clock, cfg.offer_costs, n_days)
+            tables = chunk_tables(rec, sim.st, first, offsets, clock, settings.retention.offers, n_days)
             tables.update(customer_tables(pop, sim.st, first, clock))
             tables.update(_truth_tables(pop, sim.st, cat, first, clock, dyn, camp.effect_days))
             for name, table in tables.items():
@@ -138,10 +165,21 @@ def generate(settings: Settings, customers: int | None = None, items: int | None
     except BaseException:
         writers.abort()
         raise
-    write_json({"customers": n, "items": m, "days": n_days, "seed": seed, "start_date": cfg.start_date,
-                "chunk_customers": cfg.chunk_customers, "out": str(out.resolve())}, truth / PARAMS_FILE)
-    report = SynthReport(out, truth, n, m, n_days, seed, time.perf_counter() - started,
-                         {t: writers.rows[t] for t in CONTRACT_TABLES})
+    write_json(
+        {
+            "customers": n,
+            "items": m,
+            "days": n_days,
+            "seed": seed,
+            "start_date": cfg.start_date,
+            "chunk_customers": cfg.chunk_customers,
+            "out": str(out.resolve()),
+        },
+        truth / PARAMS_FILE,
+    )
+    report = SynthReport(
+        out, truth, n, m, n_days, seed, time.perf_counter() - started, {t: writers.rows[t] for t in CONTRACT_TABLES}
+    )
     if t_test > 0 and active:
         report.cutoff = cfg.start_date + timedelta(days=t_test)
         report.active, report.label_rate, report.truth_rate = int(active), churned / active, dropped / active
@@ -151,23 +189,46 @@ def generate(settings: Settings, customers: int | None = None, items: int | None
 def _truth_schemas() -> dict[str, pa.Schema]:
     ts = pa.timestamp("ns")
     return {
-        "customers_truth": pa.schema([
-            ("customer_id", pa.string()), ("signup_date", ts), ("session_rate", pa.float64()),
-            ("purchase_rate", pa.float64()), ("price_sensitivity", pa.float64()), ("preferred_channel", pa.string()),
-            ("base_hazard", pa.float64()), ("mood", pa.float64()), ("churn_date", ts)]),
+        "customers_truth": pa.schema(
+            [
+                ("customer_id", pa.string()),
+                ("signup_date", ts),
+                ("session_rate", pa.float64()),
+                ("purchase_rate", pa.float64()),
+                ("price_sensitivity", pa.float64()),
+                ("preferred_channel", pa.string()),
+                ("base_hazard", pa.float64()),
+                ("mood", pa.float64()),
+                ("churn_date", ts),
+            ]
+        ),
         "taste": pa.schema([("customer_id", pa.string()), ("category", pa.string()), ("weight", pa.float32())]),
-        "treatment_effects": pa.schema([("customer_id", pa.string()), ("offer_type", pa.string()),
-                                        ("log_hazard_effect", pa.float32()), ("churn_prob_effect", pa.float32())]),
+        "treatment_effects": pa.schema(
+            [
+                ("customer_id", pa.string()),
+                ("offer_type", pa.string()),
+                ("log_hazard_effect", pa.float32()),
+                ("churn_prob_effect", pa.float32()),
+            ]
+        ),
         "hazard_weekly": pa.schema([("customer_id", pa.string()), ("week_start", ts), ("hazard", pa.float32())]),
         "complements": pa.schema([("item_id", pa.string()), ("complement_item_id", pa.string())]),
-        "categories": pa.schema([("category", pa.string()), ("department", pa.string()), ("consumable", pa.bool_()),
-                                 ("cycle_days", pa.int64()), ("return_rate", pa.float64()),
-                                 ("quality_rate", pa.float64())]),
+        "categories": pa.schema(
+            [
+                ("category", pa.string()),
+                ("department", pa.string()),
+                ("consumable", pa.bool_()),
+                ("cycle_days", pa.int64()),
+                ("return_rate", pa.float64()),
+                ("quality_rate", pa.float64()),
+            ]
+        ),
     }
 
 
-def _truth_tables(pop: Population, st, cat: Catalog, first: int, clock: Clock, dyn: Dynamics,
-                  effect_days: int) -> dict[str, pa.Table]:
+def _truth_tables(
+    pop: Population, st, cat: Catalog, first: int, clock: Clock, dyn: Dynamics, effect_days: int
+) -> dict[str, pa.Table]:
     n = len(pop.rate)
     schemas = _truth_schemas()
     cid = customer_ids(first + np.arange(n))
@@ -175,22 +236,38 @@ def _truth_tables(pop: Population, st, cat: Catalog, first: int, clock: Clock, d
     purchase_rate = pop.rate * (1 - (1 - q) * np.exp(-dyn.extra_views_per_session * q))
     h0 = np.exp(pop.logh0.astype(np.float64))
     gone = st.dropout_day < NEVER
-    customers = pa.table([
-        cid, clock.ts(pop.signup_day), pa.array(pop.rate.astype(np.float64)), pa.array(purchase_rate.astype(float)),
-        pa.array(np.asarray(dyn.price_levels)[pop.level]), pa.array(np.asarray(CHANNELS, object)[pop.channel]),
-        pa.array(h0), pa.array(pop.mood.astype(np.float64)), clock.ts(np.where(gone, st.dropout_day, 0), valid=gone),
-    ], schema=schemas["customers_truth"])
+    customers = pa.table(
+        [
+            cid,
+            clock.ts(pop.signup_day),
+            pa.array(pop.rate.astype(np.float64)),
+            pa.array(purchase_rate.astype(float)),
+            pa.array(np.asarray(dyn.price_levels)[pop.level]),
+            pa.array(np.asarray(CHANNELS, object)[pop.channel]),
+            pa.array(h0),
+            pa.array(pop.mood.astype(np.float64)),
+            clock.ts(np.where(gone, st.dropout_day, 0), valid=gone),
+        ],
+        schema=schemas["customers_truth"],
+    )
     r, c = np.nonzero(pop.taste > 2 * dyn.taste_floor / cat.n_categories)
-    taste = pa.table([customer_ids(first + r), pa.array(category_names(cat)[c], pa.string()),
-                      pa.array(pop.taste[r, c])], schema=schemas["taste"])
+    taste = pa.table(
+        [customer_ids(first + r), pa.array(category_names(cat)[c], pa.string()), pa.array(pop.taste[r, c])],
+        schema=schemas["taste"],
+    )
     k = len(OFFER_TYPES)
     eff = pop.effect.astype(np.float64)
     window = effect_days * h0[:, None]
     prob = np.exp(-window) - np.exp(-window * np.exp(eff))  # change in P(dropout during the offer) at baseline
-    effects = pa.table([
-        customer_ids(first + np.repeat(np.arange(n), k)), pa.array(np.tile(np.asarray(OFFER_TYPES, object), n)),
-        pa.array(eff.ravel().astype(np.float32)), pa.array(prob.ravel().astype(np.float32)),
-    ], schema=schemas["treatment_effects"])
+    effects = pa.table(
+        [
+            customer_ids(first + np.repeat(np.arange(n), k)),
+            pa.array(np.tile(np.asarray(OFFER_TYPES, object), n)),
+            pa.array(eff.ravel().astype(np.float32)),
+            pa.array(prob.ravel().astype(np.float32)),
+        ],
+        schema=schemas["treatment_effects"],
+    )
     return {"customers_truth": customers, "taste": taste, "treatment_effects": effects}
 
 
@@ -200,8 +277,14 @@ def _complements(cat: Catalog) -> pa.Table:
 
 
 def _categories(cat: Catalog) -> pa.Table:
-    return pa.table([
-        pa.array(category_names(cat), pa.string()), pa.array(np.asarray(DEPARTMENTS, object)[cat.department]),
-        pa.array(cat.consumable), pa.array(cat.cycle.astype(np.int64)), pa.array(cat.return_rate),
-        pa.array(cat.quality_rate),
-    ], schema=_truth_schemas()["categories"])
+    return pa.table(
+        [
+            pa.array(category_names(cat), pa.string()),
+            pa.array(np.asarray(DEPARTMENTS, object)[cat.department]),
+            pa.array(cat.consumable),
+            pa.array(cat.cycle.astype(np.int64)),
+            pa.array(cat.return_rate),
+            pa.array(cat.quality_rate),
+        ],
+        schema=_truth_schemas()["categories"],
+    )

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.tables.contract import CHANNELS, EVENT_TYPES, OFFER_TYPES, TICKET_CATEGORIES
 from features.synthetic.world import NEVER, Catalog, Dynamics, Population, sample_items
+from features.tables.contract import CHANNELS, EVENT_TYPES, OFFER_TYPES, TICKET_CATEGORIES
 
 VIEW, CART, PURCHASE, RETURN = (EVENT_TYPES.index(t) for t in ("view", "cart", "purchase", "return"))
 STORE = CHANNELS.index("store")
@@ -49,13 +49,22 @@ class State:
 def new_state(n: int, n_consumables: int, dyn: Dynamics) -> State:
     """Everyone alive, nothing bought yet."""
     return State(
-        alive=np.ones(n, bool), dropout_day=np.full(n, NEVER, np.int32), dissat=np.zeros(n, np.float32),
-        price_shock=np.zeros(n, np.float32), engagement=np.zeros(n, np.float32), points=np.zeros(n, np.int64),
-        tier=np.zeros(n, np.int8), last_purchase=np.full(n, -NEVER, np.int32),
-        shocks=np.zeros((n, dyn.shock_window), np.float32), offer_type=np.full(n, -1, np.int8),
-        offer_until=np.zeros(n, np.int32), due=np.full((n, n_consumables), NEVER, np.int32),
-        rebuy=np.full((n, n_consumables), -1, np.int32), comp_item=np.full(n, -1, np.int32),
-        comp_day=np.full(n, NEVER, np.int32), owned=np.full((n, dyn.owned_slots), -1, np.int32),
+        alive=np.ones(n, bool),
+        dropout_day=np.full(n, NEVER, np.int32),
+        dissat=np.zeros(n, np.float32),
+        price_shock=np.zeros(n, np.float32),
+        engagement=np.zeros(n, np.float32),
+        points=np.zeros(n, np.int64),
+        tier=np.zeros(n, np.int8),
+        last_purchase=np.full(n, -NEVER, np.int32),
+        shocks=np.zeros((n, dyn.shock_window), np.float32),
+        offer_type=np.full(n, -1, np.int8),
+        offer_until=np.zeros(n, np.int32),
+        due=np.full((n, n_consumables), NEVER, np.int32),
+        rebuy=np.full((n, n_consumables), -1, np.int32),
+        comp_item=np.full(n, -1, np.int32),
+        comp_day=np.full(n, NEVER, np.int32),
+        owned=np.full((n, dyn.owned_slots), -1, np.int32),
         owned_next=np.zeros(n, np.int8),
     )
 
@@ -63,12 +72,21 @@ def new_state(n: int, n_consumables: int, dyn: Dynamics) -> State:
 class Simulator:
     """Steps a chunk of customers one day at a time; the optional recorder only observes (never draws from `rng`)."""
 
-    def __init__(self, cat: Catalog, pop: Population, state: State, dyn: Dynamics, camp: Campaigns,
-                 rng: np.random.Generator, recorder=None) -> None:
+    def __init__(
+        self,
+        cat: Catalog,
+        pop: Population,
+        state: State,
+        dyn: Dynamics,
+        camp: Campaigns,
+        rng: np.random.Generator,
+        recorder=None,
+    ) -> None:
         self.cat, self.pop, self.st, self.dyn, self.camp, self.rng, self.rec = cat, pop, state, dyn, camp, rng, recorder
         self.sens = (pop.level / (len(dyn.price_levels) - 1)).astype(np.float32)
-        self.decay = {k: np.float32(0.5 ** (1 / getattr(dyn, f"{k}_half_life")))
-                      for k in ("dissat", "price_shock", "engagement")}
+        self.decay = {
+            k: np.float32(0.5 ** (1 / getattr(dyn, f"{k}_half_life"))) for k in ("dissat", "price_shock", "engagement")
+        }
         self.rows = np.arange(len(pop.rate))
 
     def hazard(self, d: int) -> np.ndarray:
@@ -76,8 +94,15 @@ class Simulator:
         st, pop, dyn = self.st, self.pop, self.dyn
         on = (st.offer_type >= 0) & (d < st.offer_until)
         eff = np.where(on, pop.effect[self.rows, np.maximum(st.offer_type, 0)], 0)
-        logh = (pop.logh0 + dyn.w_dissat * st.dissat + dyn.w_price * st.price_shock - dyn.w_tier * st.tier
-                - dyn.w_engagement * np.log1p(st.engagement) - dyn.w_mood * pop.mood + eff)
+        logh = (
+            pop.logh0
+            + dyn.w_dissat * st.dissat
+            + dyn.w_price * st.price_shock
+            - dyn.w_tier * st.tier
+            - dyn.w_engagement * np.log1p(st.engagement)
+            - dyn.w_mood * pop.mood
+            + eff
+        )
         return np.minimum(np.exp(logh), dyn.hazard_max)
 
     def step(self, d: int) -> np.ndarray:
@@ -133,8 +158,12 @@ class Simulator:
         # Complements: bought in the same order, or scheduled for a later visit.
         acc = cat.complement[pitem]
         u = rng.random(len(pc))
-        avail = ((acc >= 0) & (cat.launch_day[acc] <= d) & ~cat.oos[d, np.maximum(acc, 0)]
-                 & ~(st.owned[pc] == acc[:, None]).any(1))
+        avail = (
+            (acc >= 0)
+            & (cat.launch_day[acc] <= d)
+            & ~cat.oos[d, np.maximum(acc, 0)]
+            & ~(st.owned[pc] == acc[:, None]).any(1)
+        )
         same = avail & (u < dyn.complement_same_order)
         later = (acc >= 0) & ~same & (u < dyn.complement_same_order + dyn.complement_later)
         st.comp_item[pc[later]] = acc[later]
@@ -201,8 +230,11 @@ class Simulator:
         open_day = np.maximum(np.broadcast_to(open_day, cust.shape), d + 1)
         resolved = self.rng.random(len(cust)) < dyn.resolve_prob
         np.add.at(st.shocks, (cust, open_day % dyn.shock_window), dyn.shock_ticket)
-        np.add.at(st.shocks, (cust[~resolved], (open_day[~resolved] + dyn.unresolved_delay) % dyn.shock_window),
-                  dyn.shock_unresolved)
+        np.add.at(
+            st.shocks,
+            (cust[~resolved], (open_day[~resolved] + dyn.unresolved_delay) % dyn.shock_window),
+            dyn.shock_unresolved,
+        )
         if self.rec is not None and len(cust):
             self.rec.tickets(cust, open_day, resolved, TICKET_CATEGORIES.index(category))
 
@@ -222,8 +254,9 @@ class Simulator:
             self.rec.offers(d, sel, otype, rday)
 
 
-def simulate(cat: Catalog, pop: Population, dyn: Dynamics, camp: Campaigns, seed: int, chunk: int, days: int,
-             recorder=None) -> Simulator:
+def simulate(
+    cat: Catalog, pop: Population, dyn: Dynamics, camp: Campaigns, seed: int, chunk: int, days: int, recorder=None
+) -> Simulator:
     """Run a chunk from day 0 up to (not including) `days`; the same arguments always give the same state."""
     state = new_state(len(pop.rate), int((cat.cons_index >= 0).sum()), dyn)
     sim = Simulator(cat, pop, state, dyn, camp, np.random.default_rng([seed, 2, chunk]), recorder)

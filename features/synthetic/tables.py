@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.tables.contract import CHANNELS, EVENT_TYPES, LOYALTY_TIERS, OFFER_TYPES, TICKET_CATEGORIES
 from features.synthetic.simulator import CART, PURCHASE, RETURN, VIEW, State
 from features.synthetic.world import DEPARTMENTS, REGIONS, Catalog, Dynamics, Population
+from features.tables.contract import CHANNELS, EVENT_TYPES, LOYALTY_TIERS, OFFER_TYPES, TICKET_CATEGORIES
 
 TS = pa.timestamp("ns")
 DAY_NS = 86_400 * 10**9
@@ -18,25 +18,69 @@ OPEN_S, CLOSE_S = 8 * 3600, 21 * 3600  # sessions start within opening hours
 EVENT_BATCH_ROWS = 1_000_000  # events converted (and written as a row group) at a time, to bound memory
 
 SCHEMAS = {
-    "customers": pa.schema([("customer_id", pa.string()), ("signup_date", TS), ("region", pa.string()),
-                            ("birth_year", pa.int64()), ("loyalty_tier", pa.string()),
-                            ("preferred_channel", pa.string())]),
-    "products": pa.schema([("item_id", pa.string()), ("name", pa.string()), ("category", pa.string()),
-                           ("department", pa.string()), ("brand", pa.string()), ("unit_price", pa.float64()),
-                           ("in_stock", pa.bool_()), ("launched_at", TS)]),
-    "events": pa.schema([("event_id", pa.string()), ("customer_id", pa.string()), ("item_id", pa.string()),
-                         ("ts", TS), ("type", pa.string()), ("quantity", pa.int64()), ("unit_price", pa.float64()),
-                         ("channel", pa.string()), ("order_id", pa.string())]),
-    "tickets": pa.schema([("ticket_id", pa.string()), ("customer_id", pa.string()), ("opened_at", TS),
-                          ("resolved_at", TS), ("category", pa.string()), ("satisfaction", pa.int64())]),
+    "customers": pa.schema(
+        [
+            ("customer_id", pa.string()),
+            ("signup_date", TS),
+            ("region", pa.string()),
+            ("birth_year", pa.int64()),
+            ("loyalty_tier", pa.string()),
+            ("preferred_channel", pa.string()),
+        ]
+    ),
+    "products": pa.schema(
+        [
+            ("item_id", pa.string()),
+            ("name", pa.string()),
+            ("category", pa.string()),
+            ("department", pa.string()),
+            ("brand", pa.string()),
+            ("unit_price", pa.float64()),
+            ("in_stock", pa.bool_()),
+            ("launched_at", TS),
+        ]
+    ),
+    "events": pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("customer_id", pa.string()),
+            ("item_id", pa.string()),
+            ("ts", TS),
+            ("type", pa.string()),
+            ("quantity", pa.int64()),
+            ("unit_price", pa.float64()),
+            ("channel", pa.string()),
+            ("order_id", pa.string()),
+        ]
+    ),
+    "tickets": pa.schema(
+        [
+            ("ticket_id", pa.string()),
+            ("customer_id", pa.string()),
+            ("opened_at", TS),
+            ("resolved_at", TS),
+            ("category", pa.string()),
+            ("satisfaction", pa.int64()),
+        ]
+    ),
     "surveys": pa.schema([("customer_id", pa.string()), ("ts", TS), ("nps", pa.int64()), ("csat", pa.int64())]),
-    "loyalty": pa.schema([("customer_id", pa.string()), ("ts", TS), ("points_delta", pa.int64()),
-                          ("tier_after", pa.string())]),
-    "offers": pa.schema([("offer_id", pa.string()), ("customer_id", pa.string()), ("sent_at", TS),
-                         ("offer_type", pa.string()), ("cost", pa.float64()), ("randomized", pa.bool_()),
-                         ("redeemed_at", TS)]),
-    "consent": pa.schema([("customer_id", pa.string()), ("personalization", pa.bool_()),
-                          ("marketing", pa.bool_()), ("updated_at", TS)]),
+    "loyalty": pa.schema(
+        [("customer_id", pa.string()), ("ts", TS), ("points_delta", pa.int64()), ("tier_after", pa.string())]
+    ),
+    "offers": pa.schema(
+        [
+            ("offer_id", pa.string()),
+            ("customer_id", pa.string()),
+            ("sent_at", TS),
+            ("offer_type", pa.string()),
+            ("cost", pa.float64()),
+            ("randomized", pa.bool_()),
+            ("redeemed_at", TS),
+        ]
+    ),
+    "consent": pa.schema(
+        [("customer_id", pa.string()), ("personalization", pa.bool_()), ("marketing", pa.bool_()), ("updated_at", TS)]
+    ),
     "hazard_weekly": pa.schema([("customer_id", pa.string()), ("week_start", TS), ("hazard", pa.float32())]),
 }
 
@@ -117,8 +161,17 @@ class Recorder:
         sec = self.base[pc_] + 900 + np.arange(len(pc_)) % 60
         self._events(pc_, d, sec, pitem, PURCHASE, qty, price, chan[at], order[at])
         r = np.flatnonzero(ret)
-        self._events(pc_[r], rday[r], self.rng.integers(OPEN_S, CLOSE_S, len(r)), pitem[r], RETURN, qty[r], price[r],
-                     chan[at][r], order[at][r])
+        self._events(
+            pc_[r],
+            rday[r],
+            self.rng.integers(OPEN_S, CLOSE_S, len(r)),
+            pitem[r],
+            RETURN,
+            qty[r],
+            price[r],
+            chan[at][r],
+            order[at][r],
+        )
         self.loyalty.append((buyers, np.full(len(buyers), d), earned, tier.copy()))
 
     def funnel(self, d, vc, vitem, carted, vbuy, dc, ditem, dbuy, xc, xitem) -> None:
@@ -144,8 +197,9 @@ class Recorder:
     def _events(self, c, day, sec, item, etype, qty, price, chan, order) -> None:
         k = len(c)
         b = np.broadcast_to
-        self.events.append((c, b(day, (k,)), sec, item, b(etype, (k,)), b(qty, (k,)), b(price, (k,)),
-                            b(chan, (k,)), b(order, (k,))))
+        self.events.append(
+            (c, b(day, (k,)), sec, item, b(etype, (k,)), b(qty, (k,)), b(price, (k,)), b(chan, (k,)), b(order, (k,)))
+        )
 
     def tickets(self, cust, open_day, resolved, category: int) -> None:
         k = len(cust)
@@ -161,8 +215,11 @@ class Recorder:
 def _cat(parts: list[tuple], i: int, dtype=None) -> np.ndarray:
     if not parts:
         return np.zeros(0, dtype or np.int64)
-    return np.concatenate([np.asarray(p[i]) for p in parts]).astype(dtype) if dtype else np.concatenate(
-        [np.asarray(p[i]) for p in parts])
+    return (
+        np.concatenate([np.asarray(p[i]) for p in parts]).astype(dtype)
+        if dtype
+        else np.concatenate([np.asarray(p[i]) for p in parts])
+    )
 
 
 def _int_or_null(x: np.ndarray) -> pa.Array:
@@ -170,8 +227,15 @@ def _int_or_null(x: np.ndarray) -> pa.Array:
     return pa.array(x, pa.int64(), mask=x < 0)
 
 
-def chunk_tables(rec: Recorder, st: State, first: int, offsets: dict[str, int], clock: Clock,
-                 offer_costs: dict[str, float], days: int) -> dict[str, pa.Table | list[pa.Table]]:
+def chunk_tables(
+    rec: Recorder,
+    st: State,
+    first: int,
+    offsets: dict[str, int],
+    clock: Clock,
+    offer_costs: dict[str, float],
+    days: int,
+) -> dict[str, pa.Table | list[pa.Table]]:
     """The chunk's rows as contract tables: nothing after the data ends, nor from a customer who has dropped out."""
     gone = np.minimum(st.dropout_day, days)
     out: dict[str, pa.Table] = {}
@@ -182,39 +246,74 @@ def chunk_tables(rec: Recorder, st: State, first: int, offsets: dict[str, int], 
     order = np.where(order >= 0, order + offsets["orders"], -1)
     rec.events.clear()
     price = price.astype(np.float64)
-    out["events"] = [pa.table([
-        ids("E", offsets["events"] + np.arange(b.start, b.stop) + 1, 10), customer_ids(first + c[b]),
-        item_ids(item[b]), clock.ts(day[b], sec[b]), labels(EVENT_TYPES, et[b]), pa.array(qty[b].astype(np.int64)),
-        pa.array(price[b], mask=np.isnan(price[b])), labels(CHANNELS, chan[b]),
-        pc.if_else(pa.array(order[b] >= 0), ids("O", np.maximum(order[b], 0) + 1, 9), pa.scalar(None, pa.string())),
-    ], schema=SCHEMAS["events"]) for b in (slice(i, min(i + EVENT_BATCH_ROWS, len(c)))
-                                           for i in range(0, max(len(c), 1), EVENT_BATCH_ROWS))]
+    out["events"] = [
+        pa.table(
+            [
+                ids("E", offsets["events"] + np.arange(b.start, b.stop) + 1, 10),
+                customer_ids(first + c[b]),
+                item_ids(item[b]),
+                clock.ts(day[b], sec[b]),
+                labels(EVENT_TYPES, et[b]),
+                pa.array(qty[b].astype(np.int64)),
+                pa.array(price[b], mask=np.isnan(price[b])),
+                labels(CHANNELS, chan[b]),
+                pc.if_else(
+                    pa.array(order[b] >= 0), ids("O", np.maximum(order[b], 0) + 1, 9), pa.scalar(None, pa.string())
+                ),
+            ],
+            schema=SCHEMAS["events"],
+        )
+        for b in (slice(i, min(i + EVENT_BATCH_ROWS, len(c))) for i in range(0, max(len(c), 1), EVENT_BATCH_ROWS))
+    ]
     c, oday, osec, rday, tcat, sat = (_cat(rec.tickets_, i) for i in range(6))
     keep = np.flatnonzero(oday < gone[c])
     c, oday, osec, rday, tcat, sat = (a[keep] for a in (c, oday, osec, rday, tcat, sat))
     rday = np.where(rday < days, rday, -1)  # still open when the data ends
-    out["tickets"] = pa.table([
-        ids("T", offsets["tickets"] + np.arange(len(c)) + 1, 9), customer_ids(first + c), clock.ts(oday, osec),
-        clock.ts(np.maximum(rday, 0), osec + 3600, valid=rday >= 0), labels(TICKET_CATEGORIES, tcat),
-        _int_or_null(sat),
-    ], schema=SCHEMAS["tickets"])
+    out["tickets"] = pa.table(
+        [
+            ids("T", offsets["tickets"] + np.arange(len(c)) + 1, 9),
+            customer_ids(first + c),
+            clock.ts(oday, osec),
+            clock.ts(np.maximum(rday, 0), osec + 3600, valid=rday >= 0),
+            labels(TICKET_CATEGORIES, tcat),
+            _int_or_null(sat),
+        ],
+        schema=SCHEMAS["tickets"],
+    )
     c, day, nps, csat = (_cat(rec.surveys, i) for i in range(4))
-    out["surveys"] = pa.table([customer_ids(first + c), clock.ts(day, 20 * 3600), _int_or_null(nps),
-                               _int_or_null(csat)], schema=SCHEMAS["surveys"])
+    out["surveys"] = pa.table(
+        [customer_ids(first + c), clock.ts(day, 20 * 3600), _int_or_null(nps), _int_or_null(csat)],
+        schema=SCHEMAS["surveys"],
+    )
     c, day, earned, tier = (_cat(rec.loyalty, i) for i in range(4))
-    out["loyalty"] = pa.table([customer_ids(first + c), clock.ts(day, 23 * 3600), pa.array(earned.astype(np.int64)),
-                               labels(LOYALTY_TIERS, tier)], schema=SCHEMAS["loyalty"])
+    out["loyalty"] = pa.table(
+        [
+            customer_ids(first + c),
+            clock.ts(day, 23 * 3600),
+            pa.array(earned.astype(np.int64)),
+            labels(LOYALTY_TIERS, tier),
+        ],
+        schema=SCHEMAS["loyalty"],
+    )
     c, day, otype, rday = (_cat(rec.offers_, i) for i in range(4))
     rday = np.where(rday < gone[c], rday, -1)  # never redeemed (gone, or after the data ends)
     cost = np.array([offer_costs[t] for t in OFFER_TYPES])[otype]
-    out["offers"] = pa.table([
-        ids("F", offsets["offers"] + np.arange(len(c)) + 1, 9), customer_ids(first + c), clock.ts(day, 9 * 3600),
-        labels(OFFER_TYPES, otype), pa.array(cost, pa.float64()), pa.array(np.ones(len(c), bool)),
-        clock.ts(np.maximum(rday, 0), 12 * 3600, valid=rday >= 0),
-    ], schema=SCHEMAS["offers"])
+    out["offers"] = pa.table(
+        [
+            ids("F", offsets["offers"] + np.arange(len(c)) + 1, 9),
+            customer_ids(first + c),
+            clock.ts(day, 9 * 3600),
+            labels(OFFER_TYPES, otype),
+            pa.array(cost, pa.float64()),
+            pa.array(np.ones(len(c), bool)),
+            clock.ts(np.maximum(rday, 0), 12 * 3600, valid=rday >= 0),
+        ],
+        schema=SCHEMAS["offers"],
+    )
     c, day, hz = (_cat(rec.hazards, i) for i in range(3))
-    out["hazard_weekly"] = pa.table([customer_ids(first + c), clock.ts(day), pa.array(hz.astype(np.float32))],
-                                    schema=SCHEMAS["hazard_weekly"])
+    out["hazard_weekly"] = pa.table(
+        [customer_ids(first + c), clock.ts(day), pa.array(hz.astype(np.float32))], schema=SCHEMAS["hazard_weekly"]
+    )
     return out
 
 
@@ -224,11 +323,20 @@ def customer_tables(pop: Population, st: State, first: int, clock: Clock) -> dic
     cid = customer_ids(first + np.arange(n))
     signup = clock.ts(pop.signup_day)
     return {
-        "customers": pa.table([cid, signup, labels(REGIONS, pop.region), pa.array(pop.birth_year.astype(np.int64)),
-                               labels(LOYALTY_TIERS, st.tier), labels(CHANNELS, pop.channel)],
-                              schema=SCHEMAS["customers"]),
-        "consent": pa.table([cid, pa.array(pop.personalization), pa.array(pop.marketing), signup],
-                            schema=SCHEMAS["consent"]),
+        "customers": pa.table(
+            [
+                cid,
+                signup,
+                labels(REGIONS, pop.region),
+                pa.array(pop.birth_year.astype(np.int64)),
+                labels(LOYALTY_TIERS, st.tier),
+                labels(CHANNELS, pop.channel),
+            ],
+            schema=SCHEMAS["customers"],
+        ),
+        "consent": pa.table(
+            [cid, pa.array(pop.personalization), pa.array(pop.marketing), signup], schema=SCHEMAS["consent"]
+        ),
     }
 
 
@@ -242,9 +350,16 @@ def products_table(cat: Catalog, clock: Clock) -> pa.Table:
     n = len(cat.category)
     last = len(cat.oos) - 1
     category = pa.array(category_names(cat)[cat.category], pa.string())
-    return pa.table([
-        item_ids(np.arange(n)), pc.binary_join_element_wise(category, ids("#", np.arange(n) + 1, 5), " "), category,
-        labels(DEPARTMENTS, cat.department[cat.category]), ids("B", cat.brand + 1, 3),
-        pa.array(np.round(cat.base_price * cat.price_mult[last, cat.category], 2)), pa.array(~cat.oos[last]),
-        clock.ts(cat.launch_day),
-    ], schema=SCHEMAS["products"])
+    return pa.table(
+        [
+            item_ids(np.arange(n)),
+            pc.binary_join_element_wise(category, ids("#", np.arange(n) + 1, 5), " "),
+            category,
+            labels(DEPARTMENTS, cat.department[cat.category]),
+            ids("B", cat.brand + 1, 3),
+            pa.array(np.round(cat.base_price * cat.price_mult[last, cat.category], 2)),
+            pa.array(~cat.oos[last]),
+            clock.ts(cat.launch_day),
+        ],
+        schema=SCHEMAS["products"],
+    )

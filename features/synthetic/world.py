@@ -144,17 +144,18 @@ def build_catalog(items: int, days: int, seed: int, dyn: Dynamics) -> Catalog:
         same_dept = np.flatnonzero((department[category] == department[category[m]]) & (category != category[m]))
         pool = same_dept if len(same_dept) else np.flatnonzero(category != category[m])
         complement[m] = rng.choice(pool)
-    launch_day = np.where(rng.random(items) < dyn.launched_during_share,
-                          rng.integers(0, days, items), -rng.integers(1, 3 * 365, items))
+    launch_day = np.where(
+        rng.random(items) < dyn.launched_during_share, rng.integers(0, days, items), -rng.integers(1, 3 * 365, items)
+    )
     oos = np.zeros((days, items), dtype=bool)
     episodes = rng.poisson(dyn.stockout_episodes_per_year * days / 365, items)
     for item in np.flatnonzero(episodes):
         for start in rng.integers(0, days, episodes[item]):
-            oos[start:start + 1 + rng.geometric(1 / dyn.stockout_mean_days), item] = True
+            oos[start : start + 1 + rng.geometric(1 / dyn.stockout_mean_days), item] = True
     ending = rng.random(items) < dyn.out_of_stock_at_end
     ending[rng.integers(items)] = True  # at least one item is out of stock at the end
     for item in np.flatnonzero(ending):
-        oos[days - 1 - rng.geometric(1 / dyn.stockout_mean_days):, item] = True
+        oos[days - 1 - rng.geometric(1 / dyn.stockout_mean_days) :, item] = True
     price_mult = np.ones((days, n_cat))
     price_events: dict[int, list[tuple[int, float]]] = {}
     for _ in range(rng.poisson(dyn.price_shocks_per_year * days / 365)):
@@ -175,9 +176,25 @@ def build_catalog(items: int, days: int, seed: int, dyn: Dynamics) -> Catalog:
         blocks.append(li * n_cat + cat_sorted + (cs - before) / total)
     gcdf = np.concatenate(blocks)
     gcdf = np.maximum.accumulate(gcdf)  # guard against rounding at block edges
-    return Catalog(category, department, consumable, cycle, cons_index, quality_rate, return_rate,
-                   base_price, popularity, rng.integers(0, max(items // 10, 2), items), complement,
-                   launch_day, oos, price_mult, price_events, order, gcdf)
+    return Catalog(
+        category,
+        department,
+        consumable,
+        cycle,
+        cons_index,
+        quality_rate,
+        return_rate,
+        base_price,
+        popularity,
+        rng.integers(0, max(items // 10, 2), items),
+        complement,
+        launch_day,
+        oos,
+        price_mult,
+        price_events,
+        order,
+        gcdf,
+    )
 
 
 def sample_items(cat: Catalog, level: np.ndarray, category: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -240,12 +257,18 @@ def build_population(n: int, cat: Catalog, days: int, seed: int, chunk: int, dyn
     effect += rng.normal(0, 0.1, effect.shape)
     personalization = rng.random(n) < dyn.personalization_consent
     return Population(
-        signup_day=signup.astype(np.int32), taste=taste.astype(np.float32),
-        taste_cum=np.cumsum(taste, 1).astype(np.float32), rate=rate.astype(np.float32),
-        level=level.astype(np.int8), channel=channel.astype(np.int8),
+        signup_day=signup.astype(np.int32),
+        taste=taste.astype(np.float32),
+        taste_cum=np.cumsum(taste, 1).astype(np.float32),
+        rate=rate.astype(np.float32),
+        level=level.astype(np.int8),
+        channel=channel.astype(np.int8),
         logh0=(np.log(dyn.base_hazard_median) + rng.normal(0, dyn.base_hazard_sigma, n)).astype(np.float32),
-        mood=mood.astype(np.float32), cycle_factor=rng.lognormal(0, dyn.cycle_sigma, n).astype(np.float32),
-        effect=effect.astype(np.float32), region=rng.integers(0, len(REGIONS), n).astype(np.int8),
-        birth_year=rng.integers(1940, 2006, n).astype(np.int16), personalization=personalization,
+        mood=mood.astype(np.float32),
+        cycle_factor=rng.lognormal(0, dyn.cycle_sigma, n).astype(np.float32),
+        effect=effect.astype(np.float32),
+        region=rng.integers(0, len(REGIONS), n).astype(np.int8),
+        birth_year=rng.integers(1940, 2006, n).astype(np.int16),
+        personalization=personalization,
         marketing=personalization & (rng.random(n) < dyn.marketing_consent),
     )

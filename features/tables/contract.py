@@ -34,12 +34,22 @@ class Table:
                 allowed = known[table]
                 col = columns[column]
                 columns[column] = col.set_checks(
-                    [*col.checks, pa.Check(lambda s, a=allowed: s.isin(a), element_wise=False,
-                                           error=f"unknown {column} (not in {table})")]
+                    [
+                        *col.checks,
+                        pa.Check(
+                            lambda s, a=allowed: s.isin(a),
+                            element_wise=False,
+                            error=f"unknown {column} (not in {table})",
+                        ),
+                    ]
                 )
         unique = list(self.key) if self.key else None
         return pa.DataFrameSchema(
-            columns, name=self.name, coerce=True, strict="filter", unique=unique,
+            columns,
+            name=self.name,
+            coerce=True,
+            strict="filter",
+            unique=unique,
             report_duplicates="exclude_first",
         )
 
@@ -60,7 +70,8 @@ TABLES: dict[str, Table] = {
     t.name: t
     for t in [
         Table(
-            "customers", ("customer_id",),
+            "customers",
+            ("customer_id",),
             {
                 "customer_id": _id(),
                 "signup_date": _ts(),
@@ -72,7 +83,8 @@ TABLES: dict[str, Table] = {
             description="One row per customer known to the retailer.",
         ),
         Table(
-            "products", ("item_id",),
+            "products",
+            ("item_id",),
             {
                 "item_id": _id(),
                 "name": _opt_str(),
@@ -86,7 +98,8 @@ TABLES: dict[str, Table] = {
             description="The catalogue; `in_stock` false items are never recommended.",
         ),
         Table(
-            "events", ("event_id",),
+            "events",
+            ("event_id",),
             {
                 "event_id": _id(),
                 "customer_id": _id(),
@@ -103,7 +116,8 @@ TABLES: dict[str, Table] = {
             description="Views, carts, purchases and returns; the only mandatory table.",
         ),
         Table(
-            "tickets", ("ticket_id",),
+            "tickets",
+            ("ticket_id",),
             {
                 "ticket_id": _id(),
                 "customer_id": _id(),
@@ -116,7 +130,8 @@ TABLES: dict[str, Table] = {
             description="Complaints and service contacts.",
         ),
         Table(
-            "surveys", ("customer_id", "ts"),
+            "surveys",
+            ("customer_id", "ts"),
             {
                 "customer_id": _id(),
                 "ts": _ts(),
@@ -127,7 +142,8 @@ TABLES: dict[str, Table] = {
             description="Survey answers: NPS 0-10 and CSAT 1-5.",
         ),
         Table(
-            "loyalty", ("customer_id", "ts"),
+            "loyalty",
+            ("customer_id", "ts"),
             {
                 "customer_id": _id(),
                 "ts": _ts(),
@@ -138,7 +154,8 @@ TABLES: dict[str, Table] = {
             description="Loyalty-points ledger: earned (positive), redeemed or expired (negative).",
         ),
         Table(
-            "offers", ("offer_id",),
+            "offers",
+            ("offer_id",),
             {
                 "offer_id": _id(),
                 "customer_id": _id(),
@@ -152,7 +169,8 @@ TABLES: dict[str, Table] = {
             description="Retention offers sent; `randomized` marks offers of a randomised campaign.",
         ),
         Table(
-            "consent", ("customer_id",),
+            "consent",
+            ("customer_id",),
             {
                 "customer_id": _id(),
                 "personalization": pa.Column(bool, nullable=False),

@@ -62,7 +62,7 @@ class Warehouse:
         """Release the DuckDB connection."""
         self.con.close()
 
-    def __enter__(self) -> "Warehouse":
+    def __enter__(self) -> Warehouse:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,27 +1,24 @@
-"""Commands `patron data ...` and `patron features ...`."""
+"""Commands `patron data ...`: obtain, synthesise and ingest data into the workspace."""
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from patron.cli.context import settings_from
 
-data_app = typer.Typer(no_args_is_help=True)
-features_app = typer.Typer(no_args_is_help=True)
+data_app = typer.Typer(name="data", no_args_is_help=True, help="Obtain, synthesise and ingest data into the workspace.")
 
 
 @data_app.command("synth")
 def synth(
     ctx: typer.Context,
-    customers: Optional[int] = typer.Option(None, help="Number of customers (default: config)."),
-    items: Optional[int] = typer.Option(None, help="Number of items (default: config)."),
-    days: Optional[int] = typer.Option(None, help="Days of history (default: config)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed (default: config)."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: WORKSPACE/raw/synthetic)."),
+    customers: int | None = typer.Option(None, help="Number of customers (default: config)."),
+    items: int | None = typer.Option(None, help="Number of items (default: config)."),
+    days: int | None = typer.Option(None, help="Days of history (default: config)."),
+    seed: int | None = typer.Option(None, help="Random seed (default: config)."),
+    out: Path | None = typer.Option(None, help="Output folder (default: WORKSPACE/raw/synthetic)."),
 ) -> None:
     """Simulate a retailer: every contract table plus its ground truth."""
     from features.synthetic.generate import generate
@@ -44,32 +41,20 @@ def get(ctx: typer.Context, dataset: str = typer.Argument(..., help="cdnow or ml
 def ingest(
     ctx: typer.Context,
     source: str = typer.Option(..., help="synthetic, cdnow, ml100k, online-retail or csv"),
-    path: Optional[Path] = typer.Option(None, help="File or folder to read (default: the obtained dataset)."),
-    mapping: Optional[Path] = typer.Option(None, help="Column mapping YAML (for --source csv)."),
-    max_quarantine_share: Optional[float] = typer.Option(
-        None, help="Fail when more than this share of a table is quarantined (default: config)."),
+    path: Path | None = typer.Option(None, help="File or folder to read (default: the obtained dataset)."),
+    mapping: Path | None = typer.Option(None, help="Column mapping YAML (for --source csv)."),
+    max_quarantine_share: float | None = typer.Option(
+        None, help="Fail when more than this share of a table is quarantined (default: config)."
+    ),
 ) -> None:
     """Read a source, map it to the contract, validate it and write workspace tables (bad rows to quarantine)."""
     from features.ingest.pipeline import IngestError, ingest_source
 
     try:
-        report = ingest_source(settings_from(ctx), source=source, path=path, mapping=mapping,
-                               max_quarantine_share=max_quarantine_share)
+        report = ingest_source(
+            settings_from(ctx), source=source, path=path, mapping=mapping, max_quarantine_share=max_quarantine_share
+        )
     except IngestError as exc:
         typer.echo(f"ingest failed: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(report.summary())
-
-
-@features_app.command("build")
-def build(
-    ctx: typer.Context,
-    cutoff: Optional[str] = typer.Option(None, help="Cutoff date YYYY-MM-DD (default: the end of the data)."),
-    horizon: Optional[int] = typer.Option(None, help="Label horizon in days (default: config)."),
-) -> None:
-    """Customer features from records before the cutoff, churn labels from [cutoff, cutoff + horizon)."""
-    from features.pit.build import build_features
-
-    report = build_features(settings_from(ctx), cutoff=date.fromisoformat(cutoff) if cutoff else None,
-                            horizon_days=horizon)
     typer.echo(report.summary())

@@ -7,12 +7,11 @@ import typer
 from patron.cli.context import settings_from
 
 
-def forget(ctx: typer.Context,
-           customer_ids: list[str] = typer.Argument(..., help="Customer ids to erase.")) -> None:
+def forget(ctx: typer.Context, customer_ids: list[str] = typer.Argument(..., help="Customer ids to erase.")) -> None:
     """Erase customers from the workspace tables, feature caches, batch outputs, the online store and the alerts log;
     the erasure log keeps a salted hash and the date, so no later ingest brings them back."""
-    from serving.online.erasure import erase_customers
-    from serving.online.store import open_store
+    from serving.answers.erasure import erase_customers
+    from serving.online.backend import open_store
 
     settings = settings_from(ctx)
     store = open_store(settings)

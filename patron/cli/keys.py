@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from patron.cli.context import settings_from
 from serving.access.api_keys import SCOPES, create_key, read_keys, revoke_key
 
-keys_app = typer.Typer(no_args_is_help=True)
+keys_app = typer.Typer(
+    name="keys", no_args_is_help=True, help="API keys with scopes (storefront, crm, admin) for the service."
+)
 
 
 @keys_app.command("create")
@@ -17,7 +17,7 @@ def create_command(
     ctx: typer.Context,
     name: str = typer.Option(..., "--name", help="Who uses the key, e.g. storefront-web (unique)."),
     scopes: str = typer.Option(..., "--scopes", help=f"Comma-separated, from: {','.join(SCOPES)}."),
-    rate: Optional[float] = typer.Option(None, "--rate", help="Requests/s for this key (default: auth.rate_per_s)."),
+    rate: float | None = typer.Option(None, "--rate", help="Requests/s for this key (default: auth.rate_per_s)."),
 ) -> None:
     """Create a key and print it once: only its hash is stored."""
     settings = settings_from(ctx)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,13 +22,16 @@ class Comparable(str, Enum):
     recommender = "recommender"
 
 
-def report(ctx: typer.Context,
-           kind: Reportable = typer.Argument(..., help="churn, recommender or retention"),
-           run: Optional[str] = typer.Option(None, "--run", help="MLflow run id of the model version to report on "
-                                                                 "(default: the champion's; retention: the uplift "
-                                                                 "model's)"),
-           out: Optional[Path] = typer.Option(None, "--out", help="HTML file to write (default: "
-                                                                  "WORKSPACE/reports/<kind>.html)")) -> None:
+def report(
+    ctx: typer.Context,
+    kind: Reportable = typer.Argument(..., help="churn, recommender or retention"),
+    run: str | None = typer.Option(
+        None,
+        "--run",
+        help="MLflow run id of the model version to report on (default: the champion's; retention: the uplift model's)",
+    ),
+    out: Path | None = typer.Option(None, "--out", help="HTML file to write (default: WORKSPACE/reports/<kind>.html)"),
+) -> None:
     """A self-contained HTML report (inline plots, no external links), also logged to the MLflow run."""
     from patron.reports.churn import churn_report
     from patron.reports.recommender import recommender_report
@@ -46,13 +48,15 @@ def report(ctx: typer.Context,
     except (ReportError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - started:.1f}s; "
-               f"logged to MLflow under reports/{path.name}")
+    typer.echo(
+        f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB) in {time.perf_counter() - started:.1f}s; "
+        f"logged to MLflow under reports/{path.name}"
+    )
 
 
 def compare(ctx: typer.Context, model: Comparable = typer.Argument(..., help="churn or recommender")) -> None:
     """Champion vs latest candidate on the same evaluation data: both metrics, the difference and its bootstrap
-    interval (reports.n_boot resamples, reports.seed)."""
+    interval (reports.n_boot resamples, the seed)."""
     from patron.reports.compare import compare as compare_versions
     from patron.reports.runs import ReportError
 
@@ -62,9 +66,3 @@ def compare(ctx: typer.Context, model: Comparable = typer.Argument(..., help="ch
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(result.summary())
-
-
-def register_report_commands(app: typer.Typer) -> None:
-    """Add `report` and `compare` to the root command."""
-    app.command("report")(report)
-    app.command("compare")(compare)

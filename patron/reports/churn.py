@@ -5,28 +5,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from features.pit import build
+from features.pit.feature_text import FEATURE_GROUPS
+from features.pit.segments import customer_segments
+from features.tables.store import fingerprint
 from patron.config import Settings
-from training.mlops import plots
-from training.mlops.metrics import churn_metrics
 from patron.reports.html import HtmlReport, save_report
 from patron.reports.runs import ModelRun, champion_run
+from training.churn.model import ChurnModel
+from training.mlops import plots, tracking
+from training.mlops.metrics import churn_metrics
 
-CHURN_FIGURES = {"roc": "ROC curve", "precision-recall": "Precision-recall curve", "calibration": "Calibration",
-                 "gain": "Cumulative gain", "lift": "Lift by score decile", "reason-codes": "Reason-code summary"}
+CHURN_FIGURES = {
+    "roc": "ROC curve",
+    "precision-recall": "Precision-recall curve",
+    "calibration": "Calibration",
+    "gain": "Cumulative gain",
+    "lift": "Lift by score decile",
+    "reason-codes": "Reason-code summary",
+}
 
 
 @dataclass
 class ChurnEvaluation:
-    """A churn version's booster and calibrator scored on the test cutoff rebuilt from the workspace."""
+    """A churn version's ChurnModel scored on the test cutoff rebuilt from the workspace."""
 
     run: ModelRun
-    booster: lgb.Booster
+    model: ChurnModel
     frame: pd.DataFrame  # the test-cutoff training set: customer_id, cutoff, features, churned
     raw: np.ndarray  # booster probabilities
     calibrated: np.ndarray  # through the version's calibrator (raw when it has none)
@@ -39,22 +49,13 @@ class ChurnEvaluation:
 
 
 def evaluate_churn_run(settings: Settings, run: ModelRun) -> ChurnEvaluation:
-    """Load the run's booster and calibrator and score the workspace's test cutoff with them."""
-    import mlflow.lightgbm
-
-    from features.pit import build
-    from features.tables.store import fingerprint
-    from training.mlops.registry import load_churn_calibrator
-    from training.mlops import tracking
-    from training.churn.calibration import apply_calibrator
-
-    booster = mlflow.lightgbm.load_model(f"models:/{run.name}/{run.version}")
-    calibrator = load_churn_calibrator(tracking.configure(settings), run.name, run.version)
+    """Load the version's ChurnModel and score the workspace's test cutoff with it."""
+    model = ChurnModel.from_uri(f"models:/{run.name}/{run.version}", settings)
     frame = build.training_set(settings, [build.cutoff_plan(settings).test])
-    raw = np.asarray(booster.predict(frame[booster.feature_name()]), dtype=float)
-    cal = raw if calibrator is None else apply_calibrator(calibrator, raw)
     tag = tracking.configure(settings).get_run(run.run_id).data.tags.get(tracking.FINGERPRINT_TAG)
-    return ChurnEvaluation(run, booster, frame, raw, cal, same_data=tag == fingerprint(frame))
+    return ChurnEvaluation(
+        run, model, frame, model.raw_proba(frame), model.predict_proba(frame), same_data=tag == fingerprint(frame)
+    )
 
 
 def lift_figure(y: np.ndarray, p: np.ndarray, bins: int) -> Figure:
@@ -65,24 +66,29 @@ def lift_figure(y: np.ndarray, p: np.ndarray, bins: int) -> Figure:
     ax = fig.subplots()
     ax.bar(lift.index, lift.to_numpy(), label="model")
     ax.axhline(1.0, linestyle="--", color="grey", label="random targeting")
-    ax.set(xlabel=f"score bin (1 = riskiest {100 // bins}%)", ylabel="lift (churn rate / overall rate)",
-           title="Lift by score bin (test cutoff)")
+    ax.set(
+        xlabel=f"score bin (1 = riskiest {100 // bins}%)",
+        ylabel="lift (churn rate / overall rate)",
+        title="Lift by score bin (test cutoff)",
+    )
     ax.legend()
     fig.tight_layout()
     return fig
 
 
-def reason_summary(booster: lgb.Booster, X: pd.DataFrame) -> pd.DataFrame:
+def reason_summary(model: ChurnModel, X: pd.DataFrame) -> pd.DataFrame:
     """Per feature group (FEATURE_GROUPS): mean |contribution| and mean contribution to the log-odds, largest first."""
-    from features.pit.customer_features import FEATURE_GROUPS
-
-    names = booster.feature_name()
-    contrib = pd.DataFrame(booster.predict(X[names], pred_contrib=True)[:, : len(names)], columns=names)
+    names = model.feature_name()
+    contrib = pd.DataFrame(model.predict(model.inputs(X), pred_contrib=True)[:, : len(names)], columns=names)
     grouped = contrib.T.groupby([FEATURE_GROUPS.get(n, n) for n in names]).sum().T  # a reason sums its group
-    out = pd.DataFrame({"group": grouped.columns, "mean_abs_contribution": grouped.abs().mean().to_numpy(),
-                        "mean_contribution": grouped.mean().to_numpy(),
-                        "features": [", ".join(n for n in names if FEATURE_GROUPS.get(n, n) == g)
-                                     for g in grouped.columns]})
+    out = pd.DataFrame(
+        {
+            "group": grouped.columns,
+            "mean_abs_contribution": grouped.abs().mean().to_numpy(),
+            "mean_contribution": grouped.mean().to_numpy(),
+            "features": [", ".join(n for n in names if FEATURE_GROUPS.get(n, n) == g) for g in grouped.columns],
+        }
+    )
     return out.sort_values("mean_abs_contribution", ascending=False, ignore_index=True)
 
 
@@ -99,21 +105,30 @@ def reason_figure(summary: pd.DataFrame, top: int = 15) -> Figure:
 
 def metrics_by_segment(frame: pd.DataFrame, p: np.ndarray, settings: Settings) -> pd.DataFrame:
     """Customers, churn rate, mean score, ROC-AUC, PR-AUC and Brier per lifecycle stage and RFM recency score."""
-    from features.pit.segments import customer_segments
-
     seg = customer_segments(frame, None, settings.segments)
-    data = pd.DataFrame({"y": frame["churned"].to_numpy(int), "p": p,
-                         "lifecycle_stage": seg["lifecycle_stage"].to_numpy(),
-                         "rfm_recency": seg["rfm_recency"].astype(str).to_numpy()})
+    data = pd.DataFrame(
+        {
+            "y": frame["churned"].to_numpy(int),
+            "p": p,
+            "lifecycle_stage": seg["lifecycle_stage"].to_numpy(),
+            "rfm_recency": seg["rfm_recency"].astype(str).to_numpy(),
+        }
+    )
     rows = []
     for column in ("lifecycle_stage", "rfm_recency"):
         for value, g in data.groupby(column):
             both = g["y"].nunique() == 2
-            rows.append({"segment": f"{column}={value}", "customers": len(g), "churn_rate": g["y"].mean(),
-                         "mean_score": g["p"].mean(),
-                         "roc_auc": roc_auc_score(g["y"], g["p"]) if both else np.nan,
-                         "pr_auc": average_precision_score(g["y"], g["p"]) if both else np.nan,
-                         "brier": brier_score_loss(g["y"], g["p"])})
+            rows.append(
+                {
+                    "segment": f"{column}={value}",
+                    "customers": len(g),
+                    "churn_rate": g["y"].mean(),
+                    "mean_score": g["p"].mean(),
+                    "roc_auc": roc_auc_score(g["y"], g["p"]) if both else np.nan,
+                    "pr_auc": average_precision_score(g["y"], g["p"]) if both else np.nan,
+                    "brier": brier_score_loss(g["y"], g["p"]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -121,23 +136,40 @@ def churn_report(settings: Settings, run_id: str | None = None, out: Path | None
     """Write the churn report of a run (default: the champion's) and log it to that run; returns the file."""
     ev = evaluate_churn_run(settings, champion_run(settings, "churn", run_id))
     y, p = ev.y, ev.calibrated
-    report = HtmlReport("Churn model report", {"model": f"{ev.run.name} v{ev.run.version}", "run": ev.run.run_id,
-                                               "test customers": str(len(y)), "churn rate": f"{y.mean():.3f}"})
+    report = HtmlReport(
+        "Churn model report",
+        {
+            "model": f"{ev.run.name} v{ev.run.version}",
+            "run": ev.run.run_id,
+            "test customers": str(len(y)),
+            "churn rate": f"{y.mean():.3f}",
+        },
+    )
     if not ev.same_data:
-        report.paragraph("Note: the workspace's test cutoff no longer matches the data this run was evaluated on; "
-                         "the figures below are on the current data.")
+        report.paragraph(
+            "Note: the workspace's test cutoff no longer matches the data this run was evaluated on; "
+            "the figures below are on the current data."
+        )
     report.heading("Metrics on the test cutoff", "metrics")
     metrics = {"calibrated": churn_metrics(y, p), "booster (uncalibrated)": churn_metrics(y, ev.raw)}
     report.table(pd.DataFrame([{"scores": k, **v} for k, v in metrics.items()]), "metrics-table")
     report.heading("Discrimination and calibration", "curves")
-    for ident, fig in {"roc": plots.roc_figure(y, p), "precision-recall": plots.pr_figure(y, p),
-                       "calibration": plots.calibration_figure(y, p), "gain": plots.gain_figure(y, p),
-                       "lift": lift_figure(y, p, settings.reports.lift_bins)}.items():
+    for ident, fig in {
+        "roc": plots.roc_figure(y, p),
+        "precision-recall": plots.pr_figure(y, p),
+        "calibration": plots.calibration_figure(y, p),
+        "gain": plots.gain_figure(y, p),
+        "lift": lift_figure(y, p, settings.reports.lift_bins),
+    }.items():
         report.figure(fig, ident, CHURN_FIGURES[ident])
     report.heading("Reason codes", "reasons")
-    summary = reason_summary(ev.booster, ev.frame)
-    report.figure(reason_figure(summary), "reason-codes", CHURN_FIGURES["reason-codes"],
-                  "Mean absolute LightGBM contribution per reason group (a reason sums its group's features)")
+    summary = reason_summary(ev.model, ev.frame)
+    report.figure(
+        reason_figure(summary),
+        "reason-codes",
+        CHURN_FIGURES["reason-codes"],
+        "Mean absolute LightGBM contribution per reason group (a reason sums its group's features)",
+    )
     report.table(summary, "reason-table")
     report.heading("Metrics by segment", "segments")
     report.table(metrics_by_segment(ev.frame, p, settings), "segment-table")

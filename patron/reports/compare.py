@@ -7,8 +7,8 @@ The interval is the percentile interval of the resampled differences (candidate 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,10 @@ from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
+from features.pit import build
 from patron.config import Settings
 from patron.reports.runs import ModelRun, ReportError, champion_and_candidate
+from training.churn.model import ChurnModel
 
 
 @dataclass(frozen=True)
@@ -43,31 +45,60 @@ class Comparison:
 
     def table(self) -> pd.DataFrame:
         """Side by side: one row per version and one for the difference."""
-        return pd.DataFrame([
-            {"": f"champion v{self.champion.version}", self.metric: self.champion_value, "ci_low": np.nan,
-             "ci_high": np.nan},
-            {"": f"candidate v{self.candidate.version}", self.metric: self.candidate_value, "ci_low": np.nan,
-             "ci_high": np.nan},
-            {"": "difference", self.metric: self.difference, "ci_low": self.ci_low, "ci_high": self.ci_high}])
+        return pd.DataFrame(
+            [
+                {
+                    "": f"champion v{self.champion.version}",
+                    self.metric: self.champion_value,
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                },
+                {
+                    "": f"candidate v{self.candidate.version}",
+                    self.metric: self.candidate_value,
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                },
+                {"": "difference", self.metric: self.difference, "ci_low": self.ci_low, "ci_high": self.ci_high},
+            ]
+        )
 
     def summary(self) -> str:
         """The table and a one-line verdict."""
-        verdict = ("the candidate is better" if self.ci_low > 0 else "the champion is better" if self.ci_high < 0
-                   else "no significant difference")
-        return (self.table().to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="")
-                + f"\n{self.model} {self.metric}: difference {self.difference:+.4f}, {self.level:.0%} bootstrap "
-                  f"interval [{self.ci_low:+.4f}, {self.ci_high:+.4f}] ({self.n_boot} resamples of {self.rows} "
-                  f"customers): {verdict}")
+        verdict = (
+            "the candidate is better"
+            if self.ci_low > 0
+            else "the champion is better"
+            if self.ci_high < 0
+            else "no significant difference"
+        )
+        return (
+            self.table().to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="")
+            + f"\n{self.model} {self.metric}: difference {self.difference:+.4f}, {self.level:.0%} bootstrap "
+            f"interval [{self.ci_low:+.4f}, {self.ci_high:+.4f}] ({self.n_boot} resamples of {self.rows} "
+            f"customers): {verdict}"
+        )
 
 
-def bootstrap_interval(n: int, statistic: Callable[[np.ndarray], np.ndarray], n_boot: int, level: float, seed: int,
-                       progress: bool = False, chunk: int = 100) -> tuple[float, float]:
+def bootstrap_interval(
+    n: int,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n_boot: int,
+    level: float,
+    seed: int,
+    progress: bool = False,
+    chunk: int = 100,
+) -> tuple[float, float]:
     """Percentile interval of `statistic`, which maps a (resamples, n) matrix of row indices to one value per
     resample; resamples where it is NaN are skipped."""
     rng = np.random.default_rng(seed)
     sizes = [min(chunk, n_boot - s) for s in range(0, n_boot, chunk)]
-    values = np.concatenate([statistic(rng.integers(0, n, (size, n)))
-                             for size in tqdm(sizes, desc="bootstrap", unit="chunk", disable=not progress)])
+    values = np.concatenate(
+        [
+            statistic(rng.integers(0, n, (size, n)))
+            for size in tqdm(sizes, desc="bootstrap", unit="chunk", disable=not progress)
+        ]
+    )
     values = values[np.isfinite(values)]
     if len(values) == 0:
         raise ReportError("no bootstrap resample could be scored (a single class in every resample)")
@@ -88,28 +119,36 @@ def roc_auc_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def compare_churn(settings: Settings, progress: bool = False) -> Comparison:
-    """ROC-AUC of the churn champion and latest candidate on the workspace's test cutoff."""
-    import mlflow.lightgbm
-
-    from features.pit import build
-
+    """ROC-AUC of the churn champion's and latest candidate's boosters on the workspace's test cutoff."""
     champion, candidate = champion_and_candidate(settings, "churn")
     frame = build.training_set(settings, [build.cutoff_plan(settings).test])
     y = frame["churned"].to_numpy(int)
     scores = []
     for run in (champion, candidate):
-        booster = mlflow.lightgbm.load_model(f"models:/{run.name}/{run.version}")
-        missing = sorted(set(booster.feature_name()) - set(frame.columns))
+        model = ChurnModel.from_uri(f"models:/{run.name}/{run.version}", settings)
+        missing = sorted(set(model.feature_name()) - set(frame.columns))
         if missing:
             raise ReportError(f"{run.name} v{run.version} needs features the current data lacks: {missing}")
-        scores.append(np.asarray(booster.predict(frame[booster.feature_name()]), dtype=float))
+        scores.append(model.raw_proba(frame))
     cfg = settings.reports
+
     def statistic(i: np.ndarray) -> np.ndarray:
         return roc_auc_rows(y[i], scores[1][i]) - roc_auc_rows(y[i], scores[0][i])
 
-    low, high = bootstrap_interval(len(y), statistic, cfg.n_boot, cfg.ci_level, cfg.seed, progress)
-    return Comparison("churn", "roc_auc", champion, candidate, float(roc_auc_score(y, scores[0])),
-                      float(roc_auc_score(y, scores[1])), low, high, cfg.ci_level, cfg.n_boot, len(y))
+    low, high = bootstrap_interval(len(y), statistic, cfg.n_boot, cfg.ci_level, settings.seed, progress)
+    return Comparison(
+        "churn",
+        "roc_auc",
+        champion,
+        candidate,
+        float(roc_auc_score(y, scores[0])),
+        float(roc_auc_score(y, scores[1])),
+        low,
+        high,
+        cfg.ci_level,
+        cfg.n_boot,
+        len(y),
+    )
 
 
 def compare_recommender(settings: Settings, progress: bool = False) -> Comparison:
@@ -120,14 +159,29 @@ def compare_recommender(settings: Settings, progress: bool = False) -> Compariso
     evals = [evaluate_recommender_run(settings, run) for run in (champion, candidate)]
     if evals[0].k != evals[1].k:
         raise ReportError(f"champion and candidate were evaluated at different K ({evals[0].k} vs {evals[1].k})")
-    both = evals[0].per_user[["customer_id", "ndcg"]].merge(evals[1].per_user[["customer_id", "ndcg"]],
-                                                            on="customer_id", suffixes=("_champion", "_candidate"))
+    both = (
+        evals[0]
+        .per_user[["customer_id", "ndcg"]]
+        .merge(evals[1].per_user[["customer_id", "ndcg"]], on="customer_id", suffixes=("_champion", "_candidate"))
+    )
     a, b = both["ndcg_champion"].to_numpy(), both["ndcg_candidate"].to_numpy()
     cfg = settings.reports
-    low, high = bootstrap_interval(len(both), lambda i: b[i].mean(axis=1) - a[i].mean(axis=1), cfg.n_boot,
-                                   cfg.ci_level, cfg.seed, progress)
-    return Comparison("recommender", f"ndcg@{evals[0].k}", champion, candidate, float(a.mean()), float(b.mean()),
-                      low, high, cfg.ci_level, cfg.n_boot, len(both))
+    low, high = bootstrap_interval(
+        len(both), lambda i: b[i].mean(axis=1) - a[i].mean(axis=1), cfg.n_boot, cfg.ci_level, settings.seed, progress
+    )
+    return Comparison(
+        "recommender",
+        f"ndcg@{evals[0].k}",
+        champion,
+        candidate,
+        float(a.mean()),
+        float(b.mean()),
+        low,
+        high,
+        cfg.ci_level,
+        cfg.n_boot,
+        len(both),
+    )
 
 
 def compare(settings: Settings, model: str, progress: bool = False) -> Comparison:

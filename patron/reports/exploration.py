@@ -46,8 +46,10 @@ def lifetimes_since(settings: Settings, start: pd.Series) -> pd.DataFrame:
 
 def curves_by(lifetimes: pd.DataFrame, groups: pd.Series) -> pd.DataFrame:
     """Kaplan-Meier curves per group: group, time, at_risk, events, survival."""
-    parts = [kaplan_meier(g["duration_days"], g["churned"]).assign(group=str(name))
-             for name, g in lifetimes.groupby(groups.reindex(lifetimes.index))]
+    parts = [
+        kaplan_meier(g["duration_days"], g["churned"]).assign(group=str(name))
+        for name, g in lifetimes.groupby(groups.reindex(lifetimes.index))
+    ]
     return pd.concat(parts, ignore_index=True)[["group", "time", "at_risk", "events", "survival"]]
 
 
@@ -57,8 +59,11 @@ def cohort_curves(settings: Settings, freq: str = "Q") -> pd.DataFrame:
 
     customers = read_table(settings.tables_dir, "customers", columns=["customer_id", "signup_date"])
     first = read_table(settings.tables_dir, "events", columns=["customer_id", "ts"]).groupby("customer_id")["ts"].min()
-    signup = customers.set_index(customers["customer_id"].astype(str))["signup_date"] if customers is not None \
+    signup = (
+        customers.set_index(customers["customer_id"].astype(str))["signup_date"]
+        if customers is not None
         else pd.Series(dtype="datetime64[ns]")
+    )
     start = signup.reindex(first.index.astype(str)).fillna(pd.Series(first.to_numpy(), index=first.index.astype(str)))
     return curves_by(lifetimes_since(settings, start), start.dt.to_period(freq).astype(str))
 

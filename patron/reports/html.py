@@ -6,7 +6,7 @@ import base64
 import html
 import io
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -49,29 +49,33 @@ class HtmlReport:
         fig.savefig(buffer, format="png", dpi=90)
         data = base64.b64encode(buffer.getvalue()).decode()
         self.figure_ids.append(ident)
-        self.parts.append(f'<figure><img id="{html.escape(ident)}" alt="{html.escape(alt)}" '
-                          f'src="data:image/png;base64,{data}"/>'
-                          f"<figcaption>{html.escape(caption or alt)}</figcaption></figure>")
+        self.parts.append(
+            f'<figure><img id="{html.escape(ident)}" alt="{html.escape(alt)}" '
+            f'src="data:image/png;base64,{data}"/>'
+            f"<figcaption>{html.escape(caption or alt)}</figcaption></figure>"
+        )
 
     def table(self, frame: pd.DataFrame, ident: str, floatfmt: str = "{:.4f}") -> None:
         """A table (index dropped; floats formatted with `floatfmt`)."""
-        self.parts.append(frame.to_html(index=False, table_id=ident, border=0, na_rep="-",
-                                        float_format=floatfmt.format, escape=True))
+        self.parts.append(
+            frame.to_html(index=False, table_id=ident, border=0, na_rep="-", float_format=floatfmt.format, escape=True)
+        )
 
     def html(self) -> str:
         """The whole document."""
         meta = " · ".join(f"{html.escape(k)}: {html.escape(str(v))}" for k, v in self.meta.items())
-        return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}"
-                f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
-                f"<p class=\"meta\">{meta}</p>" + "\n".join(self.parts) + "</body></html>")
+        return (
+            f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}'
+            f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
+            f'<p class="meta">{meta}</p>' + "\n".join(self.parts) + "</body></html>"
+        )
 
 
-def save_report(settings: Settings, report: HtmlReport, name: str, run_id: str | None,
-                out: Path | None = None) -> Path:
+def save_report(settings: Settings, report: HtmlReport, name: str, run_id: str | None, out: Path | None = None) -> Path:
     """Write the report (default WORKSPACE/reports/<name>.html) and log it to the MLflow run as reports/<file>."""
     from training.mlops import tracking
 
-    report.meta.setdefault("generated", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    report.meta.setdefault("generated", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     path = Path(out) if out else settings.reports_dir / f"{name}.html"
     atomic_write_bytes(path, report.html().encode())
     if run_id is not None:

@@ -23,8 +23,9 @@ def orders(settings: Settings) -> pd.DataFrame:
     """One row per order: customer_id, order, day, month, value."""
     from features.tables.store import read_table
 
-    ev = read_table(settings.tables_dir, "events",
-                    columns=["customer_id", "ts", "type", "quantity", "unit_price", "order_id"])
+    ev = read_table(
+        settings.tables_dir, "events", columns=["customer_id", "ts", "type", "quantity", "unit_price", "order_id"]
+    )
     ev = ev[ev["type"] == "purchase"].assign(customer_id=lambda d: d["customer_id"].astype(str))
     day = ev["ts"].dt.floor("D")
     key = ev["order_id"].astype("string").fillna(ev["customer_id"] + "@" + day.astype(str))
@@ -39,9 +40,15 @@ def ledger(settings: Settings) -> pd.DataFrame:
 
     led = read_table(settings.tables_dir, "loyalty")
     if led is None:
-        return pd.DataFrame({"customer_id": pd.Series(dtype=str), "ts": pd.Series(dtype="datetime64[ns]"),
-                             "points_delta": pd.Series(dtype=float), "tier_after": pd.Series(dtype=str),
-                             "month": pd.Series(dtype="period[M]")})
+        return pd.DataFrame(
+            {
+                "customer_id": pd.Series(dtype=str),
+                "ts": pd.Series(dtype="datetime64[ns]"),
+                "points_delta": pd.Series(dtype=float),
+                "tier_after": pd.Series(dtype=str),
+                "month": pd.Series(dtype="period[M]"),
+            }
+        )
     led = led.assign(customer_id=led["customer_id"].astype(str), points_delta=led["points_delta"].astype(float))
     return led.assign(month=led["ts"].dt.to_period("M"))
 
@@ -52,13 +59,16 @@ def _rates(customers: pd.Index, o: pd.DataFrame, led: pd.DataFrame, months: floa
     buyers = mine_o["customer_id"].nunique()
     days = mine_o.groupby("customer_id")["day"].nunique()
     earned = mine_l.loc[mine_l["points_delta"] > 0, "points_delta"].sum()
-    return {"customers": len(customers),
-            "participation": mine_l["customer_id"].nunique() / max(len(customers), 1),
-            "repurchase_rate": float((days >= 2).mean()) if buyers else np.nan,
-            "points_redemption_rate": abs(mine_l.loc[mine_l["points_delta"] < 0, "points_delta"].sum()) / earned
-            if earned > 0 else np.nan,
-            "purchase_frequency_per_30d": len(mine_o) / buyers / months if buyers else np.nan,
-            "basket_value": float(mine_o["value"].mean()) if len(mine_o) else np.nan}
+    return {
+        "customers": len(customers),
+        "participation": mine_l["customer_id"].nunique() / max(len(customers), 1),
+        "repurchase_rate": float((days >= 2).mean()) if buyers else np.nan,
+        "points_redemption_rate": abs(mine_l.loc[mine_l["points_delta"] < 0, "points_delta"].sum()) / earned
+        if earned > 0
+        else np.nan,
+        "purchase_frequency_per_30d": len(mine_o) / buyers / months if buyers else np.nan,
+        "basket_value": float(mine_o["value"].mean()) if len(mine_o) else np.nan,
+    }
 
 
 def loyalty_by_segment(settings: Settings) -> pd.DataFrame:
@@ -73,8 +83,10 @@ def loyalty_by_segment(settings: Settings) -> pd.DataFrame:
     months = max((end - o["day"].min()).days / 30.0, 1.0) if len(o) else 1.0
     rows = [{"segment": "all", **_rates(seg.index, o, led, months)}]
     for column, labels in (("lifecycle_stage", seg["lifecycle_stage"]), ("loyalty_tier", tier)):
-        rows += [{"segment": f"{column}={value}", **_rates(ids.index, o, led, months)}
-                 for value, ids in labels.groupby(labels)]
+        rows += [
+            {"segment": f"{column}={value}", **_rates(ids.index, o, led, months)}
+            for value, ids in labels.groupby(labels)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -87,10 +99,17 @@ def loyalty_by_month(settings: Settings) -> pd.DataFrame:
         ml = led[led["month"] == month]
         buyers = mo["customer_id"].unique()
         earned = ml.loc[ml["points_delta"] > 0, "points_delta"].sum()
-        rows.append({"month": str(month), "buyers": len(buyers),
-                     "participation": float(np.isin(buyers, ml["customer_id"].unique()).mean()),
-                     "repurchase_rate": float((first.reindex(buyers) < month).mean()),
-                     "points_redemption_rate": (abs(ml.loc[ml["points_delta"] < 0, "points_delta"].sum()) / earned
-                                                if earned > 0 else np.nan),
-                     "purchase_frequency": len(mo) / len(buyers), "basket_value": float(mo["value"].mean())})
+        rows.append(
+            {
+                "month": str(month),
+                "buyers": len(buyers),
+                "participation": float(np.isin(buyers, ml["customer_id"].unique()).mean()),
+                "repurchase_rate": float((first.reindex(buyers) < month).mean()),
+                "points_redemption_rate": (
+                    abs(ml.loc[ml["points_delta"] < 0, "points_delta"].sum()) / earned if earned > 0 else np.nan
+                ),
+                "purchase_frequency": len(mo) / len(buyers),
+                "basket_value": float(mo["value"].mean()),
+            }
+        )
     return pd.DataFrame(rows)

@@ -10,12 +10,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from patron.config import RecommenderConfig, Settings
-from training.mlops.splits import metrics_per_user
 from patron.reports.html import HtmlReport, save_report
 from patron.reports.runs import ModelRun, champion_run
+from training.mlops.metrics import metrics_per_user
 
-RECOMMENDER_FIGURES = {"metrics-by-segment": "NDCG@K by lifecycle segment and cold slice",
-                       "popularity-bias": "Popularity of recommended vs purchased items"}
+RECOMMENDER_FIGURES = {
+    "metrics-by-segment": "NDCG@K by lifecycle segment and cold slice",
+    "popularity-bias": "Popularity of recommended vs purchased items",
+}
 
 
 @dataclass
@@ -34,8 +36,9 @@ class RecommenderEvaluation:
 
 def run_config(settings: Settings, run: ModelRun) -> RecommenderConfig:
     """The recommender section the run was trained with (its `recommender.*` params over the current config)."""
-    logged = {k.split(".", 1)[1]: v for k, v in run.params.items()
-              if k.startswith("recommender.") and k.count(".") == 1}
+    logged = {
+        k.split(".", 1)[1]: v for k, v in run.params.items() if k.startswith("recommender.") and k.count(".") == 1
+    }
     known = {k: v for k, v in logged.items() if k in RecommenderConfig.model_fields}
     return RecommenderConfig.model_validate({**settings.recommender.model_dump(), **known})
 
@@ -44,7 +47,8 @@ def evaluate_recommender_run(settings: Settings, run: ModelRun) -> RecommenderEv
     """Refit the run's configuration on interactions before the holdout and score each holdout customer @k."""
     from features.pit import build
     from features.pit.segments import customer_segments
-    from training.recommend.als import consenting_customers, fit_recommender, holdout_matrices
+    from training.recommend.als import fit_recommender
+    from training.recommend.train import consenting_customers, holdout_matrices
 
     cfg = run_config(settings, run)
     end = build.data_end(settings)
@@ -61,19 +65,41 @@ def evaluate_recommender_run(settings: Settings, run: ModelRun) -> RecommenderEv
     train_items = np.diff(rec.user_items.indptr)[users]
     seg = customer_segments(build.customer_features(settings, start), None, settings.segments)
     stage = seg.set_index("customer_id")["lifecycle_stage"].reindex(customers).fillna("unknown").to_numpy()
-    per_user = pd.DataFrame({"customer_id": customers, **scores, "train_items": train_items,
-                             "cold": train_items < settings.recsys_bench.cold_max_train, "lifecycle_stage": stage})
-    return RecommenderEvaluation(run, cfg.k, per_user, ids, test[users].indices, rec.popularity,
-                                 len(rec.item_ids), settings.recsys_bench.cold_max_train)
+    per_user = pd.DataFrame(
+        {
+            "customer_id": customers,
+            **scores,
+            "train_items": train_items,
+            "cold": train_items < settings.recsys_bench.cold_max_train,
+            "lifecycle_stage": stage,
+        }
+    )
+    return RecommenderEvaluation(
+        run,
+        cfg.k,
+        per_user,
+        ids,
+        test[users].indices,
+        rec.popularity,
+        len(rec.item_ids),
+        settings.recsys_bench.cold_max_train,
+    )
 
 
 def metrics_by_slice(ev: RecommenderEvaluation) -> pd.DataFrame:
     """Mean recall, NDCG, MRR and hit @k for everyone, each lifecycle stage and the cold / warm slices."""
     k, df = ev.k, ev.per_user
-    slices = {"all": df, **{f"lifecycle_stage={s}": g for s, g in df.groupby("lifecycle_stage")},
-              f"cold (< {ev.cold_max_train} training items)": df[df["cold"]], "warm": df[~df["cold"]]}
-    rows = [{"slice": name, "customers": len(g), **{f"{m}@{k}": g[m].mean() for m in ("recall", "ndcg", "mrr", "hit")}}
-            for name, g in slices.items() if len(g)]
+    slices = {
+        "all": df,
+        **{f"lifecycle_stage={s}": g for s, g in df.groupby("lifecycle_stage")},
+        f"cold (< {ev.cold_max_train} training items)": df[df["cold"]],
+        "warm": df[~df["cold"]],
+    }
+    rows = [
+        {"slice": name, "customers": len(g), **{f"{m}@{k}": g[m].mean() for m in ("recall", "ndcg", "mrr", "hit")}}
+        for name, g in slices.items()
+        if len(g)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -83,10 +109,12 @@ def popularity_bias(ev: RecommenderEvaluation) -> dict[str, float]:
     counts = np.sort(np.bincount(ev.recommended[ev.recommended >= 0].ravel(), minlength=ev.n_items))
     cum = np.cumsum(counts) / max(counts.sum(), 1)
     gini = 1 - 2 * cum.mean() + 1 / len(counts)
-    return {"catalogue_coverage": len(np.unique(ev.recommended[ev.recommended >= 0])) / ev.n_items,
-            "gini_of_recommendations": float(gini),
-            "mean_popularity_percentile_recommended": float(pct[ev.recommended[ev.recommended >= 0]].mean()),
-            "mean_popularity_percentile_bought": float(pct[ev.relevant_items].mean())}
+    return {
+        "catalogue_coverage": len(np.unique(ev.recommended[ev.recommended >= 0])) / ev.n_items,
+        "gini_of_recommendations": float(gini),
+        "mean_popularity_percentile_recommended": float(pct[ev.recommended[ev.recommended >= 0]].mean()),
+        "mean_popularity_percentile_bought": float(pct[ev.relevant_items].mean()),
+    }
 
 
 def _bars(table: pd.DataFrame, column: str) -> Figure:
@@ -113,8 +141,9 @@ def _popularity_figure(ev: RecommenderEvaluation) -> Figure:
     return fig
 
 
-def customer_examples(settings: Settings, recommender: object, customer_ids: list[str], k: int,
-                      history: int) -> pd.DataFrame:
+def customer_examples(
+    settings: Settings, recommender: object, customer_ids: list[str], k: int, history: int
+) -> pd.DataFrame:
     """Each customer's latest purchases beside the recommender's list (purchased items left out, as /recommend
     does): customer_id, kind, rank, item_id, category."""
     from features.tables.store import read_table
@@ -137,7 +166,7 @@ def customer_examples(settings: Settings, recommender: object, customer_ids: lis
 def example_customers(settings: Settings, recommender: object, count: int) -> list[str]:
     """`count` customers the model personalises for, drawn with the report seed among those with purchases."""
     ids = sorted(c for c in recommender.customer_ids.astype(str))
-    rng = np.random.default_rng(settings.reports.seed)
+    rng = np.random.default_rng(settings.seed)
     return sorted(rng.choice(ids, size=min(count, len(ids)), replace=False).tolist())
 
 
@@ -148,11 +177,20 @@ def recommender_report(settings: Settings, run_id: str | None = None, out: Path 
     run = champion_run(settings, "recommender", run_id)
     ev = evaluate_recommender_run(settings, run)
     k = ev.k
-    report = HtmlReport("Recommender report", {"model": f"{run.name} v{run.version}", "run": run.run_id,
-                                               "holdout customers": str(len(ev.per_user)), "K": str(k)})
+    report = HtmlReport(
+        "Recommender report",
+        {
+            "model": f"{run.name} v{run.version}",
+            "run": run.run_id,
+            "holdout customers": str(len(ev.per_user)),
+            "K": str(k),
+        },
+    )
     report.heading(f"Metrics@{k} by segment and cold slice", "metrics")
-    report.paragraph("The version's parameters refit on interactions before the holdout (as training evaluates); "
-                     "every holdout customer's top-K list scored against the items they bought in the holdout.")
+    report.paragraph(
+        "The version's parameters refit on interactions before the holdout (as training evaluates); "
+        "every holdout customer's top-K list scored against the items they bought in the holdout."
+    )
     table = metrics_by_slice(ev)
     report.table(table, "metrics-table")
     report.figure(_bars(table, f"ndcg@{k}"), "metrics-by-segment", RECOMMENDER_FIGURES["metrics-by-segment"])

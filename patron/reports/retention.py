@@ -11,28 +11,38 @@ from tqdm.auto import tqdm
 
 from features.pit.build import customer_features, data_end
 from patron.config import RetentionConfig, Settings
-from serving.champions.load import load_churn_champion
-from serving.answers.offer_allocation import allocate, candidate_pairs
-from serving.answers.retention_plan import churn_ranked_plan, load_customer_value
 from patron.reports.html import HtmlReport, save_report
 from patron.reports.loyalty import loyalty_by_month, loyalty_by_segment
 from patron.reports.runs import champion_run
+from serving.answers.offer_allocation import allocate, candidate_pairs
+from serving.answers.retention_plan import churn_ranked_plan, load_customer_value
+from serving.champions.load import load_churn_champion
 
-RETENTION_FIGURES = {"profit-curve": "Expected net value of the retention plan vs budget",
-                     "qini-curve": "Qini curves of the uplift model (test customers)",
-                     "loyalty-over-time": "Loyalty programme over time"}
+RETENTION_FIGURES = {
+    "profit-curve": "Expected net value of the retention plan vs budget",
+    "qini-curve": "Qini curves of the uplift model (test customers)",
+    "loyalty-over-time": "Loyalty programme over time",
+}
 
 
-def profit_curve(pairs: pd.DataFrame, churn: pd.Series, budgets: np.ndarray, cfg: RetentionConfig,
-                 progress: bool = False) -> pd.DataFrame:
+def profit_curve(
+    pairs: pd.DataFrame, churn: pd.Series, budgets: np.ndarray, cfg: RetentionConfig, progress: bool = False
+) -> pd.DataFrame:
     """Per budget: the optimal plan's customers, spend and expected net value, and the churn-ranked plan's value."""
     rows = []
     for budget in tqdm(budgets, desc="profit curve", unit="budget", disable=not progress):
         plan = allocate(pairs, float(budget), None, cfg)
         naive = churn_ranked_plan(pairs, churn, float(budget))
-        rows.append({"budget": float(budget), "customers": len(plan.chosen), "spend": plan.spend,
-                     "expected_net_value": plan.value, "upper_bound": plan.upper_bound,
-                     "churn_ranked_value": float(naive["expected_net_value"].sum())})
+        rows.append(
+            {
+                "budget": float(budget),
+                "customers": len(plan.chosen),
+                "spend": plan.spend,
+                "expected_net_value": plan.value,
+                "upper_bound": plan.upper_bound,
+                "churn_ranked_value": float(naive["expected_net_value"].sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -44,8 +54,10 @@ def plan_pairs(settings: Settings) -> tuple[pd.DataFrame, pd.Series]:
     ids = features["customer_id"].astype(str)
     eligible = features[ids.isin(value.active - value.marketing_refused)]
     booster, _ = load_churn_champion(settings)
-    churn = pd.Series(np.asarray(booster.predict(eligible[booster.feature_name()]), dtype=float),
-                      index=eligible["customer_id"].astype(str).to_numpy())
+    churn = pd.Series(
+        np.asarray(booster.predict(eligible[booster.feature_name()]), dtype=float),
+        index=eligible["customer_id"].astype(str).to_numpy(),
+    )
     pairs = candidate_pairs(value.clv.reindex(churn.index).dropna(), value.effects, settings.retention.offers)
     return pairs, churn
 
@@ -72,8 +84,7 @@ def qini_curves(settings: Settings, model: object, bins: int) -> dict[str, tuple
     for offer in estimates.columns:
         keep = (arm == CONTROL) | (arm == offer)
         if (arm[keep] == offer).any() and (arm[keep] == CONTROL).any():
-            curves[str(offer)] = qini_curve(estimates[offer].to_numpy()[keep], arm[keep] == offer, retained[keep],
-                                            bins)
+            curves[str(offer)] = qini_curve(estimates[offer].to_numpy()[keep], arm[keep] == offer, retained[keep], bins)
     return curves
 
 
@@ -92,10 +103,13 @@ def _qini_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
     fig = Figure(figsize=(6, 4.5))
     ax = fig.subplots()
     for offer, (x, q) in curves.items():
-        line, = ax.plot(x, q, label=offer)
+        (line,) = ax.plot(x, q, label=offer)
         ax.plot([0, 1], [0, q[-1]], ":", color=line.get_color())
-    ax.set(xlabel="share of customers targeted (highest estimated effect first)",
-           ylabel="incremental customers retained per treated", title="Qini curves (dotted: random targeting)")
+    ax.set(
+        xlabel="share of customers targeted (highest estimated effect first)",
+        ylabel="incremental customers retained per treated",
+        title="Qini curves (dotted: random targeting)",
+    )
     ax.legend()
     fig.tight_layout()
     return fig
@@ -118,32 +132,41 @@ def _loyalty_figure(monthly: pd.DataFrame) -> Figure:
     return fig
 
 
-def retention_report(settings: Settings, run_id: str | None = None, out: Path | None = None,
-                     progress: bool = False) -> Path:
+def retention_report(
+    settings: Settings, run_id: str | None = None, out: Path | None = None, progress: bool = False
+) -> Path:
     """Write the retention report for an uplift run (default: the champion's) and log it to that run."""
     import mlflow.pyfunc
 
     run = champion_run(settings, "uplift", run_id)
     pairs, churn = plan_pairs(settings)
-    curve = profit_curve(pairs, churn, budget_grid(pairs, settings.reports.budget_points), settings.retention,
-                         progress)
-    report = HtmlReport("Retention report", {"uplift model": f"{run.name} v{run.version}", "run": run.run_id,
-                                             "eligible customers": str(len(churn))})
+    curve = profit_curve(pairs, churn, budget_grid(pairs, settings.reports.budget_points), settings.retention, progress)
+    report = HtmlReport(
+        "Retention report",
+        {"uplift model": f"{run.name} v{run.version}", "run": run.run_id, "eligible customers": str(len(churn))},
+    )
     report.heading("Profit curve vs budget", "profit")
-    report.paragraph("Expected net value = CLV x uplift - cost of the plan chosen at each budget (at most one offer "
-                     "per consenting active customer), against sending offers to the riskiest customers first.")
+    report.paragraph(
+        "Expected net value = CLV x uplift - cost of the plan chosen at each budget (at most one offer "
+        "per consenting active customer), against sending offers to the riskiest customers first."
+    )
     if not (pairs["expected_net_value"] > 0).any():
         report.paragraph("No (customer, offer) pair has a positive expected net value: no budget buys any value.")
     report.figure(_profit_figure(curve), "profit-curve", RETENTION_FIGURES["profit-curve"])
     report.table(curve, "profit-table", "{:.2f}")
     report.heading("Uplift (Qini) curves", "qini")
     model = mlflow.pyfunc.load_model(f"models:/{run.name}/{run.version}").unwrap_python_model().model
-    report.figure(_qini_figure(qini_curves(settings, model, settings.uplift.qini_bins)), "qini-curve",
-                  RETENTION_FIGURES["qini-curve"])
+    report.figure(
+        _qini_figure(qini_curves(settings, model, settings.uplift.qini_bins)),
+        "qini-curve",
+        RETENTION_FIGURES["qini-curve"],
+    )
     report.heading("Loyalty programme", "loyalty")
-    report.paragraph("Participation: customers with loyalty-ledger rows; repurchase: buyers ordering on two days or "
-                     "more (by month: buyers who had ordered before); redemption: points spent (redeemed or "
-                     "expired) over points earned; frequency: orders per buyer per 30 days (by month: per month).")
+    report.paragraph(
+        "Participation: customers with loyalty-ledger rows; repurchase: buyers ordering on two days or "
+        "more (by month: buyers who had ordered before); redemption: points spent (redeemed or "
+        "expired) over points earned; frequency: orders per buyer per 30 days (by month: per month)."
+    )
     report.table(loyalty_by_segment(settings), "loyalty-segment-table")
     monthly = loyalty_by_month(settings)
     report.figure(_loyalty_figure(monthly), "loyalty-over-time", RETENTION_FIGURES["loyalty-over-time"])

@@ -1,4 +1,4 @@
-"""Which registered version and MLflow run a report or a comparison reads: champion, latest candidate, or a given run."""
+"""Which registered version and MLflow run a report or a comparison reads: champion, latest candidate or a run."""
 
 from __future__ import annotations
 
@@ -53,12 +53,15 @@ def champion_run(settings: Settings, model: str, run_id: str | None = None) -> M
     if run_id is not None:
         mine = [v for v in versions if v.run_id == run_id]
         if not mine:
-            raise ReportError(f"--run {run_id}: no {name} version was registered by that run; runs with a version: "
-                              + ", ".join(f"{v.run_id} (v{v.version})" for v in versions[-5:]))
+            raise ReportError(
+                f"--run {run_id}: no {name} version was registered by that run; runs with a version: "
+                + ", ".join(f"{v.run_id} (v{v.version})" for v in versions[-5:])
+            )
         return _model_run(settings, mine[-1])
     try:
-        return _model_run(settings, tracking.configure(settings).get_model_version_by_alias(
-            name, settings.tracking.champion_alias))
+        return _model_run(
+            settings, tracking.configure(settings).get_model_version_by_alias(name, settings.tracking.champion_alias)
+        )
     except MlflowException:
         return _model_run(settings, versions[-1])
 
@@ -73,6 +76,7 @@ def champion_and_candidate(settings: Settings, model: str) -> tuple[ModelRun, Mo
         raise ReportError(f"{name} has no {alias}: promote one with `patron promote {model}`") from exc
     others = [v for v in _versions(settings, name) if str(v.version) != str(champion.version)]
     if not others:
-        raise ReportError(f"{name} has no version besides {alias} v{champion.version}: train a candidate with "
-                          f"`patron train {model}`")
+        raise ReportError(
+            f"{name} has no version besides {alias} v{champion.version}: train a candidate with `patron train {model}`"
+        )
     return _model_run(settings, champion), _model_run(settings, others[-1])

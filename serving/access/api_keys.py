@@ -8,10 +8,10 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from features.tables.store import write_json
 
@@ -52,8 +52,16 @@ def read_keys(path: Path) -> list[ApiKey]:
         return []
     try:
         rows = json.loads(path.read_text())["keys"]
-        return [ApiKey(name=r["name"], sha256=r["sha256"], scopes=parse_scopes(r["scopes"]),
-                       created_at=r.get("created_at", ""), rate_per_s=r.get("rate_per_s")) for r in rows]
+        return [
+            ApiKey(
+                name=r["name"],
+                sha256=r["sha256"],
+                scopes=parse_scopes(r["scopes"]),
+                created_at=r.get("created_at", ""),
+                rate_per_s=r.get("rate_per_s"),
+            )
+            for r in rows
+        ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a valid API keys file ({type(exc).__name__}: {exc})") from exc
 
@@ -63,16 +71,18 @@ def write_keys(path: Path, keys: list[ApiKey]) -> None:
     write_json({"keys": [asdict(key) for key in keys]}, path)
 
 
-def create_key(path: Path, name: str, scopes: str | list[str], rate_per_s: float | None = None,
-               replace: bool = False) -> str:
+def create_key(
+    path: Path, name: str, scopes: str | list[str], rate_per_s: float | None = None, replace: bool = False
+) -> str:
     """Add a new random key named `name` and return it (the only time it is shown)."""
     key = KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
     add_key(path, name, key, scopes, rate_per_s, replace)
     return key
 
 
-def add_key(path: Path, name: str, key: str, scopes: str | list[str], rate_per_s: float | None = None,
-            replace: bool = False) -> None:
+def add_key(
+    path: Path, name: str, key: str, scopes: str | list[str], rate_per_s: float | None = None, replace: bool = False
+) -> None:
     """Store the hash of `key` under `name`; `replace` swaps a key of that name, else a duplicate name is an error."""
     if not name.strip():
         raise ValueError("name: must not be empty")
@@ -81,8 +91,13 @@ def add_key(path: Path, name: str, key: str, scopes: str | list[str], rate_per_s
     keys = read_keys(path)
     if not replace and any(k.name == name for k in keys):
         raise ValueError(f"name: a key named {name!r} exists already (revoke it first)")
-    entry = ApiKey(name=name, sha256=hash_key(key), scopes=parse_scopes(scopes), rate_per_s=rate_per_s,
-                   created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    entry = ApiKey(
+        name=name,
+        sha256=hash_key(key),
+        scopes=parse_scopes(scopes),
+        rate_per_s=rate_per_s,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     write_keys(path, [k for k in keys if k.name != name] + [entry])
 
 

@@ -20,13 +20,22 @@ from serving.access.limits import BodyTooLarge, TokenBuckets, declared_length, r
 logger = logging.getLogger("bentoml.patron")
 
 # A pattern ending in "/*" covers everything under that path; other patterns are exact paths.
-PUBLIC_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/", "/static_content/*",
-                "/dashboard/login")
+PUBLIC_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/", "/static_content/*", "/dashboard/login")
 ROUTE_SCOPES = (
-    ("/recommend", "storefront"), ("/similar_items", "storefront"), ("/events", "storefront"),
-    ("/churn", "crm"), ("/retention/plan", "crm"), ("/alerts", "crm"), ("/dashboard", "crm"), ("/dashboard/*", "crm"),
-    ("/items/stock", "admin"), ("/rules", "admin"), ("/rules/*", "admin"), ("/reload", "admin"),
-    ("/status", "admin"), ("/admin/*", "admin"),
+    ("/recommend", "storefront"),
+    ("/similar_items", "storefront"),
+    ("/events", "storefront"),
+    ("/churn", "crm"),
+    ("/retention/plan", "crm"),
+    ("/alerts", "crm"),
+    ("/dashboard", "crm"),
+    ("/dashboard/*", "crm"),
+    ("/items/stock", "admin"),
+    ("/rules", "admin"),
+    ("/rules/*", "admin"),
+    ("/reload", "admin"),
+    ("/status", "admin"),
+    ("/admin/*", "admin"),
 )
 DEFAULT_SCOPE = "admin"
 COOKIE = "patron_api_key"
@@ -71,8 +80,11 @@ class AccessControl:
         self.app = app
         self.auth = settings.auth
         self.workers = settings.serving.workers
-        self.keys = KeyRing(settings.api_keys_file, settings.auth.reload_check_s,
-                            on_error=lambda msg: logger.warning("API keys file rejected, keys kept: %s", msg))
+        self.keys = KeyRing(
+            settings.api_keys_file,
+            settings.auth.reload_check_s,
+            on_error=lambda msg: logger.warning("API keys file rejected, keys kept: %s", msg),
+        )
         self.buckets = TokenBuckets()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -99,18 +111,27 @@ class AccessControl:
         keys = self.keys.keys()
         challenge = {"WWW-Authenticate": 'Bearer realm="patron"'}
         if not keys:
-            return _error(401, "no API keys are configured on this server: an operator creates one with "
-                               "`patron keys create --name NAME --scopes " + ",".join(SCOPES) + "`", challenge)
+            return _error(
+                401,
+                "no API keys are configured on this server: an operator creates one with "
+                "`patron keys create --name NAME --scopes " + ",".join(SCOPES) + "`",
+                challenge,
+            )
         if presented is None:
             return _error(401, f"missing API key: {HOW_TO_SEND}", challenge)
         key = self.keys.match(presented) if presented else None
         if key is None:
-            what = "malformed Authorization header (expected 'Bearer <key>')" if presented == "" else \
-                "invalid API key (unknown or revoked)"
+            what = (
+                "malformed Authorization header (expected 'Bearer <key>')"
+                if presented == ""
+                else "invalid API key (unknown or revoked)"
+            )
             return _error(401, f"{what}: {HOW_TO_SEND}", challenge)
         if needed not in key.scopes:
-            return _error(403, f"API key {key.name!r} lacks the scope {needed!r} needed for {route} "
-                               f"(it has: {', '.join(key.scopes)})")
+            return _error(
+                403,
+                f"API key {key.name!r} lacks the scope {needed!r} needed for {route} (it has: {', '.join(key.scopes)})",
+            )
         return self._over_rate(key)
 
     def _over_rate(self, key: ApiKey) -> JSONResponse | None:
@@ -119,5 +140,9 @@ class AccessControl:
         if wait <= 0:
             return None
         retry = max(1, math.ceil(wait))
-        return _error(429, f"rate limit of {key.rate_per_s or self.auth.rate_per_s:g} requests/s for API key "
-                           f"{key.name!r} exceeded: retry after {retry} s", {"Retry-After": str(retry)})
+        return _error(
+            429,
+            f"rate limit of {key.rate_per_s or self.auth.rate_per_s:g} requests/s for API key "
+            f"{key.name!r} exceeded: retry after {retry} s",
+            {"Retry-After": str(retry)},
+        )

@@ -11,10 +11,11 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 import httpx
 
@@ -28,7 +29,7 @@ Alert = dict[str, Any]
 
 def utc_now() -> datetime:
     """Now in UTC, without time zone (the contract's convention)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def tier_rank(tier: str, churn: ChurnConfig) -> int:
@@ -43,11 +44,12 @@ def crossed_up(old_tier: str, new_tier: str, churn: ChurnConfig) -> bool:
 
 def backoff_delays(cfg: AlertsConfig) -> list[float]:
     """Seconds to wait before each retry: backoff_s, then multiplied by backoff_factor, max_retries of them."""
-    return [cfg.backoff_s * cfg.backoff_factor ** n for n in range(cfg.max_retries)]
+    return [cfg.backoff_s * cfg.backoff_factor**n for n in range(cfg.max_retries)]
 
 
-def deliver(alert: Alert, post: Callable[[Alert], None], delays: list[float],
-            sleep: Callable[[float], None] = time.sleep) -> tuple[bool, int, str | None]:
+def deliver(
+    alert: Alert, post: Callable[[Alert], None], delays: list[float], sleep: Callable[[float], None] = time.sleep
+) -> tuple[bool, int, str | None]:
     """Post the alert until it succeeds or the retries run out: (delivered, attempts, last error)."""
     attempts, error = 0, None
     for delay in [0.0, *delays]:
@@ -64,6 +66,7 @@ def deliver(alert: Alert, post: Callable[[Alert], None], delays: list[float],
 
 def webhook_poster(url: str, timeout_s: float) -> Callable[[Alert], None]:
     """A function posting an alert as JSON to `url`, raising on a transport error or a non-2xx answer."""
+
     def post(alert: Alert) -> None:
         httpx.post(url, json=alert, timeout=timeout_s).raise_for_status()
 
@@ -108,8 +111,14 @@ class AlertLog:
     def add_unless_recent(self, alert: Alert, min_interval: timedelta) -> bool:
         """Append the alert unless the customer had one less than `min_interval` before it; True when added."""
         with self._locked(exclusive=True) as fh:
-            last = max((r["at"] for r in self._read(fh)
-                        if r.get("record") == "alert" and r["customer_id"] == alert["customer_id"]), default=None)
+            last = max(
+                (
+                    r["at"]
+                    for r in self._read(fh)
+                    if r.get("record") == "alert" and r["customer_id"] == alert["customer_id"]
+                ),
+                default=None,
+            )
             if last is not None and datetime.fromisoformat(alert["at"]) - datetime.fromisoformat(last) < min_interval:
                 return False
             self._append(fh, {"record": "alert", **alert})
@@ -118,8 +127,16 @@ class AlertLog:
     def record_delivery(self, alert_id: str, delivery: str, attempts: int, last_error: str | None) -> None:
         """Append a delivery outcome; the latest one of an alert is the one shown."""
         with self._locked(exclusive=True) as fh:
-            self._append(fh, {"record": "delivery", "alert_id": alert_id, "delivery": delivery,
-                              "attempts": attempts, "last_error": last_error})
+            self._append(
+                fh,
+                {
+                    "record": "delivery",
+                    "alert_id": alert_id,
+                    "delivery": delivery,
+                    "attempts": attempts,
+                    "last_error": last_error,
+                },
+            )
 
     def remove_customers(self, customer_ids: set[str]) -> int:
         """Rewrite the log without the customers' alerts and their delivery outcomes; returns the alerts removed."""
@@ -168,31 +185,53 @@ def _ends_with_newline(fh: IO[str]) -> bool:
 class AlertDispatcher:
     """Raises alerts on upward tier crossings and delivers them on a daemon thread, never on the request path."""
 
-    def __init__(self, settings: Settings, post: Callable[[Alert], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        post: Callable[[Alert], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.cfg = settings.alerts
         self.churn = settings.churn
         self.log = AlertLog(settings.alerts_log)
         self._settings = settings
-        self._post = post or (webhook_poster(self.cfg.webhook_url, self.cfg.timeout_s) if self.cfg.webhook_url
-                              else None)
+        self._post = post or (
+            webhook_poster(self.cfg.webhook_url, self.cfg.timeout_s) if self.cfg.webhook_url else None
+        )
         self._sleep = sleep
         self._queue: queue.Queue[Alert] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def consider(self, customer_id: str, before: dict[str, Any], after: dict[str, Any], signals: list[str],
-                 model_version: str, best_offer: dict[str, Any] | None = None) -> Alert | None:
+    def consider(
+        self,
+        customer_id: str,
+        before: dict[str, Any],
+        after: dict[str, Any],
+        signals: list[str],
+        model_version: str,
+        best_offer: dict[str, Any] | None = None,
+    ) -> Alert | None:
         """Record (and queue for delivery) an alert when `after` is a riskier tier than `before`; None otherwise."""
         if not crossed_up(before["risk_tier"], after["risk_tier"], self.churn):
             return None
-        alert = {"alert_id": uuid.uuid4().hex, "customer_id": customer_id, "old_tier": before["risk_tier"],
-                 "new_tier": after["risk_tier"], "old_probability": float(before["churn_probability"]),
-                 "churn_probability": float(after["churn_probability"]), "reasons": after["reasons"],
-                 "risk_reasons": after.get("risk_reasons", []),
-                 "signals": signals, "best_offer": best_offer, "at": utc_now().strftime(AT_FORMAT),
-                 "model_version": model_version, "delivery": "pending" if self._post else "off", "attempts": 0,
-                 "last_error": None}
+        alert = {
+            "alert_id": uuid.uuid4().hex,
+            "customer_id": customer_id,
+            "old_tier": before["risk_tier"],
+            "new_tier": after["risk_tier"],
+            "old_probability": float(before["churn_probability"]),
+            "churn_probability": float(after["churn_probability"]),
+            "reasons": after["reasons"],
+            "risk_reasons": after.get("risk_reasons", []),
+            "signals": signals,
+            "best_offer": best_offer,
+            "at": utc_now().strftime(AT_FORMAT),
+            "model_version": model_version,
+            "delivery": "pending" if self._post else "off",
+            "attempts": 0,
+            "last_error": None,
+        }
         if not self.log.add_unless_recent(alert, timedelta(hours=self.cfg.min_interval_hours)):
             return None
         if self._post is not None:
@@ -212,8 +251,13 @@ class AlertDispatcher:
             alert = self._queue.get()
             ok, attempts, error = deliver(alert, self._post, delays, self._sleep)
             if not ok:
-                logger.warning("alert %s for %s not delivered after %d attempts: %s", alert["alert_id"],
-                               log_id(self._settings, alert["customer_id"]), attempts, error)
+                logger.warning(
+                    "alert %s for %s not delivered after %d attempts: %s",
+                    alert["alert_id"],
+                    log_id(self._settings, alert["customer_id"]),
+                    attempts,
+                    error,
+                )
             try:
                 self.log.record_delivery(alert["alert_id"], "delivered" if ok else "failed", attempts, error)
             except OSError as exc:

@@ -1,72 +1,34 @@
-"""Churn probabilities, risk tiers and plain-language reasons from the champion booster (API and batch scoring)."""
+"""Churn probabilities, risk tiers and plain-language reasons from the champion ChurnModel (API and batch scoring)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-
 from tqdm.auto import tqdm
 
-from features.pit.feature_text import MISSING_PHRASES
+from features.pit.feature_text import FEATURE_DESCRIPTIONS, FEATURE_GROUPS, GROUP_PHRASES, MISSING_PHRASES
 from features.tables.store import read_table
 from patron.config import ChurnConfig, Settings
+from training.churn.model import ChurnModel
 
 TOP_REASONS = 3
 # A reason about one feature reads better with a companion feature next to it.
 _COMPANIONS = {"days_since_last_purchase": ("gap_mean_days", "usually every {value:.0f}")}
 
 
-class CalibratedBooster:
-    """A churn booster whose probabilities go through its calibrator; contributions and raw scores are the booster's."""
-
-    def __init__(self, booster: lgb.Booster, calibrator: Any) -> None:
-        self.booster = booster
-        self.calibrator = calibrator
-
-    def feature_name(self) -> list[str]:
-        """The booster's feature names."""
-        return self.booster.feature_name()
-
-    def predict(self, X: pd.DataFrame, **kwargs: Any) -> np.ndarray:
-        """Calibrated probabilities; with pred_contrib, raw_score or pred_leaf, the booster's own output."""
-        out = self.booster.predict(X, **kwargs)
-        if any(kwargs.get(k) for k in ("pred_contrib", "raw_score", "pred_leaf")):
-            return out
-        from training.churn.calibration import apply_calibrator
-
-        return apply_calibrator(self.calibrator, out)
-
-
-def booster_matrix(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame) -> np.ndarray:
-    """The booster's features as the float matrix LightGBM predicts from: categoricals as its training codes."""
-    # LightGBM converts a DataFrame on every predict call (milliseconds for one row); converting once serves the
-    # probability and the contributions alike. Same rule as LightGBM: the training categories' codes, NaN if unseen.
-    inner = booster.booster if isinstance(booster, CalibratedBooster) else booster
-    X = features[inner.feature_name()]
-    categorical = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
-    if len(categorical) != len(inner.pandas_categorical or []):
-        raise ValueError(f"features: categorical columns {categorical} do not match the churn model's")
-    if not categorical:
-        return X.to_numpy(dtype=np.float64)
-    X = X.copy(deep=False)
-    for column, categories in zip(categorical, inner.pandas_categorical):
-        codes = pd.Categorical(X[column].astype(object), categories=categories).codes.astype(np.float64)
-        X[column] = np.where(codes < 0, np.nan, codes)
-    return X.to_numpy(dtype=np.float64)
-
-
 class EncodedFeatures:
-    """A feature frame encoded once for one booster (see booster_matrix), its rows looked up by customer id."""
+    """A feature frame encoded once for one model (ChurnModel.matrix: LightGBM would convert a DataFrame on every
+    predict call, milliseconds for one row), its rows looked up by customer id."""
 
-    def __init__(self, booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame) -> None:
-        self.booster = booster
-        self.matrix = booster_matrix(booster, features) if len(features) else np.empty((0, 0))
+    def __init__(self, model: ChurnModel, features: pd.DataFrame) -> None:
+        self.model = model
+        self.matrix = model.matrix(features) if len(features) else np.empty((0, 0))
         self.row_of = {c: i for i, c in enumerate(features["customer_id"].astype(str))}
 
     def rows(self, features: pd.DataFrame) -> np.ndarray:
@@ -75,14 +37,10 @@ class EncodedFeatures:
 
 
 def _descriptions() -> dict[str, str]:
-    from features.pit.customer_features import FEATURE_DESCRIPTIONS
-
     return FEATURE_DESCRIPTIONS
 
 
 def _groups() -> tuple[dict[str, str], dict[str, str]]:
-    from features.pit.customer_features import FEATURE_GROUPS, GROUP_PHRASES
-
     return FEATURE_GROUPS, GROUP_PHRASES
 
 
@@ -109,8 +67,9 @@ def reason_text(feature: str, row: pd.Series, descriptions: dict[str, str]) -> s
     return text
 
 
-def group_text(group: str, members: list[str], lead: str, row: pd.Series, descriptions: dict[str, str],
-               phrases: dict[str, str]) -> str:
+def group_text(
+    group: str, members: list[str], lead: str, row: pd.Series, descriptions: dict[str, str], phrases: dict[str, str]
+) -> str:
     """One phrase for a group of features (e.g. "2 unresolved support tickets, the oldest open for 40 days").
 
     Falls back to the lead feature's own phrase when the group has none or a member has no value.
@@ -126,8 +85,9 @@ def group_text(group: str, members: list[str], lead: str, row: pd.Series, descri
 
 
 @lru_cache(maxsize=16)
-def _grouping(names: tuple[str, ...], feature_group: tuple[tuple[str, str], ...]) -> tuple[list[str], np.ndarray,
-                                                                                         np.ndarray, list[np.ndarray]]:
+def _grouping(
+    names: tuple[str, ...], feature_group: tuple[tuple[str, str], ...]
+) -> tuple[list[str], np.ndarray, np.ndarray, list[np.ndarray]]:
     """Group names, a column order that puts each group's features together, where each group starts in it, and each
     group's feature positions (cached per model)."""
     keys = pd.Categorical([dict(feature_group).get(n, n) for n in names])
@@ -149,32 +109,45 @@ class Explanation:
     group_names: list[str]
     members: list[np.ndarray]
 
-    def reasons(self, i: int, row: Mapping[str, Any], descriptions: dict[str, str],
-                phrases: dict[str, str]) -> list[dict[str, Any]]:
+    def reasons(
+        self, i: int, row: Mapping[str, Any], descriptions: dict[str, str], phrases: dict[str, str]
+    ) -> list[dict[str, Any]]:
         """Row i's reasons, `row` holding its feature values (a Series or any mapping with .get)."""
         out = []
         for g, lead, value in zip(self.group[i], self.lead[i], self.contribution[i]):
             if g < 0:
                 continue
             name = self.names[lead]
-            out.append({"feature": name, "group": self.group_names[g], "value": _plain(row.get(name)),
-                        "contribution": float(value),
-                        "text": group_text(self.group_names[g], [self.names[j] for j in self.members[g]], name, row,
-                                           descriptions, phrases)})
+            out.append(
+                {
+                    "feature": name,
+                    "group": self.group_names[g],
+                    "value": _plain(row.get(name)),
+                    "contribution": float(value),
+                    "text": group_text(
+                        self.group_names[g], [self.names[j] for j in self.members[g]], name, row, descriptions, phrases
+                    ),
+                }
+            )
         return out
 
 
-def explain(booster: lgb.Booster | CalibratedBooster, X: pd.DataFrame | np.ndarray, feature_group: dict[str, str],
-            num_threads: int = 0, probability: np.ndarray | None = None,
-            names: list[str] | None = None) -> Explanation:
+def explain(
+    model: ChurnModel,
+    X: pd.DataFrame | np.ndarray,
+    feature_group: dict[str, str],
+    num_threads: int = 0,
+    probability: np.ndarray | None = None,
+    names: list[str] | None = None,
+) -> Explanation:
     """Probabilities and the top positive LightGBM contributions per row, summed over the features of one group.
 
     `num_threads`: LightGBM's threads for these predictions (0: its default, every core); `probability` and `names`
-    (the booster's feature names): already known, not asked again."""
-    names = booster.feature_name() if names is None else names
+    (the model's feature names): already known, not asked again."""
+    names = model.feature_name() if names is None else names
     if probability is None:
-        probability = np.asarray(booster.predict(X, num_threads=num_threads), dtype=float)
-    contrib = booster.predict(X, pred_contrib=True, num_threads=num_threads)[:, : len(names)]  # last: expected value
+        probability = np.asarray(model.predict(X, num_threads=num_threads), dtype=float)
+    contrib = model.predict(X, pred_contrib=True, num_threads=num_threads)[:, : len(names)]  # last: expected value
     group_names, order, starts, members = _grouping(tuple(names), tuple(sorted(feature_group.items())))
     # Sums within each row (not a matrix product, whose BLAS kernel and rounding can depend on the number of rows):
     # a customer's reasons are the same bits whether scored alone or with the whole population.
@@ -185,51 +158,71 @@ def explain(booster: lgb.Booster | CalibratedBooster, X: pd.DataFrame | np.ndarr
     in_group = np.zeros((len(group_names), len(names)), dtype=bool)
     for g, m in enumerate(members):
         in_group[g, m] = True
-    lead = np.stack([np.argmax(np.where(in_group[top[:, r]], contrib, -np.inf), axis=1)
-                     for r in range(top.shape[1])], axis=1)
+    lead = np.stack(
+        [np.argmax(np.where(in_group[top[:, r]], contrib, -np.inf), axis=1) for r in range(top.shape[1])], axis=1
+    )
     group = np.where(contribution > 0, top, -1)  # only positive reasons (a NaN sum cannot occur in LightGBM)
     return Explanation(probability, group, lead, contribution, names, group_names, members)
 
 
-def score_frame(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, churn: ChurnConfig,
-                descriptions: dict[str, str] | None = None,
-                groups: tuple[dict[str, str], dict[str, str]] | None = None,
-                encoded: EncodedFeatures | None = None) -> pd.DataFrame:
+def score_frame(
+    model: ChurnModel,
+    features: pd.DataFrame,
+    churn: ChurnConfig,
+    descriptions: dict[str, str] | None = None,
+    groups: tuple[dict[str, str], dict[str, str]] | None = None,
+    encoded: EncodedFeatures | None = None,
+) -> pd.DataFrame:
     """customer_id, churn_probability, risk_tier and reasons per row.
 
     Reasons: the top positive LightGBM contributions, those of features in one group (feature -> group, group ->
     phrase; default FEATURE_GROUPS and GROUP_PHRASES) summed into one reason named by its largest member.
-    `encoded`: the same rows already encoded for this booster (the service's per-request path).
+    `encoded`: the same rows already encoded for this model (the service's per-request path).
     """
     columns = ["customer_id", "churn_probability", "risk_tier", "reasons"]
     if features.empty:
         return pd.DataFrame(columns=columns)
     descriptions = _descriptions() if descriptions is None else descriptions
     feature_group, phrases = _groups() if groups is None else groups
-    names = booster.feature_name()
-    X = encoded.rows(features) if encoded is not None and encoded.booster is booster else features[names]
-    ex = explain(booster, X, feature_group)
+    names = model.feature_name()
+    X = encoded.rows(features) if encoded is not None and encoded.model is model else features[names]
+    ex = explain(model, X, feature_group)
     reasons = [ex.reasons(i, row, descriptions, phrases) for i, (_, row) in enumerate(features.iterrows())]
-    return pd.DataFrame({
-        "customer_id": features["customer_id"].astype(str).to_numpy(),
-        "churn_probability": ex.probability,
-        "risk_tier": [churn.tier(float(p)) for p in ex.probability],
-        "reasons": reasons,
-    }, columns=columns)
+    return pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "churn_probability": ex.probability,
+            "risk_tier": [churn.tier(float(p)) for p in ex.probability],
+            "reasons": reasons,
+        },
+        columns=columns,
+    )
 
 
-def score_customers(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, customer_ids: Iterable[str],
-                    churn: ChurnConfig, encoded: EncodedFeatures | None = None) -> list[dict[str, Any]]:
+def score_customers(
+    model: ChurnModel,
+    features: pd.DataFrame,
+    customer_ids: Iterable[str],
+    churn: ChurnConfig,
+    encoded: EncodedFeatures | None = None,
+) -> list[dict[str, Any]]:
     """One score record per requested id, in request order; ids without a feature row come back known=False."""
     ids = list(customer_ids)
     known = features[features["customer_id"].isin(set(ids))].drop_duplicates("customer_id")
-    scored = score_frame(booster, known, churn, encoded=encoded).set_index("customer_id")
+    scored = score_frame(model, known, churn, encoded=encoded).set_index("customer_id")
     out = []
     for cid in ids:
         if cid in scored.index:
             r = scored.loc[cid]
-            out.append({"customer_id": cid, "churn_probability": float(r["churn_probability"]),
-                        "risk_tier": r["risk_tier"], "reasons": r["reasons"], "known": True})
+            out.append(
+                {
+                    "customer_id": cid,
+                    "churn_probability": float(r["churn_probability"]),
+                    "risk_tier": r["risk_tier"],
+                    "reasons": r["reasons"],
+                    "known": True,
+                }
+            )
         else:
             out.append(unknown_score(cid))
     return out
@@ -256,12 +249,15 @@ def active_customer_ids(settings: Settings, cutoff: pd.Timestamp) -> set[str]:
     return set(recent["customer_id"].astype(str))
 
 
-def score_population(booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, churn: ChurnConfig,
-                     batch_size: int, progress: bool = True) -> pd.DataFrame:
+def score_population(
+    model: ChurnModel, features: pd.DataFrame, churn: ChurnConfig, batch_size: int, progress: bool = True
+) -> pd.DataFrame:
     """Score every row of `features` in batches (tqdm bar when there is more than one), riskiest first."""
     starts = range(0, len(features), batch_size)
     descriptions = _descriptions()
-    parts = [score_frame(booster, features.iloc[s: s + batch_size], churn, descriptions)
-             for s in tqdm(starts, desc="churn scores", unit="batch", disable=not progress or len(starts) <= 1)]
-    scored = pd.concat(parts, ignore_index=True) if parts else score_frame(booster, features, churn, descriptions)
+    parts = [
+        score_frame(model, features.iloc[s : s + batch_size], churn, descriptions)
+        for s in tqdm(starts, desc="churn scores", unit="batch", disable=not progress or len(starts) <= 1)
+    ]
+    scored = pd.concat(parts, ignore_index=True) if parts else score_frame(model, features, churn, descriptions)
     return scored.sort_values(["churn_probability", "customer_id"], ascending=[False, True], ignore_index=True)

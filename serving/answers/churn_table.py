@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from patron.config import ChurnConfig
-from serving.answers.churn_scoring import (TOP_REASONS, CalibratedBooster, EncodedFeatures, Explanation, _descriptions,
-                                   _groups, explain, unknown_score)
+from serving.answers.churn_scoring import (
+    TOP_REASONS,
+    EncodedFeatures,
+    Explanation,
+    _descriptions,
+    _groups,
+    explain,
+    unknown_score,
+)
+from training.churn.model import ChurnModel
 
 
 class _RowAt:
@@ -37,7 +45,7 @@ class _RowAt:
 class ChurnTable:
     """/churn answers of every customer with a batch feature row, for one booster: what score_customers answers."""
 
-    def __init__(self, booster: lgb.Booster | CalibratedBooster, features: pd.DataFrame, churn: ChurnConfig) -> None:
+    def __init__(self, booster: ChurnModel, features: pd.DataFrame, churn: ChurnConfig) -> None:
         self.booster = booster
         self.churn = churn
         self.features = features.drop_duplicates("customer_id").reset_index(drop=True)
@@ -63,8 +71,14 @@ class ChurnTable:
             # A few rows: one thread (the churn params' num_threads) beats waking every core, which costs
             # several times the CPU and stalls on busy cores.
             rows_now = todo or [0]
-            ex = explain(self.booster, self.matrix[rows_now], self._feature_group,
-                         self.churn.params.get("num_threads", 0), self.probability[rows_now], self.names)
+            ex = explain(
+                self.booster,
+                self.matrix[rows_now],
+                self._feature_group,
+                self.churn.params.get("num_threads", 0),
+                self.probability[rows_now],
+                self.names,
+            )
             with self._lock:
                 for f, arr in (("group", self._group), ("lead", self._lead), ("contribution", self._contribution)):
                     arr[todo] = getattr(ex, f)[: len(todo)]
@@ -84,9 +98,15 @@ class ChurnTable:
                 out.append(unknown_score(c))
                 continue
             p = float(self.probability[i])
-            out.append({"customer_id": c, "churn_probability": p, "risk_tier": self.churn.tier(p),
-                        "reasons": ex.reasons(i, _RowAt(self.columns, i), self.descriptions, self.phrases),
-                        "known": True})
+            out.append(
+                {
+                    "customer_id": c,
+                    "churn_probability": p,
+                    "risk_tier": self.churn.tier(p),
+                    "reasons": ex.reasons(i, _RowAt(self.columns, i), self.descriptions, self.phrases),
+                    "known": True,
+                }
+            )
         return out
 
 

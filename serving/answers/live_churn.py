@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,8 +19,8 @@ from features.tables.contract import TICKET_CATEGORIES
 from patron.config import Settings
 from serving.answers.alerts import AlertDispatcher, crossed_up
 from serving.answers.churn_scoring import TOP_REASONS, group_text, score_frame
-from serving.online.store import Event, Signal, signal_key
 from serving.online.state import OnlineState
+from serving.online.store import Event, Signal, signal_key
 
 _DECAYED_TICKETS = re.compile(r"tickets_decayed_(\d+)d")  # features/pit/customer_features.py's decayed ticket counts
 RESCORING_EVENT_TYPES = ("return",)  # event types that count as service signals and trigger a rescoring
@@ -51,8 +52,9 @@ def _blend(old_mean: float, old_n: float, new: list[float]) -> float:
     return (old_mean * old_n + sum(new)) / (old_n + len(new))
 
 
-def _fold_tickets(row: _Row, tickets: list[Signal], now: pd.Timestamp, cutoff: pd.Timestamp,
-                  windows: list[int]) -> None:
+def _fold_tickets(
+    row: _Row, tickets: list[Signal], now: pd.Timestamp, cutoff: pd.Timestamp, windows: list[int]
+) -> None:
     old_total, old_open = _num(row.get("tickets_total", 0)), _num(row.get("open_tickets", 0))
     opened = [_ts(t["opened_at"]) for t in tickets]
     resolved = [_ts(t["resolved_at"]) for t in tickets]
@@ -73,10 +75,12 @@ def _fold_tickets(row: _Row, tickets: list[Signal], now: pd.Timestamp, cutoff: p
     row["open_ticket_age_days"] = max(ages) if ages else math.nan
     done = [(o, r, t.get("satisfaction")) for o, r, t in zip(opened, resolved, tickets) if r is not None and r <= now]
     old_resolved = old_total - old_open
-    row["resolution_days_mean"] = _blend(_num(row.get("resolution_days_mean")), old_resolved,
-                                         [_days(o, r) for o, r, _ in done])
-    row["ticket_satisfaction_mean"] = _blend(_num(row.get("ticket_satisfaction_mean")), old_resolved,
-                                             [float(s) for _, _, s in done if s is not None])
+    row["resolution_days_mean"] = _blend(
+        _num(row.get("resolution_days_mean")), old_resolved, [_days(o, r) for o, r, _ in done]
+    )
+    row["ticket_satisfaction_mean"] = _blend(
+        _num(row.get("ticket_satisfaction_mean")), old_resolved, [float(s) for _, _, s in done if s is not None]
+    )
     row["days_since_last_ticket"] = _days(max(opened), now)
     for col, h in _decayed_ticket_columns(row.index):
         # The batch sum decays from the cutoff to now, and each live ticket adds its own weight (as the batch would).
@@ -126,16 +130,26 @@ class _Row(dict):
         return self[key] if key in self or key in self.index else default
 
 
-def live_feature_row(row: pd.Series, cutoff: pd.Timestamp, windows: list[int], tickets: list[Signal],
-                     surveys: list[Signal], events: list[Event]) -> dict[str, Any]:
+def live_feature_row(
+    row: pd.Series,
+    cutoff: pd.Timestamp,
+    windows: list[int],
+    tickets: list[Signal],
+    surveys: list[Signal],
+    events: list[Event],
+) -> dict[str, Any]:
     """The batch row's values with the live tickets, survey answers, purchases and returns since `cutoff` folded in
     (a mapping that reads through to `row`)."""
     tickets = [t for t in tickets if _ts(t["opened_at"]) >= cutoff]
     surveys = [s for s in surveys if _ts(s["ts"]) >= cutoff]
     events = [e for e in events if e["type"] in ("purchase", "return") and _ts(e["ts"]) >= cutoff]
     # A ticket that arrives resolved was resolved by the time it arrived: its resolution counts as known now.
-    times = ([_ts(t["opened_at"]) for t in tickets] + [_ts(t["resolved_at"]) for t in tickets if t["resolved_at"]]
-             + [_ts(s["ts"]) for s in surveys] + [_ts(e["ts"]) for e in events])
+    times = (
+        [_ts(t["opened_at"]) for t in tickets]
+        + [_ts(t["resolved_at"]) for t in tickets if t["resolved_at"]]
+        + [_ts(s["ts"]) for s in surveys]
+        + [_ts(e["ts"]) for e in events]
+    )
     now = max([cutoff, *times])
     # A plain dict of the features that can change (reading the rest from `row`) is much faster than a Series copy.
     out = _Row(row)
@@ -150,24 +164,49 @@ def live_feature_row(row: pd.Series, cutoff: pd.Timestamp, windows: list[int], t
 
 def touched_features(windows: list[int], half_lives: list[int] = ()) -> list[str]:
     """Every feature live signals can change (`half_lives`: those of the decayed ticket counts)."""
-    return [*[f"tickets_decayed_{h}d" for h in half_lives], "tickets_total", *[f"tickets_{w}d" for w in windows], *[f"tickets_{c}" for c in TICKET_CATEGORIES],
-            "open_tickets", "open_ticket_age_days", "resolution_days_mean", "ticket_satisfaction_mean",
-            "days_since_last_ticket", "nps_last", "nps_trend", "csat_last", "csat_trend", "days_since_last_survey",
-            "returns_rate"]
+    return [
+        *[f"tickets_decayed_{h}d" for h in half_lives],
+        "tickets_total",
+        *[f"tickets_{w}d" for w in windows],
+        *[f"tickets_{c}" for c in TICKET_CATEGORIES],
+        "open_tickets",
+        "open_ticket_age_days",
+        "resolution_days_mean",
+        "ticket_satisfaction_mean",
+        "days_since_last_ticket",
+        "nps_last",
+        "nps_trend",
+        "csat_last",
+        "csat_trend",
+        "days_since_last_survey",
+        "returns_rate",
+    ]
 
 
-def before_and_after(frame: pd.DataFrame, cutoff: pd.Timestamp, windows: list[int], tickets: list[Signal],
-                     surveys: list[Signal], events: list[Event], new: set[str]) -> pd.DataFrame:
+def before_and_after(
+    frame: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    windows: list[int],
+    tickets: list[Signal],
+    surveys: list[Signal],
+    events: list[Event],
+    new: set[str],
+) -> pd.DataFrame:
     """Two feature rows from a customer's one-row batch frame: without the signals keyed in `new`, and with all."""
     row = frame.iloc[0]
-    old = live_feature_row(row, cutoff, windows,
-                           [t for t in tickets if signal_key("tickets", t) not in new],
-                           [s for s in surveys if signal_key("surveys", s) not in new],
-                           [e for e in events if e["event_id"] not in new])
+    old = live_feature_row(
+        row,
+        cutoff,
+        windows,
+        [t for t in tickets if signal_key("tickets", t) not in new],
+        [s for s in surveys if signal_key("surveys", s) not in new],
+        [e for e in events if e["event_id"] not in new],
+    )
     now = live_feature_row(row, cutoff, windows, tickets, surveys, events)
     out = pd.concat([frame, frame], ignore_index=True)
     cols = [c for c in touched_features(windows) if c in out.columns] + [
-        c for c, _ in _decayed_ticket_columns(out.columns)]
+        c for c, _ in _decayed_ticket_columns(out.columns)
+    ]
     out[cols] = np.array([[_num(old[c]) for c in cols], [_num(now[c]) for c in cols]], dtype="float64")
     return out
 
@@ -191,9 +230,17 @@ def change_reasons(booster: Any, rows: pd.DataFrame, num_threads: int = 0) -> li
     out = []
     for g in sorted((g for g in totals if totals[g] > 0), key=lambda g: -totals[g])[:TOP_REASONS]:
         lead = names[max(groups[g], key=lambda j: rise[j])]
-        out.append({"feature": lead, "group": g, "value": _num(rows.iloc[1][lead]), "contribution": totals[g],
-                    "text": group_text(g, [names[j] for j in groups[g]], lead, rows.iloc[1], FEATURE_DESCRIPTIONS,
-                                       GROUP_PHRASES)})
+        out.append(
+            {
+                "feature": lead,
+                "group": g,
+                "value": _num(rows.iloc[1][lead]),
+                "contribution": totals[g],
+                "text": group_text(
+                    g, [names[j] for j in groups[g]], lead, rows.iloc[1], FEATURE_DESCRIPTIONS, GROUP_PHRASES
+                ),
+            }
+        )
     return out
 
 
@@ -219,18 +266,29 @@ class LiveChurn:
         if frame.empty or state.store is None:
             return None
         store = state.store
-        rows = before_and_after(frame, self.cutoff(), self.settings.features.windows_days,
-                                store.customer_signals("tickets", customer_id),
-                                store.customer_signals("surveys", customer_id),
-                                state.live_events(customer_id, self.settings.online.history_events), new)
+        rows = before_and_after(
+            frame,
+            self.cutoff(),
+            self.settings.features.windows_days,
+            store.customer_signals("tickets", customer_id),
+            store.customer_signals("surveys", customer_id),
+            state.live_events(customer_id, self.settings.online.history_events),
+            new,
+        )
         before, after = score_frame(booster, rows, self.settings.churn).to_dict("records")
         # The alert says what changed; the model's overall top reasons ride along as risk_reasons.
         threads = self.settings.churn.params.get("num_threads", 0)
         after["risk_reasons"], after["reasons"] = after["reasons"], change_reasons(booster, rows, threads)
         return [before, after]
 
-    def on_signals(self, booster: Any, model_version: str, state: OnlineState, new: dict[str, set[str]],
-                   best_offer: Callable[[str], dict | None] | None = None) -> int:
+    def on_signals(
+        self,
+        booster: Any,
+        model_version: str,
+        state: OnlineState,
+        new: dict[str, set[str]],
+        best_offer: Callable[[str], dict | None] | None = None,
+    ) -> int:
         """Rescore each customer in `new` (customer -> keys of the signals just stored); returns alerts raised.
 
         `best_offer` gives a customer's best retention offer, looked up only for a customer whose tier rose."""
@@ -248,8 +306,12 @@ class LiveChurn:
         return raised
 
 
-def new_signals(events: list[Event], events_accepted: bool, signals: dict[str, tuple[list[Signal], Any]],
-                stored: dict[str, list[str]]) -> dict[str, set[str]]:
+def new_signals(
+    events: list[Event],
+    events_accepted: bool,
+    signals: dict[str, tuple[list[Signal], Any]],
+    stored: dict[str, list[str]],
+) -> dict[str, set[str]]:
     """customer -> keys of the service signals this request stored (tickets, surveys; returns when any was new)."""
     out: dict[str, set[str]] = {}
     for kind, (rows, _) in signals.items():

@@ -48,9 +48,17 @@ def candidate_pairs(clv: pd.Series, effects: pd.DataFrame, offers: dict[str, flo
         raise ValueError(f"offers: unknown offer type(s) {unknown}; the uplift model knows {sorted(effects.columns)}")
     ids = clv.index.intersection(effects.index)
     value = clv.reindex(ids).to_numpy(float)
-    parts = [pd.DataFrame({"customer_id": ids.astype(str), "offer_type": name, "cost": float(cost),
-                           "expected_net_value": value * effects.loc[ids, name].to_numpy(float) - float(cost)})
-             for name, cost in offers.items()]
+    parts = [
+        pd.DataFrame(
+            {
+                "customer_id": ids.astype(str),
+                "offer_type": name,
+                "cost": float(cost),
+                "expected_net_value": value * effects.loc[ids, name].to_numpy(float) - float(cost),
+            }
+        )
+        for name, cost in offers.items()
+    ]
     if not parts:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS)
     return pd.concat(parts, ignore_index=True)
@@ -73,21 +81,31 @@ def _milp(pairs: pd.DataFrame, budget: float, max_customers: int | None, cfg: Re
         upper.append(np.array([float(max_customers)]))
     constraint = LinearConstraint(vstack(rows), -np.inf, np.concatenate(upper))
     value = pairs["expected_net_value"].to_numpy(float)
-    res = milp(-value, constraints=constraint, integrality=np.ones(n), bounds=Bounds(0, 1),
-               options={"time_limit": cfg.solver_time_limit_s, "mip_rel_gap": cfg.solver_mip_rel_gap})
+    res = milp(
+        -value,
+        constraints=constraint,
+        integrality=np.ones(n),
+        bounds=Bounds(0, 1),
+        options={"time_limit": cfg.solver_time_limit_s, "mip_rel_gap": cfg.solver_mip_rel_gap},
+    )
     if res.x is None:
         return None
     chosen = pairs[res.x > 0.5]
     bound = getattr(res, "mip_dual_bound", None)
-    return Allocation(chosen, "milp", res.status == 0,
-                      float(-bound) if bound is not None and np.isfinite(bound) else float(value.clip(0).sum()))
+    return Allocation(
+        chosen,
+        "milp",
+        res.status == 0,
+        float(-bound) if bound is not None and np.isfinite(bound) else float(value.clip(0).sum()),
+    )
 
 
 def _hull_steps(pairs: pd.DataFrame) -> pd.DataFrame:
     """Per customer, the LP-efficient upgrade steps (upper convex hull of cost vs value from (0, 0))."""
     steps = []
-    for cid, group in pairs.sort_values(["customer_id", "cost", "expected_net_value"],
-                                        ascending=[True, True, False]).groupby("customer_id", sort=False):
+    for cid, group in pairs.sort_values(
+        ["customer_id", "cost", "expected_net_value"], ascending=[True, True, False]
+    ).groupby("customer_id", sort=False):
         hull: list[tuple[float, float, int]] = [(0.0, 0.0, -1)]
         for idx, cost, val in zip(group.index, group["cost"].to_numpy(), group["expected_net_value"].to_numpy()):
             if val <= hull[-1][1]:
@@ -113,7 +131,8 @@ def greedy_allocation(pairs: pd.DataFrame, budget: float, max_customers: int | N
     left, held, frozen = budget, {}, set()
     bound, bound_left = 0.0, budget
     for cid, rank, pair, d_cost, d_value in steps[["customer_id", "rank", "pair", "d_cost", "d_value"]].itertuples(
-            index=False):
+        index=False
+    ):
         if bound_left > 0:  # the LP optimum takes steps in this order, the last one fractionally
             bound += d_value * min(1.0, bound_left / d_cost) if d_cost > 0 else d_value
             bound_left -= d_cost
@@ -143,8 +162,8 @@ def allocate(pairs: pd.DataFrame, budget: float, max_customers: int | None, cfg:
     elif len(candidates) <= cfg.solver_max_pairs and max_customers != 0:
         exact = _milp(candidates, budget, max_customers, cfg)
         if exact is not None and exact.value >= result.value:  # a time-limited MILP may find less
-            result = Allocation(exact.chosen, exact.method, exact.optimal,
-                                min(exact.upper_bound, result.upper_bound))
-    chosen = result.chosen[CANDIDATE_COLUMNS].sort_values(["expected_net_value", "customer_id"],
-                                                          ascending=[False, True], ignore_index=True)
+            result = Allocation(exact.chosen, exact.method, exact.optimal, min(exact.upper_bound, result.upper_bound))
+    chosen = result.chosen[CANDIDATE_COLUMNS].sort_values(
+        ["expected_net_value", "customer_id"], ascending=[False, True], ignore_index=True
+    )
     return Allocation(chosen, result.method, result.optimal, result.upper_bound)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Collection
+from typing import Any
 
 from features.pit.repurchase import RepurchaseCycles
 from patron.config import RulesConfig, Settings
 from serving.answers import rules as business
 from serving.online.state import OnlineState
+from training.recommend.base import Reason, Recommender
 
 OVERFETCH = 4  # candidates per answer slot when rules may drop or reorder items
 RRF_K = 60  # reciprocal-rank-fusion constant (Cormack et al.): blends rankings whose scores are not comparable
@@ -32,8 +34,8 @@ def _personal_reason(item_id: str, bought: list[str], state: OnlineState) -> str
     return f"similar to {state.name_of.get(same, same)} you bought" if same else "picked for you"
 
 
-def _source_reason(item_id: str, why: tuple[str, str | None], bought: list[str], state: OnlineState) -> str:
-    """A two-stage answer's reason from the source that put it forward and the bought item behind it."""
+def _source_reason(item_id: str, why: Reason, bought: list[str], state: OnlineState) -> str:
+    """A personal answer's reason from the kind the recommender gave and the bought item behind it, if it named one."""
     kind, anchor = why
     if kind == "restock":
         return RESTOCK_REASON
@@ -50,8 +52,9 @@ def _history_weights(events: list[dict[str, Any]], event_weights: dict[str, floa
     return [e["item_id"] for e in events], [event_weights.get(e["type"], 0.0) for e in events]
 
 
-def _blend(base: list[tuple[str, float]], extra: dict[str, tuple[int, str]], weight: float
-           ) -> tuple[list[tuple[str, float]], dict[str, str]]:
+def _blend(
+    base: list[tuple[str, float]], extra: dict[str, tuple[int, str]], weight: float
+) -> tuple[list[tuple[str, float]], dict[str, str]]:
     """Reciprocal-rank fusion of the base ranking with a second one given as item -> (rank, reason)."""
     fused: dict[str, float] = {}
     for rank, (item, _) in enumerate(base):
@@ -62,18 +65,32 @@ def _blend(base: list[tuple[str, float]], extra: dict[str, tuple[int, str]], wei
     return ranked, {i: reason for i, (_, reason) in extra.items()}
 
 
-def due_consumables(cycles: RepurchaseCycles | None, customer_id: str, live: list[dict[str, Any]],
-                    pool: Collection[str], skip: Collection[str] = ()) -> list[str]:
+def due_consumables(
+    cycles: RepurchaseCycles | None,
+    customer_id: str,
+    live: list[dict[str, Any]],
+    pool: Collection[str],
+    skip: Collection[str] = (),
+) -> list[str]:
     """The customer's items due for a restock among `pool` and not in `skip`, most overdue first, at most
     `max_items`."""
     if cycles is None or not cycles.config.enabled or not cycles.config.max_items:
         return []
-    return [i for i, _ in cycles.due(customer_id, live) if i in pool and i not in skip][:cycles.config.max_items]
+    return [i for i, _ in cycles.due(customer_id, live) if i in pool and i not in skip][: cycles.config.max_items]
 
 
-def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, exclude_purchased: bool,
-              categories: list[str] | None, context_item_ids: list[str] | None, rules: RulesConfig,
-              settings: Settings, cycles: RepurchaseCycles | None = None) -> Answer:
+def recommend(
+    recommender: Recommender,
+    state: OnlineState,
+    customer_id: str,
+    k: int,
+    exclude_purchased: bool,
+    categories: list[str] | None,
+    context_item_ids: list[str] | None,
+    rules: RulesConfig,
+    settings: Settings,
+    cycles: RepurchaseCycles | None = None,
+) -> Answer:
     """Up to k items: trained factors, else live history folded in, else popularity; then restocks, context, rules."""
     bought = state.purchased_items(customer_id)
     applied = ["exclude_purchased"] if exclude_purchased else []
@@ -90,20 +107,23 @@ def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, ex
     exclude = (set(bought) - set(restock) if exclude_purchased else set()) | set(context)
     n = k * OVERFETCH if business.needs_overfetch(rules) or context or restock else k
     ranked, source = [], "popular"
-    why: dict[str, tuple[str, str | None]] = {}  # two-stage answers: item -> (reason kind, bought item behind it)
-    if consent and known and hasattr(recommender, "recommend_explained"):
+    why: dict[str, Reason] = {}  # personal answers: item -> (reason kind, bought item behind it or None)
+    if consent and known:
         explained = recommender.recommend_explained(customer_id, n, exclude=exclude, allowed=allowed)
         ranked, source = [(item, score) for item, score, _ in explained], "personal"
         why = {item: reason for item, _, reason in explained}
-    elif consent and known:
-        ranked, source = recommender.recommend(customer_id, n, exclude=exclude, allowed=allowed), "personal"
-    elif consent:
-        if events:
-            items, weights = _history_weights(events, settings.features.interactions.event_weights)
-            ranked = recommender.recommend_from_history(items, weights, n, exclude=exclude, allowed=allowed,
-                                                        regularization=settings.recommender.regularization,
-                                                        alpha=settings.recommender.alpha)
-            source = "live_history" if ranked else source
+    elif consent and events:
+        items, weights = _history_weights(events, settings.features.interactions.event_weights)
+        ranked = recommender.recommend_from_history(
+            items,
+            weights,
+            n,
+            exclude=exclude,
+            allowed=allowed,
+            regularization=settings.recommender.regularization,
+            alpha=settings.recommender.alpha,
+        )
+        source = "live_history" if ranked else source
     if not consent:
         applied.append("no_personalisation_consent")
     if source == "popular":
@@ -142,7 +162,7 @@ def recommend(recommender: Any, state: OnlineState, customer_id: str, k: int, ex
     return Answer(items, source == "popular", applied, source)
 
 
-def similar_items(recommender: Any, state: OnlineState, item_id: str, k: int) -> list[dict[str, Any]]:
+def similar_items(recommender: Recommender, state: OnlineState, item_id: str, k: int) -> list[dict[str, Any]]:
     """Up to k in-stock items similar to item_id (KeyError when the recommender does not know it)."""
     ranked = recommender.similar_items(item_id, k, allowed=state.allowed_items())
     name = state.name_of.get(item_id, item_id)

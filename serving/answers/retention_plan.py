@@ -7,18 +7,31 @@ CLV_i x tau_io - cost(o). Choosing the offers is a multiple-choice knapsack (ser
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from features.tables.export import write_csv_or_parquet
 from patron.config import RetentionConfig, Settings
 from serving.answers.offer_allocation import Allocation, allocate, candidate_pairs
 
-PLAN_COLUMNS = ["customer_id", "lifecycle_stage", "value_tier", "rfm_score", "churn_probability", "clv",
-                "offer_type", "cost", "expected_net_value", "top_reasons", "preferred_channel"]
+PLAN_COLUMNS = [
+    "customer_id",
+    "lifecycle_stage",
+    "value_tier",
+    "rfm_score",
+    "churn_probability",
+    "clv",
+    "offer_type",
+    "cost",
+    "expected_net_value",
+    "top_reasons",
+    "preferred_channel",
+]
 SEGMENT_COLUMNS = ["lifecycle_stage", "value_tier", "rfm_score"]
 
 
@@ -48,11 +61,21 @@ class CustomerValue:
         pairs = pairs[pairs["expected_net_value"] > 0].sort_values("expected_net_value", ascending=False)
         best = pairs.drop_duplicates("customer_id").set_index("customer_id")
         segments = self.segments.reindex(known)
-        extras = {c: {"segment": {k: _plain(segments.at[c, k]) for k in SEGMENT_COLUMNS},
-                      "clv": float(self.clv.at[c]),
-                      "best_offer": ({"offer_type": best.at[c, "offer_type"],
-                                      "expected_net_value": float(best.at[c, "expected_net_value"])}
-                                     if c in best.index else None)} for c in known}
+        extras = {
+            c: {
+                "segment": {k: _plain(segments.at[c, k]) for k in SEGMENT_COLUMNS},
+                "clv": float(self.clv.at[c]),
+                "best_offer": (
+                    {
+                        "offer_type": best.at[c, "offer_type"],
+                        "expected_net_value": float(best.at[c, "expected_net_value"]),
+                    }
+                    if c in best.index
+                    else None
+                ),
+            }
+            for c in known
+        }
         return [extras.get(c, {}) for c in customer_ids]
 
 
@@ -67,19 +90,27 @@ class RetentionPlan:
 
     def totals(self) -> dict[str, float | int | str | bool]:
         """Customers, spend, expected net value, solver and its bound."""
-        return {"customers": len(self.rows), "spend": round(self.allocation.spend, 2),
-                "expected_net_value": round(self.allocation.value, 2), "eligible_customers": self.eligible,
-                "skipped_no_consent": self.skipped_no_consent, "solver": self.allocation.method,
-                "optimal": self.allocation.optimal, "upper_bound": round(self.allocation.upper_bound, 2)}
+        return {
+            "customers": len(self.rows),
+            "spend": round(self.allocation.spend, 2),
+            "expected_net_value": round(self.allocation.value, 2),
+            "eligible_customers": self.eligible,
+            "skipped_no_consent": self.skipped_no_consent,
+            "solver": self.allocation.method,
+            "optimal": self.allocation.optimal,
+            "upper_bound": round(self.allocation.upper_bound, 2),
+        }
 
     def summary(self) -> str:
         """One line for the command line."""
         t = self.totals()
         counts = ", ".join(f"{k}: {v}" for k, v in self.rows["offer_type"].value_counts().items()) or "no offer"
-        return (f"{t['customers']} customers get an offer ({counts}), spend {t['spend']:.2f}, expected net value "
-                f"{t['expected_net_value']:.2f} ({t['solver']}{', optimal' if t['optimal'] else ''}, bound "
-                f"{t['upper_bound']:.2f}); {t['eligible_customers']} eligible, "
-                f"{t['skipped_no_consent']} skipped without marketing consent")
+        return (
+            f"{t['customers']} customers get an offer ({counts}), spend {t['spend']:.2f}, expected net value "
+            f"{t['expected_net_value']:.2f} ({t['solver']}{', optimal' if t['optimal'] else ''}, bound "
+            f"{t['upper_bound']:.2f}); {t['eligible_customers']} eligible, "
+            f"{t['skipped_no_consent']} skipped without marketing consent"
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -88,8 +119,7 @@ def _plain(value: Any) -> Any:
 
 def parse_offers(offers: dict[str, float] | list[dict], known: list[str]) -> dict[str, float]:
     """{offer_type: cost} from a mapping or [{offer_type, cost}] (ValueError naming the field when bad)."""
-    items = list(offers.items()) if isinstance(offers, dict) else [(o.get("offer_type"), o.get("cost"))
-                                                                   for o in offers]
+    items = list(offers.items()) if isinstance(offers, dict) else [(o.get("offer_type"), o.get("cost")) for o in offers]
     if not items:
         raise ValueError("offers: at least one offer is needed")
     out: dict[str, float] = {}
@@ -104,9 +134,16 @@ def parse_offers(offers: dict[str, float] | list[dict], known: list[str]) -> dic
     return out
 
 
-def build_plan(scored: pd.DataFrame, value: CustomerValue, offers: dict[str, float], budget: float,
-               max_customers: int | None, cfg: RetentionConfig, channels: pd.Series | None = None,
-               reasons_for: Callable[[pd.Index], pd.Series] | None = None) -> RetentionPlan:
+def build_plan(
+    scored: pd.DataFrame,
+    value: CustomerValue,
+    offers: dict[str, float],
+    budget: float,
+    max_customers: int | None,
+    cfg: RetentionConfig,
+    channels: pd.Series | None = None,
+    reasons_for: Callable[[pd.Index], pd.Series] | None = None,
+) -> RetentionPlan:
     """Plan from churn scores (customer_id, churn_probability[, reasons]): consenting customers, best offers.
 
     Without a reasons column, `reasons_for(chosen ids)` gives them (so only the chosen customers are explained).
@@ -121,22 +158,30 @@ def build_plan(scored: pd.DataFrame, value: CustomerValue, offers: dict[str, flo
     if "reasons" in by_id:
         reasons = by_id["reasons"]
     else:
-        reasons = reasons_for(by_id.index) if reasons_for is not None and len(by_id) else pd.Series(
-            [[]] * len(by_id), index=by_id.index, dtype=object)
+        reasons = (
+            reasons_for(by_id.index)
+            if reasons_for is not None and len(by_id)
+            else pd.Series([[]] * len(by_id), index=by_id.index, dtype=object)
+        )
     segments = value.segments.reindex(chosen.index)
-    rows = pd.DataFrame({
-        "customer_id": chosen.index.to_numpy(),
-        **{c: (segments[c].to_numpy() if c in segments else None) for c in SEGMENT_COLUMNS},
-        "churn_probability": by_id["churn_probability"].to_numpy(float),
-        "clv": value.clv.reindex(chosen.index).to_numpy(float),
-        "offer_type": chosen["offer_type"].to_numpy(),
-        "cost": chosen["cost"].to_numpy(float),
-        "expected_net_value": chosen["expected_net_value"].to_numpy(float),
-        "top_reasons": ["; ".join(r["text"] for r in rs[: cfg.top_reasons]) for rs in reasons],
-        "preferred_channel": (None if channels is None
-                              else channels.reindex(chosen.index).astype(object).where(lambda s: s.notna(), None)
-                              .to_numpy()),
-    }, columns=PLAN_COLUMNS)
+    rows = pd.DataFrame(
+        {
+            "customer_id": chosen.index.to_numpy(),
+            **{c: (segments[c].to_numpy() if c in segments else None) for c in SEGMENT_COLUMNS},
+            "churn_probability": by_id["churn_probability"].to_numpy(float),
+            "clv": value.clv.reindex(chosen.index).to_numpy(float),
+            "offer_type": chosen["offer_type"].to_numpy(),
+            "cost": chosen["cost"].to_numpy(float),
+            "expected_net_value": chosen["expected_net_value"].to_numpy(float),
+            "top_reasons": ["; ".join(r["text"] for r in rs[: cfg.top_reasons]) for rs in reasons],
+            "preferred_channel": (
+                None
+                if channels is None
+                else channels.reindex(chosen.index).astype(object).where(lambda s: s.notna(), None).to_numpy()
+            ),
+        },
+        columns=PLAN_COLUMNS,
+    )
     return RetentionPlan(rows, allocation, eligible=int(allowed.sum()), skipped_no_consent=int((~allowed).sum()))
 
 
@@ -144,13 +189,15 @@ def realised_value(rows: pd.DataFrame, true_effects: pd.DataFrame) -> float:
     """The plan's net value under the generator's true effects (churn_prob_effect < 0 helps): CLV x tau - cost."""
     truth = true_effects.assign(tau=-true_effects["churn_prob_effect"].astype(float))
     merged = rows[["customer_id", "offer_type", "clv", "cost"]].merge(
-        truth[["customer_id", "offer_type", "tau"]], on=["customer_id", "offer_type"], how="left", validate="1:1")
+        truth[["customer_id", "offer_type", "tau"]], on=["customer_id", "offer_type"], how="left", validate="1:1"
+    )
     if merged["tau"].isna().any():
         raise ValueError("true_effects: no true effect for some planned (customer, offer) pairs")
     return float((merged["clv"] * merged["tau"] - merged["cost"]).sum())
 
 
 # --- the workspace's inputs ------------------------------------------------------------------------------------
+
 
 def clv_horizon_days(settings: Settings, version: str) -> int:
     """The horizon a registered CLV version was trained for (its run's horizon_days; else the configured one)."""
@@ -161,16 +208,21 @@ def clv_horizon_days(settings: Settings, version: str) -> int:
     return int(client.get_run(run_id).data.params.get("horizon_days", settings.clv.horizon_days))
 
 
-def predict_clv(settings: Settings, booster: Any, features: pd.DataFrame, cutoff: pd.Timestamp,
-                horizon_days: int) -> pd.Series:
+def predict_clv(
+    settings: Settings, booster: Any, features: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int
+) -> pd.Series:
     """Expected spend over the horizon per customer, built as `patron train clv` built its training rows."""
-    from benchmarks.churn import purchases, sequence_features
+    from features.pit.purchase_sequence import purchases, sequence_features
     from training.value.clv import btyd_clv
 
     lines = purchases(settings)
     ids = features["customer_id"].astype(str)
-    X = (features.drop(columns="customer_id").set_index(ids)
-         .join(sequence_features(lines, cutoff)).join(btyd_clv(settings, lines, cutoff, horizon_days)))
+    X = (
+        features.drop(columns="customer_id")
+        .set_index(ids)
+        .join(sequence_features(lines, cutoff))
+        .join(btyd_clv(settings, lines, cutoff, horizon_days))
+    )
     return pd.Series(np.clip(booster.predict(X[booster.feature_name()]), 0, None), index=ids, name="clv")
 
 
@@ -186,38 +238,53 @@ def offer_effects(model: Any, features: pd.DataFrame) -> pd.DataFrame:
 
 def load_customer_value(settings: Settings, features: pd.DataFrame, cutoff: pd.Timestamp) -> CustomerValue:
     """CLV, offer effects and segments of every customer in `features` from the registered models; consent."""
-    from features.privacy.consent import consent_refusals
     from features.pit.segments import customer_segments
-    from serving.champions import load as champions
+    from features.privacy.consent import consent_refusals
     from serving.answers.churn_scoring import active_customer_ids
+    from serving.champions import load as champions
 
     uplift, uplift_version = champions.load_uplift_champion(settings)  # first: the cheaper one to find missing
     clv_booster, clv_version = champions.load_clv_champion(settings)
     clv = predict_clv(settings, clv_booster, features, cutoff, clv_horizon_days(settings, clv_version))
     segments = customer_segments(features, clv, settings.segments).set_index("customer_id")
-    return CustomerValue(clv=clv, effects=offer_effects(uplift, features), segments=segments[SEGMENT_COLUMNS],
-                         marketing_refused=consent_refusals(settings, "marketing"),
-                         active=frozenset(active_customer_ids(settings, cutoff)), clv_version=str(clv_version),
-                         uplift_version=str(uplift_version))
+    return CustomerValue(
+        clv=clv,
+        effects=offer_effects(uplift, features),
+        segments=segments[SEGMENT_COLUMNS],
+        marketing_refused=consent_refusals(settings, "marketing"),
+        active=frozenset(active_customer_ids(settings, cutoff)),
+        clv_version=str(clv_version),
+        uplift_version=str(uplift_version),
+    )
 
 
-def plan_for(settings: Settings, booster: Any, features: pd.DataFrame, value: CustomerValue,
-             offers: dict[str, float] | list[dict] | None, budget: float,
-             max_customers: int | None) -> RetentionPlan:
+def plan_for(
+    settings: Settings,
+    booster: Any,
+    features: pd.DataFrame,
+    value: CustomerValue,
+    offers: dict[str, float] | list[dict] | None,
+    budget: float,
+    max_customers: int | None,
+) -> RetentionPlan:
     """The plan over `features` (the customers to consider) with the churn booster's probabilities and reasons."""
     from serving.answers.churn_scoring import score_frame
 
     chosen_offers = parse_offers(settings.retention.offers if offers is None else offers, value.offer_types())
     names = booster.feature_name()
-    scored = pd.DataFrame({"customer_id": features["customer_id"].astype(str).to_numpy(),
-                           "churn_probability": np.asarray(booster.predict(features[names]), dtype=float)})
+    scored = pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "churn_probability": np.asarray(booster.predict(features[names]), dtype=float),
+        }
+    )
     by_id = features.assign(customer_id=features["customer_id"].astype(str)).set_index("customer_id", drop=False)
 
     def reasons_for(ids: pd.Index) -> pd.Series:
         explained = score_frame(booster, by_id.loc[ids].reset_index(drop=True), settings.churn)
         return explained.set_index("customer_id")["reasons"].reindex(ids)
 
-    channels = by_id["preferred_channel"] if "preferred_channel" in by_id else None
+    channels = by_id.get("preferred_channel")
     return build_plan(scored, value, chosen_offers, budget, max_customers, settings.retention, channels, reasons_for)
 
 
@@ -238,8 +305,12 @@ def read_offers(path: Path) -> dict[str, float] | list[dict]:
     return data
 
 
-def workspace_plan(settings: Settings, budget: float, offers: dict[str, float] | list[dict] | None = None,
-                   max_customers: int | None = None) -> RetentionPlan:
+def workspace_plan(
+    settings: Settings,
+    budget: float,
+    offers: dict[str, float] | list[dict] | None = None,
+    max_customers: int | None = None,
+) -> RetentionPlan:
     """The plan for the customers active at the latest cutoff, from the registered churn, CLV and uplift models."""
     from features.pit.build import customer_features, data_end
     from serving.champions.load import load_churn_champion
@@ -256,9 +327,7 @@ def workspace_plan(settings: Settings, budget: float, offers: dict[str, float] |
 
 def write_plan(plan: RetentionPlan, path: Path) -> Path:
     """Write the plan rows to CSV or Parquet (by extension), atomically."""
-    from serving.batch.churn import write_scores
-
-    return write_scores(plan.rows, Path(path))
+    return write_csv_or_parquet(plan.rows, Path(path))
 
 
 def churn_ranked_plan(pairs: pd.DataFrame, churn: pd.Series, budget: float) -> pd.DataFrame:
@@ -294,8 +363,14 @@ def plan_vs_truth(settings: Settings, budget: float, offers: dict[str, float] | 
     naive = churn_ranked_plan(candidate_pairs(clv, value.effects, chosen_offers), churn, budget)
     naive = naive.assign(clv=clv.reindex(naive["customer_id"]).to_numpy())
     oracle = allocate(candidate_pairs(clv, tau, chosen_offers), budget, None, settings.retention)
-    return {"budget": budget, "customers": len(plan.rows), "spend": plan.allocation.spend,
-            "expected_net_value": plan.allocation.value, "realised_net_value": realised_value(plan.rows, truth),
-            "churn_ranked_expected": float(naive["expected_net_value"].sum()),
-            "churn_ranked_realised": realised_value(naive, truth), "oracle_net_value": oracle.value,
-            "eligible_customers": plan.eligible}
+    return {
+        "budget": budget,
+        "customers": len(plan.rows),
+        "spend": plan.allocation.spend,
+        "expected_net_value": plan.allocation.value,
+        "realised_net_value": realised_value(plan.rows, truth),
+        "churn_ranked_expected": float(naive["expected_net_value"].sum()),
+        "churn_ranked_realised": realised_value(naive, truth),
+        "oracle_net_value": oracle.value,
+        "eligible_customers": plan.eligible,
+    }

@@ -57,14 +57,18 @@ class RuleBook:
         self._mtime = mtime
 
 
-def candidates(rules: RulesConfig, state: OnlineState, categories: list[str] | None
-               ) -> tuple[frozenset[str], list[str]]:
+def candidates(
+    rules: RulesConfig, state: OnlineState, categories: list[str] | None
+) -> tuple[frozenset[str], list[str]]:
     """Items an answer may contain under the rules and the request's categories, and the rules that narrowed them
     (the same frozenset while stock and rules stay the same: the recommender caches its item mask per pool)."""
     applied = ["in_stock_only"] if rules.in_stock_only else []
     filters = []
-    for name, wanted, keep in (("categories", categories, True), ("include_categories", rules.include_categories, True),
-                               ("exclude_categories", rules.exclude_categories, False)):
+    for name, wanted, keep in (
+        ("categories", categories, True),
+        ("include_categories", rules.include_categories, True),
+        ("exclude_categories", rules.exclude_categories, False),
+    ):
         if wanted:
             filters.append((frozenset(wanted), keep))
             applied.append(name)
@@ -76,8 +80,9 @@ def needs_overfetch(rules: RulesConfig) -> bool:
     return bool(rules.max_per_category or rules.boost_items or rules.boost_categories)
 
 
-def rerank(ranked: list[tuple[str, float]], rules: RulesConfig, category_of: dict[str, str], k: int
-           ) -> tuple[list[tuple[str, float]], list[str]]:
+def rerank(
+    ranked: list[tuple[str, float]], rules: RulesConfig, category_of: dict[str, str], k: int
+) -> tuple[list[tuple[str, float]], list[str]]:
     """Boosted scores (bounded by max_boost), then at most max_per_category per category, cut to k."""
     applied = []
     lo, hi = 1.0 / rules.max_boost, rules.max_boost

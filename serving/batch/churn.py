@@ -8,11 +8,13 @@ from pathlib import Path
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from features.tables.safe_csv import write_safe_csv
-from features.tables.store import write_parquet
+from features.pit.build import customer_features, data_end
+from features.pit.segments import customer_segments
+from features.tables.export import write_csv_or_parquet
 from patron.config import Settings
-from serving.champions.load import load_churn_champion
 from serving.answers.churn_scoring import active_customer_ids, flatten_reasons, score_population
+from serving.answers.retention_plan import clv_horizon_days, predict_clv
+from serving.champions import load as champions
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,10 @@ class ScoreReport:
 
     def summary(self) -> str:
         tiers = ", ".join(f"{k}: {v}" for k, v in self.tier_counts.items()) or "none"
-        return (f"{self.rows} customers scored at cutoff {self.cutoff.date()} with patron-churn "
-                f"v{self.model_version} ({tiers}) -> {self.path}")
+        return (
+            f"{self.rows} customers scored at cutoff {self.cutoff.date()} with patron-churn "
+            f"v{self.model_version} ({tiers}) -> {self.path}"
+        )
 
 
 def tiers_at_or_above(settings: Settings, min_tier: str) -> set[str]:
@@ -39,24 +43,10 @@ def tiers_at_or_above(settings: Settings, min_tier: str) -> set[str]:
     return {name for name, bound in tiers.items() if bound >= tiers[min_tier]}
 
 
-def write_scores(df: pd.DataFrame, path: Path) -> Path:
-    """Write CSV (formula-like text escaped, features/tables/safe_csv.py) or Parquet (by extension) atomically."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return write_parquet(df, path)
-    if suffix == ".csv":
-        return write_safe_csv(df, path)
-    raise ValueError(f"out: {path} must end in .csv or .parquet")
-
-
 def churn_segments(settings: Settings, features: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     """customer_id, RFM scores, lifecycle stage and value tier (from the CLV model; "unknown" without one)."""
-    from features.pit.segments import customer_segments
-    from serving.champions.load import load_clv_champion
-    from serving.answers.retention_plan import clv_horizon_days, predict_clv
-
     try:
-        booster, version = load_clv_champion(settings)
+        booster, version = champions.load_clv_champion(settings)
     except (LookupError, MlflowException):  # no CLV model registered: segments without a value tier
         clv = None
     else:
@@ -64,29 +54,38 @@ def churn_segments(settings: Settings, features: pd.DataFrame, cutoff: pd.Timest
     return customer_segments(features, clv, settings.segments)
 
 
-def score_churn(settings: Settings, out: Path | None = None, min_tier: str | None = None,
-                progress: bool = True) -> ScoreReport:
+def score_churn(
+    settings: Settings, out: Path | None = None, min_tier: str | None = None, progress: bool = True
+) -> ScoreReport:
     """Score the customers active at the current cutoff with the churn champion, riskiest first."""
-    from features.pit.build import customer_features, data_end
-
     path = Path(out) if out is not None else settings.outputs_dir / "churn_scores.parquet"
     keep = tiers_at_or_above(settings, min_tier) if min_tier else None
     if path.suffix.lower() not in {".csv", ".parquet"}:
         raise ValueError(f"out: {path} must end in .csv or .parquet")
-    booster, version = load_churn_champion(settings)
+    booster, version = champions.load_churn_champion(settings)
     cutoff = data_end(settings)
     features = customer_features(settings, cutoff)
     features = features[features["customer_id"].isin(active_customer_ids(settings, cutoff))]
-    scored = flatten_reasons(score_population(booster, features, settings.churn, settings.serving.max_batch,
-                                              progress))
+    scored = flatten_reasons(score_population(booster, features, settings.churn, settings.serving.max_batch, progress))
     if keep is not None:
         scored = scored[scored["risk_tier"].isin(keep)].reset_index(drop=True)
     segments = churn_segments(settings, features, cutoff).drop_duplicates("customer_id")
-    scored = scored.merge(segments.astype({"customer_id": scored["customer_id"].dtype}), on="customer_id",
-                          how="left", validate="one_to_one")
+    scored = scored.merge(
+        segments.astype({"customer_id": scored["customer_id"].dtype}),
+        on="customer_id",
+        how="left",
+        validate="one_to_one",
+    )
     scored["model_version"] = version
     scored["cutoff"] = cutoff
-    write_scores(scored, path)
-    return ScoreReport(path=path, rows=len(scored), model_version=version, cutoff=cutoff,
-                       tier_counts={t: int((scored["risk_tier"] == t).sum()) for t in
-                                    sorted(settings.churn.risk_tiers, key=settings.churn.risk_tiers.get, reverse=True)})
+    write_csv_or_parquet(scored, path)
+    return ScoreReport(
+        path=path,
+        rows=len(scored),
+        model_version=version,
+        cutoff=cutoff,
+        tier_counts={
+            t: int((scored["risk_tier"] == t).sum())
+            for t in sorted(settings.churn.risk_tiers, key=settings.churn.risk_tiers.get, reverse=True)
+        },
+    )

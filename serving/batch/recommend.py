@@ -13,18 +13,19 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from features.pit.build import customer_features, data_end
 from features.pit.repurchase import RepurchaseCycles
+from features.pit.segments import LIFECYCLE_STAGES, lifecycle_stages
+from features.tables.export import write_csv_or_parquet
 from features.tables.store import read_table
 from patron.config import Settings
 from serving.answers import recommendations
-from serving.batch.churn import write_scores
-from serving.champions.load import load_recommender_champion
-from serving.online.store import open_store
 from serving.answers.rules import RuleBook
+from serving.champions.load import load_recommender_champion
+from serving.online.backend import open_store
 from serving.online.state import OnlineState
 
-COLUMNS = ["customer_id", "rank", "item_id", "score", "reason", "source", "personalisation_consent",
-           "model_version"]
+COLUMNS = ["customer_id", "rank", "item_id", "score", "reason", "source", "personalisation_consent", "model_version"]
 # What each worker process answers with: set in the parent, inherited by forked workers.
 _CONTEXT: dict[str, Any] = {}
 
@@ -46,10 +47,12 @@ class BatchReport:
         return self.customers / self.seconds if self.seconds > 0 else float("inf")
 
     def summary(self) -> str:
-        return (f"{self.rows} recommendations for {self.customers} customers ({self.without_consent} without "
-                f"personalisation consent, given popular items) with patron-recommender v{self.model_version} "
-                f"in {self.seconds:.1f}s on {self.workers} worker(s): {self.customers_per_s:.0f} customers/s "
-                f"-> {self.path}")
+        return (
+            f"{self.rows} recommendations for {self.customers} customers ({self.without_consent} without "
+            f"personalisation consent, given popular items) with patron-recommender v{self.model_version} "
+            f"in {self.seconds:.1f}s on {self.workers} worker(s): {self.customers_per_s:.0f} customers/s "
+            f"-> {self.path}"
+        )
 
 
 def read_customer_ids(path: Path) -> list[str]:
@@ -81,9 +84,6 @@ def all_customer_ids(settings: Settings) -> list[str]:
 
 def segment_customer_ids(settings: Settings, stage: str) -> list[str]:
     """Customers in a lifecycle stage (features/pit/segments.py) at the end of the data, sorted."""
-    from features.pit.build import customer_features, data_end
-    from features.pit.segments import LIFECYCLE_STAGES, lifecycle_stages
-
     if stage not in LIFECYCLE_STAGES:
         raise ValueError(f"segment: unknown lifecycle stage {stage!r}; expected one of {list(LIFECYCLE_STAGES)}")
     features = customer_features(settings, data_end(settings))
@@ -103,20 +103,38 @@ def _recommend_chunk(customers: list[str]) -> list[tuple]:
     ctx = _CONTEXT
     rows = []
     for customer in customers:
-        answer = recommendations.recommend(ctx["recommender"], ctx["state"], customer, ctx["k"], True, None, None,
-                                           ctx["rules"], ctx["settings"], ctx["cycles"])
+        answer = recommendations.recommend(
+            ctx["recommender"],
+            ctx["state"],
+            customer,
+            ctx["k"],
+            True,
+            None,
+            None,
+            ctx["rules"],
+            ctx["settings"],
+            ctx["cycles"],
+        )
         consent = "no_personalisation_consent" not in answer.rules_applied
-        rows += [(customer, rank, item["item_id"], item["score"], item["reason"], answer.source, consent,
-                  ctx["version"]) for rank, item in enumerate(answer.items, 1)]
+        rows += [
+            (customer, rank, item["item_id"], item["score"], item["reason"], answer.source, consent, ctx["version"])
+            for rank, item in enumerate(answer.items, 1)
+        ]
     return rows
 
 
 def _chunks(ids: list[str], size: int) -> list[list[str]]:
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
-def recommend_batch(settings: Settings, out: Path, k: int | None = None, customers: list[str] | None = None,
-                    workers: int | None = None, progress: bool = True) -> BatchReport:
+def recommend_batch(
+    settings: Settings,
+    out: Path,
+    k: int | None = None,
+    customers: list[str] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> BatchReport:
     """Recommendations for the customers (default: all) with the champion, the rules and consent; atomic write."""
     cfg = settings.batch_recommend
     out = Path(out)
@@ -132,8 +150,15 @@ def recommend_batch(settings: Settings, out: Path, k: int | None = None, custome
     recommender, version = load_recommender_champion(settings)
     # No customer features needed here: recommendations read the catalogue, purchases, consent and stock only.
     state = OnlineState.from_workspace(settings, pd.DataFrame({"customer_id": pd.Series([], dtype=str)}))
-    _CONTEXT.update(recommender=recommender, version=version, state=state, k=k, settings=settings,
-                    rules=RuleBook(settings).current(), cycles=RepurchaseCycles.from_workspace(settings))
+    _CONTEXT.update(
+        recommender=recommender,
+        version=version,
+        state=state,
+        k=k,
+        settings=settings,
+        rules=RuleBook(settings).current(),
+        cycles=RepurchaseCycles.from_workspace(settings),
+    )
     chunks = _chunks(ids, cfg.chunk_customers)
     started = time.perf_counter()
     rows: list[tuple] = []
@@ -156,7 +181,14 @@ def recommend_batch(settings: Settings, out: Path, k: int | None = None, custome
             state.store.close()
         _CONTEXT.clear()
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    write_scores(frame, out)
+    write_csv_or_parquet(frame, out)
     refused = int((~frame.drop_duplicates("customer_id")["personalisation_consent"]).sum()) if len(frame) else 0
-    return BatchReport(path=out, customers=len(ids), rows=len(frame), without_consent=refused,
-                       model_version=version, workers=workers, seconds=seconds)
+    return BatchReport(
+        path=out,
+        customers=len(ids),
+        rows=len(frame),
+        without_consent=refused,
+        model_version=version,
+        workers=workers,
+        seconds=seconds,
+    )

@@ -1,4 +1,4 @@
-"""The champion models from the MLflow registry: the recommender and the churn booster, with their versions."""
+"""The champion models from the MLflow registry: the recommender and the churn model, with their versions."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from typing import Any
 
 import lightgbm as lgb
 import mlflow
-import mlflow.sklearn
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from patron.config import Settings
 from serving.champions.local_copy import find_copy, registry_unreachable, save_copy
-from serving.answers.churn_scoring import CalibratedBooster
-from training.mlops.registry import load_churn_calibrator
+from training.churn.model import ChurnModel
+from training.mlops.registry import registered_name
+from training.recommend.artifacts import load_recommender
+from training.recommend.base import Recommender
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network at run time
 logger = logging.getLogger("bentoml.patron")
@@ -29,9 +30,9 @@ REGISTRY_SOURCE = "registry"
 class Champions:
     """Both champion models and the registry versions they came from."""
 
-    recommender: Any
+    recommender: Recommender
     recommender_version: str
-    churn: lgb.Booster | CalibratedBooster
+    churn: ChurnModel
     churn_version: str
     recommender_source: str = REGISTRY_SOURCE  # or the local copy it came from, and why
     churn_source: str = REGISTRY_SOURCE
@@ -49,27 +50,17 @@ def _client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
-def load_churn_champion(settings: Settings) -> tuple[lgb.Booster | CalibratedBooster, str]:
-    """The churn champion (with its calibrator when it has one) and its registry version (alias resolved once)."""
+def load_churn_champion(settings: Settings) -> tuple[ChurnModel, str]:
+    """The churn champion (booster and calibrator in one ChurnModel) and its registry version (alias resolved once)."""
     t = settings.tracking
-    client = _client(settings)
-    version = champion_version(client, t.churn_model, t.champion_alias)
-    booster = mlflow.lightgbm.load_model(f"models:/{t.churn_model}/{version}")
-    calibrator = load_churn_calibrator(client, t.churn_model, version)
-    return (booster if calibrator is None else CalibratedBooster(booster, calibrator)), version
+    version = champion_version(_client(settings), t.churn_model, t.champion_alias)
+    return ChurnModel.from_registry(settings, version), version
 
 
 def champion_artifacts(settings: Settings, model: str, version: str) -> dict[str, str]:
-    """Artifact URIs of a champion version ("model", and the churn "calibrator" when it has one)."""
-    from training.churn.train import CALIBRATOR_ARTIFACT
-    from training.mlops.registry import registered_name
-
+    """Artifact URIs of a champion version: its logged "model" (the churn model's calibrator is inside it)."""
     name = registered_name(settings, model)
-    client = _client(settings)
-    uris = {"model": client.get_model_version_download_uri(name, version)}
-    if model == "churn" and load_churn_calibrator(client, name, version) is not None:
-        uris["calibrator"] = f"runs:/{client.get_model_version(name, version).run_id}/{CALIBRATOR_ARTIFACT}"
-    return uris
+    return {"model": _client(settings).get_model_version_download_uri(name, version)}
 
 
 def keep_local_copy(settings: Settings, model: str, version: str) -> None:
@@ -84,15 +75,15 @@ def load_from_copy(settings: Settings, reason: BaseException) -> Champions:
     """Both champions from their last good local copies, saying why the registry was not used."""
     rec_version, rec, rec_saved = find_copy(settings, "recommender")
     churn_version, churn, churn_saved = find_copy(settings, "churn")
-    booster = mlflow.lightgbm.load_model(str(churn["model"]))
-    calibrator = mlflow.sklearn.load_model(str(churn["calibrator"])) if "calibrator" in churn else None
     why = f"registry unreachable: {type(reason).__name__}: {str(reason).splitlines()[0][:200]}"
     return Champions(
         recommender=recommender_from_model(rec["model"]),
         recommender_version=rec_version,
-        churn=booster if calibrator is None else CalibratedBooster(booster, calibrator), churn_version=churn_version,
+        churn=ChurnModel.from_logged(churn["model"]),
+        churn_version=churn_version,
         recommender_source=f"local copy saved {rec_saved} ({why})",
-        churn_source=f"local copy saved {churn_saved} ({why})")
+        churn_source=f"local copy saved {churn_saved} ({why})",
+    )
 
 
 def champion_or_latest(settings: Settings, name: str, train_command: str) -> str:
@@ -114,26 +105,25 @@ def load_clv_champion(settings: Settings) -> tuple[lgb.Booster, str]:
     return mlflow.lightgbm.load_model(f"models:/{name}/{version}"), version
 
 
-def recommender_from_model(model_dir: Path) -> Any:
+def recommender_from_model(model_dir: Path) -> Recommender:
     """The recommender in a logged model's folder, read from its artifacts (no pyfunc): the ALS
-    `training.recommend.als.Recommender`, or the `TwoStageRecommender` when the champion is a two-stage pipeline."""
-    from training.recommend.als import load_folder
-
-    return load_folder(Path(model_dir) / "artifacts")
+    `training.recommend.als.ALSRecommender`, or the `TwoStageRecommender` when the champion is a two-stage pipeline."""
+    return load_recommender(Path(model_dir) / "artifacts")
 
 
-def load_recommender_champion(settings: Settings) -> tuple[Any, str]:
+def load_recommender_champion(settings: Settings) -> tuple[Recommender, str]:
     """The champion recommender (whatever pipeline it is) and its registry version."""
     t = settings.tracking
     version = champion_version(_client(settings), t.recommender_model, t.champion_alias)
     with TemporaryDirectory() as tmp:
-        folder = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{t.recommender_model}/{version}",
-                                                     dst_path=tmp, tracking_uri=settings.tracking_uri)
+        folder = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{t.recommender_model}/{version}", dst_path=tmp, tracking_uri=settings.tracking_uri
+        )
         return recommender_from_model(Path(folder)), version
 
 
 def load_uplift_champion(settings: Settings) -> tuple[Any, str]:
-    """The `training.value.uplift.UpliftModel` (offer effects on churn): its champion, else the latest; and its version."""
+    """The `training.value.uplift.UpliftModel` (offer effects on churn): champion, else latest; and its version."""
     name = settings.tracking.uplift_model
     version = champion_or_latest(settings, name, "patron train uplift")
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
@@ -152,10 +142,15 @@ def load_champions(settings: Settings) -> Champions:
             champions = load_from_copy(settings, exc)
         except FileNotFoundError:
             raise exc from None
-        logger.warning("registry unreachable, serving the last good local copies: recommender v%s, churn v%s (%s)",
-                       champions.recommender_version, champions.churn_version, champions.churn_source)
+        logger.warning(
+            "registry unreachable, serving the last good local copies: recommender v%s, churn v%s (%s)",
+            champions.recommender_version,
+            champions.churn_version,
+            champions.churn_source,
+        )
         return champions
     keep_local_copy(settings, "recommender", rec_version)
     keep_local_copy(settings, "churn", churn_version)
-    return Champions(recommender=recommender, recommender_version=rec_version,
-                     churn=booster, churn_version=churn_version)
+    return Champions(
+        recommender=recommender, recommender_version=rec_version, churn=booster, churn_version=churn_version
+    )

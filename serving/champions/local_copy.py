@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -44,8 +44,9 @@ def save_copy(settings: Settings, model: str, version: str, artifacts: dict[str,
         try:
             for name, uri in artifacts.items():
                 landing = tmp / f".{name}"  # a run artifact lands in a sub-folder, a model's files directly in it
-                got = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(landing),
-                                                          tracking_uri=settings.tracking_uri)
+                got = mlflow.artifacts.download_artifacts(
+                    artifact_uri=uri, dst_path=str(landing), tracking_uri=settings.tracking_uri
+                )
                 os.replace(got, tmp / name)
                 shutil.rmtree(landing, ignore_errors=True)
             os.replace(tmp, target)
@@ -54,7 +55,7 @@ def save_copy(settings: Settings, model: str, version: str, artifacts: dict[str,
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    saved = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    saved = datetime.now(UTC).isoformat(timespec="seconds")
     write_json({"version": version, "artifacts": sorted(artifacts), "saved_at": saved}, home / MANIFEST)
     return target
 

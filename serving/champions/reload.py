@@ -5,14 +5,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from mlflow import MlflowClient
 
 from patron.config import Settings
-from serving.champions.load import (REGISTRY_SOURCE, Champions, champion_version, keep_local_copy, load_churn_champion,
-                               load_recommender_champion)
+from serving.champions.load import (
+    REGISTRY_SOURCE,
+    Champions,
+    champion_version,
+    keep_local_copy,
+    load_churn_champion,
+    load_recommender_champion,
+)
+from training.churn.model import ChurnModel
+from training.recommend.base import Recommender
 
 logger = logging.getLogger("bentoml.patron")
 
@@ -27,7 +35,7 @@ class ReloadStatus:
     last_checked: str | None = None
 
 
-def smoke_recommender(recommender: Any) -> None:
+def smoke_recommender(recommender: Recommender) -> None:
     """A recommender must name items and answer one customer."""
     if not recommender.popular(1):
         raise ValueError("the recommender returns no popular item")
@@ -35,25 +43,28 @@ def smoke_recommender(recommender: Any) -> None:
         raise ValueError("the recommender returns nothing for a known customer")
 
 
-def smoke_churn(booster: Any, current: Any) -> None:
-    """A churn booster must take the same features as the one serving."""
-    if current is not None and booster.feature_name() != current.feature_name():
-        raise ValueError(f"the new churn model expects features {booster.feature_name()[:5]}..., "
-                         f"the serving one {current.feature_name()[:5]}...")
+def smoke_churn(model: ChurnModel, current: ChurnModel | None) -> None:
+    """A churn model must take the same features as the one serving."""
+    if current is not None and model.feature_name() != current.feature_name():
+        raise ValueError(
+            f"the new churn model expects features {model.feature_name()[:5]}..., "
+            f"the serving one {current.feature_name()[:5]}..."
+        )
 
 
 class ChampionWatcher:
     """Background thread that keeps `get()`'s champions equal to the registry aliases, never worse."""
 
-    def __init__(self, settings: Settings, get: Callable[[], Champions | None],
-                 swap: Callable[[Champions], None]) -> None:
+    def __init__(
+        self, settings: Settings, get: Callable[[], Champions | None], swap: Callable[[Champions], None]
+    ) -> None:
         self.settings = settings
         self._get, self._swap = get, swap
         self.status = {"recommender": ReloadStatus("recommender"), "churn": ReloadStatus("churn")}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="patron-champion-watcher", daemon=True)
 
-    def start(self) -> "ChampionWatcher":
+    def start(self) -> ChampionWatcher:
         """Start polling every `online.reload_poll_s` seconds."""
         self._thread.start()
         return self
@@ -73,10 +84,12 @@ class ChampionWatcher:
             return
         t = self.settings.tracking
         client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
-        for model, name, serving in (("recommender", t.recommender_model, current.recommender_version),
-                                     ("churn", t.churn_model, current.churn_version)):
+        for model, name, serving in (
+            ("recommender", t.recommender_model, current.recommender_version),
+            ("churn", t.churn_model, current.churn_version),
+        ):
             status = self.status[model]
-            status.last_checked = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            status.last_checked = datetime.now(UTC).isoformat(timespec="seconds")
             try:
                 status.registry_version = champion_version(client, name, t.champion_alias)
                 if status.registry_version == serving:
@@ -91,12 +104,13 @@ class ChampionWatcher:
         if model == "recommender":
             recommender, version = load_recommender_champion(self.settings)
             smoke_recommender(recommender)
-            new = dataclasses.replace(current, recommender=recommender, recommender_version=version,
-                                      recommender_source=REGISTRY_SOURCE)
+            new = dataclasses.replace(
+                current, recommender=recommender, recommender_version=version, recommender_source=REGISTRY_SOURCE
+            )
         else:
-            booster, version = load_churn_champion(self.settings)
-            smoke_churn(booster, current.churn)
-            new = dataclasses.replace(current, churn=booster, churn_version=version, churn_source=REGISTRY_SOURCE)
+            churn, version = load_churn_champion(self.settings)
+            smoke_churn(churn, current.churn)
+            new = dataclasses.replace(current, churn=churn, churn_version=version, churn_source=REGISTRY_SOURCE)
         self._swap(new)  # one reference assignment: a request sees either the old or the new champions
         status.last_error = None
         keep_local_copy(self.settings, model, version)  # only a smoke-checked champion becomes the fallback

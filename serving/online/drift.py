@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from patron.config import Settings
+from serving.online.backend import open_store
 from serving.online.event_sync import checkpoint
-from serving.online.store import open_store
 
 
 def unmerged_purchase_prices(settings: Settings, batch: int = 200_000) -> pd.Series | None:

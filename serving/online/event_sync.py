@@ -11,7 +11,8 @@ import pandas as pd
 from features.ingest.pipeline import IngestReport, ingest_source
 from features.tables.store import write_json, write_parquet
 from patron.config import Settings
-from serving.online.store import EVENT_FIELDS, SIGNAL_FIELDS, SIGNAL_TIME, OnlineStore, open_store
+from serving.online.backend import open_store
+from serving.online.store import EVENT_FIELDS, SIGNAL_FIELDS, SIGNAL_TIME, OnlineStore
 
 CHECKPOINT = "online_ingested.json"  # in the workspace: the last online sequence number merged, per table
 _CHECKPOINT_KEYS = {"events": "after", "tickets": "tickets", "surveys": "surveys"}
@@ -29,8 +30,9 @@ def checkpoint(settings: Settings) -> int:
     return checkpoints(settings)["events"]
 
 
-def sync_online_events(settings: Settings, store: OnlineStore | None = None,
-                       batch: int = 200_000) -> IngestReport | None:
+def sync_online_events(
+    settings: Settings, store: OnlineStore | None = None, batch: int = 200_000
+) -> IngestReport | None:
     """Ingest the online events, tickets and survey answers not merged yet (None when there are none), then move
     the checkpoints past them.
 
@@ -41,8 +43,10 @@ def sync_online_events(settings: Settings, store: OnlineStore | None = None,
     store = store or open_store(settings)
     done = checkpoints(settings)
     try:
-        logs = {"events": store.event_log(after=done["events"], limit=batch),
-                **{kind: store.signal_log(kind, after=done[kind], limit=batch) for kind in SIGNAL_FIELDS}}
+        logs = {
+            "events": store.event_log(after=done["events"], limit=batch),
+            **{kind: store.signal_log(kind, after=done[kind], limit=batch) for kind in SIGNAL_FIELDS},
+        }
     finally:
         if own:
             store.close()
@@ -51,10 +55,14 @@ def sync_online_events(settings: Settings, store: OnlineStore | None = None,
     fields = {"events": EVENT_FIELDS, **SIGNAL_FIELDS}
     times = {"events": "ts", **SIGNAL_TIME}
     # The reader needs an events table, so it is written even when empty.
-    tables = {name: pd.DataFrame([r for _, r in rows], columns=list(fields[name]))
-              for name, rows in logs.items() if rows or name == "events"}
-    seen = pd.concat([t[["customer_id", times[name]]].set_axis(["customer_id", "ts"], axis=1)
-                      for name, t in tables.items()])
+    tables = {
+        name: pd.DataFrame([r for _, r in rows], columns=list(fields[name]))
+        for name, rows in logs.items()
+        if rows or name == "events"
+    }
+    seen = pd.concat(
+        [t[["customer_id", times[name]]].set_axis(["customer_id", "ts"], axis=1) for name, t in tables.items()]
+    )
     first_seen = seen.groupby("customer_id")["ts"].min()
     # Customers first seen online get a customer row (signed up at their first row); known ones stay as they are.
     customers = pd.DataFrame({"customer_id": first_seen.index, "signup_date": first_seen.to_numpy()})

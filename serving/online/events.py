@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Collection, Literal, Optional
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,9 +25,9 @@ class LiveEvent(BaseModel):
     ts: datetime
     type: Literal[EVENT_TYPES]
     quantity: int = Field(1, ge=1)
-    unit_price: Optional[float] = Field(None, ge=0)
+    unit_price: float | None = Field(None, ge=0)
     channel: Literal[CHANNELS] = "online"
-    order_id: Optional[str] = None
+    order_id: str | None = None
 
 
 class LiveTicket(BaseModel):
@@ -37,9 +38,9 @@ class LiveTicket(BaseModel):
     ticket_id: str = Field(min_length=1)
     customer_id: str = Field(min_length=1)
     opened_at: datetime
-    resolved_at: Optional[datetime] = None
+    resolved_at: datetime | None = None
     category: Literal[TICKET_CATEGORIES]
-    satisfaction: Optional[int] = Field(None, ge=1, le=5)
+    satisfaction: int | None = Field(None, ge=1, le=5)
 
 
 class LiveSurvey(BaseModel):
@@ -49,8 +50,8 @@ class LiveSurvey(BaseModel):
 
     customer_id: str = Field(min_length=1)
     ts: datetime
-    nps: Optional[int] = Field(None, ge=0, le=10)
-    csat: Optional[int] = Field(None, ge=1, le=5)
+    nps: int | None = Field(None, ge=0, le=10)
+    csat: int | None = Field(None, ge=1, le=5)
 
 
 SIGNAL_MODELS: dict[str, type[BaseModel]] = {"tickets": LiveTicket, "surveys": LiveSurvey}
@@ -69,7 +70,7 @@ def _reason(exc: ValidationError) -> str:
 
 def _naive_utc(ts: datetime) -> datetime:
     # The contract's timestamps carry no zone: aware ones are converted to UTC first.
-    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo is not None else ts
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo is not None else ts
 
 
 def validate_events(rows: list[Any], known_items: Collection[str]) -> tuple[list[Event], list[dict[str, Any]]]:
@@ -82,8 +83,9 @@ def validate_events(rows: list[Any], known_items: Collection[str]) -> tuple[list
             rejected.append({"index": index, "reason": _reason(exc)})
             continue
         if event.item_id not in known_items:
-            rejected.append({"index": index, "reason": f"item_id: unknown item (not in products), "
-                                                       f"got {event.item_id!r}"})
+            rejected.append(
+                {"index": index, "reason": f"item_id: unknown item (not in products), got {event.item_id!r}"}
+            )
             continue
         out = event.model_dump()
         out["ts"] = _naive_utc(event.ts).strftime(TS_FORMAT)
@@ -93,8 +95,11 @@ def validate_events(rows: list[Any], known_items: Collection[str]) -> tuple[list
 
 def _signal_problem(kind: str, signal: BaseModel) -> str | None:
     """A rule across fields that pydantic does not check per field, naming the field (None when fine)."""
-    if kind == "tickets" and signal.resolved_at is not None and _naive_utc(signal.resolved_at) < _naive_utc(
-            signal.opened_at):
+    if (
+        kind == "tickets"
+        and signal.resolved_at is not None
+        and _naive_utc(signal.resolved_at) < _naive_utc(signal.opened_at)
+    ):
         return f"resolved_at: must not be before opened_at, got {signal.resolved_at.isoformat()!r}"
     if kind == "surveys" and signal.nps is None and signal.csat is None:
         return "nps: a survey answer needs nps or csat"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from bentoml.exceptions import ServiceUnavailable
@@ -63,7 +63,7 @@ class _Client(redis.Redis):
 
 def _score(ts: str) -> float:
     # Stored timestamps carry no zone and mean UTC.
-    return datetime.fromisoformat(ts).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(ts).replace(tzinfo=UTC).timestamp()
 
 
 class RedisStore:
@@ -78,8 +78,10 @@ class RedisStore:
             problem = self.persistence_problem()
             if problem is not None:
                 self.client.close()
-                raise RuntimeError(f"Redis at {url} would lose acknowledged events on a restart: {problem}; set "
-                                   "`appendonly yes` and `appendfsync always` (or online.redis_require_fsync: false)")
+                raise RuntimeError(
+                    f"Redis at {url} would lose acknowledged events on a restart: {problem}; set "
+                    "`appendonly yes` and `appendfsync always` (or online.redis_require_fsync: false)"
+                )
 
     def persistence_problem(self) -> str | None:
         """Why a write Redis acknowledged may not survive a Redis crash or restart (None: fsynced to the AOF)."""
@@ -141,8 +143,9 @@ class RedisStore:
 
     def signal_log(self, kind: str, after: int = 0, limit: int = 100_000) -> list[tuple[int, Signal]]:
         """Stored signals of one kind in arrival order after sequence number `after`."""
-        rows = self.client.zrangebyscore(self._key("sig", kind, "log"), f"({after}", "+inf", start=0, num=limit,
-                                         withscores=True)
+        rows = self.client.zrangebyscore(
+            self._key("sig", kind, "log"), f"({after}", "+inf", start=0, num=limit, withscores=True
+        )
         return [(int(seq), json.loads(body)) for body, seq in rows]
 
     def forget(self, customer_ids: list[str], keys: list[str]) -> int:
@@ -161,12 +164,14 @@ class RedisStore:
                     signals = self.client.zrange(self._key("c", customer, "sig", kind), 0, -1)
                     if signals:
                         pipe.zrem(self._key("sig", kind, "log"), *signals)
-                        pipe.delete(*(self._key("sig", kind, "key", signal_key(kind, json.loads(b)))
-                                      for b in signals))
+                        pipe.delete(*(self._key("sig", kind, "key", signal_key(kind, json.loads(b))) for b in signals))
                     deleted += len(signals)
                 deleted += len(events)
-                pipe.delete(self._key("c", customer, "ev"), self._key("c", customer, "bought"),
-                            *(self._key("c", customer, "sig", kind) for kind in SIGNAL_FIELDS))
+                pipe.delete(
+                    self._key("c", customer, "ev"),
+                    self._key("c", customer, "bought"),
+                    *(self._key("c", customer, "sig", kind) for kind in SIGNAL_FIELDS),
+                )
             pipe.execute()
         return deleted
 
@@ -182,7 +187,7 @@ class RedisStore:
         """Delete every key under this store's prefix."""
         keys = list(self.client.scan_iter(match=self._key("*"), count=1000))
         for start in range(0, len(keys), 1000):
-            self.client.delete(*keys[start:start + 1000])
+            self.client.delete(*keys[start : start + 1000])
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -38,8 +38,9 @@ CREATE TABLE IF NOT EXISTS signals (
 CREATE INDEX IF NOT EXISTS signals_by_customer ON signals (kind, customer_id, ts);
 CREATE TABLE IF NOT EXISTS erased (key TEXT PRIMARY KEY);
 """
-PURCHASED_ITEMS = ("SELECT item_id FROM events WHERE customer_id = ? AND type = 'purchase' "
-                   "GROUP BY item_id ORDER BY MAX(ts) DESC")
+PURCHASED_ITEMS = (
+    "SELECT item_id FROM events WHERE customer_id = ? AND type = 'purchase' GROUP BY item_id ORDER BY MAX(ts) DESC"
+)
 
 
 class SqliteStore:
@@ -52,8 +53,14 @@ class SqliteStore:
     `wal_restart_mb` (the few frames written since the last copy). A commit is as durable either way: it is in
     the log before it returns."""
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-                 checkpoint_s: float = 0.0, wal_restart_mb: float = 32.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        checkpoint_s: float = 0.0,
+        wal_restart_mb: float = 32.0,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._synchronous = synchronous
@@ -98,20 +105,33 @@ class SqliteStore:
 
     def record_events(self, events: list[Event]) -> tuple[int, int]:
         """Insert the events in one transaction; event ids already stored are counted as duplicates."""
-        rows = [(e["event_id"], e["customer_id"], e["item_id"], e["ts"], e["type"],
-                 json.dumps({k: e.get(k) for k in EVENT_FIELDS})) for e in events]
+        rows = [
+            (
+                e["event_id"],
+                e["customer_id"],
+                e["item_id"],
+                e["ts"],
+                e["type"],
+                json.dumps({k: e.get(k) for k in EVENT_FIELDS}),
+            )
+            for e in events
+        ]
         conn = self._conn()
         with conn:  # commits (durable per `synchronous`) before returning, rolls back on error
             before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO events (event_id, customer_id, item_id, ts, type, body) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT OR IGNORE INTO events (event_id, customer_id, item_id, ts, type, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             accepted = conn.total_changes - before
         return accepted, len(rows) - accepted
 
     def recent_events(self, customer_id: str, n: int) -> list[Event]:
         """The customer's latest n events, most recent first."""
-        cur = self._conn().execute("SELECT body FROM events WHERE customer_id = ? ORDER BY ts DESC, seq DESC "
-                                   "LIMIT ?", (customer_id, n))
+        cur = self._conn().execute(
+            "SELECT body FROM events WHERE customer_id = ? ORDER BY ts DESC, seq DESC LIMIT ?", (customer_id, n)
+        )
         return [json.loads(body) for (body,) in cur]
 
     def purchased_items(self, customer_id: str) -> list[str]:
@@ -123,9 +143,11 @@ class SqliteStore:
         """Override items' in-stock flags (committed before returning)."""
         conn = self._conn()
         with conn:
-            conn.executemany("INSERT INTO stock (item_id, in_stock) VALUES (?, ?) "
-                             "ON CONFLICT (item_id) DO UPDATE SET in_stock = excluded.in_stock",
-                             [(item, int(flag)) for item, flag in stock.items()])
+            conn.executemany(
+                "INSERT INTO stock (item_id, in_stock) VALUES (?, ?) "
+                "ON CONFLICT (item_id) DO UPDATE SET in_stock = excluded.in_stock",
+                [(item, int(flag)) for item, flag in stock.items()],
+            )
 
     def stock_overrides(self) -> dict[str, bool]:
         """Every in-stock override recorded so far."""
@@ -143,23 +165,26 @@ class SqliteStore:
         with conn:
             for s in signals:
                 key = signal_key(kind, s)
-                cur = conn.execute("INSERT OR IGNORE INTO signals (kind, key, customer_id, ts, body) "
-                                   "VALUES (?, ?, ?, ?, ?)", (kind, key, s["customer_id"], s[SIGNAL_TIME[kind]],
-                                                            json.dumps({k: s.get(k) for k in fields})))
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO signals (kind, key, customer_id, ts, body) VALUES (?, ?, ?, ?, ?)",
+                    (kind, key, s["customer_id"], s[SIGNAL_TIME[kind]], json.dumps({k: s.get(k) for k in fields})),
+                )
                 if cur.rowcount:
                     new.append(key)
         return new
 
     def customer_signals(self, kind: str, customer_id: str) -> list[Signal]:
         """The customer's stored signals of one kind, oldest first."""
-        cur = self._conn().execute("SELECT body FROM signals WHERE kind = ? AND customer_id = ? ORDER BY ts, seq",
-                                   (kind, customer_id))
+        cur = self._conn().execute(
+            "SELECT body FROM signals WHERE kind = ? AND customer_id = ? ORDER BY ts, seq", (kind, customer_id)
+        )
         return [json.loads(body) for (body,) in cur]
 
     def signal_log(self, kind: str, after: int = 0, limit: int = 100_000) -> list[tuple[int, Signal]]:
         """Stored signals of one kind in arrival order after sequence number `after`."""
-        cur = self._conn().execute("SELECT seq, body FROM signals WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?",
-                                   (kind, after, limit))
+        cur = self._conn().execute(
+            "SELECT seq, body FROM signals WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?", (kind, after, limit)
+        )
         return [(seq, json.loads(body)) for seq, body in cur]
 
     def forget(self, customer_ids: list[str], keys: list[str]) -> int:

@@ -17,9 +17,14 @@ from serving.online.store import Event, OnlineStore
 def latest_purchases(settings: Settings) -> dict[str, list[str]]:
     """Each customer's purchased items, most recent purchase first, each once (equal times: by item id)."""
     # Aggregated in DuckDB: the events table is read in pieces, not whole into pandas (~1.9 GB at 19 M events).
-    bought = Warehouse(settings).con.execute(
-        "SELECT customer_id, item_id FROM events WHERE type = 'purchase' GROUP BY customer_id, item_id "
-        "ORDER BY customer_id, max(ts) DESC, item_id").df()
+    bought = (
+        Warehouse(settings)
+        .con.execute(
+            "SELECT customer_id, item_id FROM events WHERE type = 'purchase' GROUP BY customer_id, item_id "
+            "ORDER BY customer_id, max(ts) DESC, item_id"
+        )
+        .df()
+    )
     return bought.groupby("customer_id", sort=False)["item_id"].agg(list).to_dict()
 
 
@@ -38,12 +43,14 @@ class OnlineState:
     _stock_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     pools_kept: int = OnlineConfig().candidate_pools
     # (in-stock frozenset the pools were cut from, {(in_stock_only, category filters): pool})
-    _pools: tuple[frozenset[str] | None, dict[tuple, frozenset[str]]] = field(default_factory=lambda: (None, {}),
-                                                                             repr=False)
+    _pools: tuple[frozenset[str] | None, dict[tuple, frozenset[str]]] = field(
+        default_factory=lambda: (None, {}), repr=False
+    )
 
     @classmethod
-    def from_workspace(cls, settings: Settings, features: pd.DataFrame,
-                       store: OnlineStore | None = None) -> "OnlineState":
+    def from_workspace(
+        cls, settings: Settings, features: pd.DataFrame, store: OnlineStore | None = None
+    ) -> OnlineState:
         """Load the snapshot from the workspace tables and a customer-features frame; live data from `store`."""
         products = read_table(settings.tables_dir, "products")
         if products is None:
@@ -74,8 +81,7 @@ class OnlineState:
             self._stock_cache = (overrides, live)
         return live  # the same object until the stock changes: the pools and the model's item masks key on it
 
-    def item_pool(self, in_stock_only: bool, filters: tuple[tuple[frozenset[str], bool], ...] = ()
-                  ) -> frozenset[str]:
+    def item_pool(self, in_stock_only: bool, filters: tuple[tuple[frozenset[str], bool], ...] = ()) -> frozenset[str]:
         """Items (in stock only, or the whole catalogue) whose category is in (True) or out of (False) each filter's
         categories; one frozenset per stock snapshot and filters, so callers can cache what they derive from it."""
         base = self.current_in_stock() if in_stock_only else None

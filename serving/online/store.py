@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from patron.config import Settings
-
 # One event as stored: the contract's events columns, `ts` as an ISO 8601 string without time zone.
 Event = dict[str, Any]
 EVENT_FIELDS = ("event_id", "customer_id", "item_id", "ts", "type", "quantity", "unit_price", "channel", "order_id")
 # Service signals (the contract's tickets and surveys tables), timestamps stored like events' `ts`.
 Signal = dict[str, Any]
-SIGNAL_FIELDS = {"tickets": ("ticket_id", "customer_id", "opened_at", "resolved_at", "category", "satisfaction"),
-                 "surveys": ("customer_id", "ts", "nps", "csat")}
+SIGNAL_FIELDS = {
+    "tickets": ("ticket_id", "customer_id", "opened_at", "resolved_at", "category", "satisfaction"),
+    "surveys": ("customer_id", "ts", "nps", "csat"),
+}
 SIGNAL_TIME = {"tickets": "opened_at", "surveys": "ts"}
 
 
@@ -89,16 +89,3 @@ def recent_categories(events: list[Event], category_of: dict[str, str], n: int =
             if len(out) == n:
                 break
     return out
-
-
-def open_store(settings: Settings) -> OnlineStore:
-    """The configured online store (`online.backend`)."""
-    if settings.online.backend == "redis":
-        from serving.online.redis_store import RedisStore
-
-        return RedisStore(settings.online.redis_url, settings.online.redis_prefix, settings.online.redis_require_fsync)
-    from serving.online.sqlite_store import SqliteStore
-
-    return SqliteStore(settings.online_db, settings.online.sqlite_synchronous,
-                       checkpoint_s=settings.online.sqlite_checkpoint_s,
-                       wal_restart_mb=settings.online.sqlite_wal_restart_mb)

@@ -56,8 +56,14 @@ def apply_calibrator(calibrator: Any, p: np.ndarray) -> np.ndarray:
     return np.asarray(calibrator.predict_proba(p.reshape(-1, 1))[:, 1], dtype=float)
 
 
-def choose_calibrator(y_true: np.ndarray, p: np.ndarray, seed: int, folds: int = 3,
-                      methods: tuple[str, ...] = METHODS) -> tuple[str, Any, dict[str, float]]:
+def calibrated(calibrator: Any, p: np.ndarray) -> np.ndarray:
+    """Probabilities through a fitted calibrator (unchanged when there is none)."""
+    return np.asarray(p, dtype=float) if calibrator is None else apply_calibrator(calibrator, p)
+
+
+def choose_calibrator(
+    y_true: np.ndarray, p: np.ndarray, seed: int, folds: int = 3, methods: tuple[str, ...] = METHODS
+) -> tuple[str, Any, dict[str, float]]:
     """Pick the method with the lowest cross-validated Brier score on (y, p), refit it on all; returns the scores."""
     y, p = np.asarray(y_true, dtype=int), np.asarray(p, dtype=float)
     if y.min() == y.max():

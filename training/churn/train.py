@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import lightgbm as lgb
 import mlflow
-import mlflow.lightgbm
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
-import sklearn
-from mlflow.models import infer_signature
 
+from features.pit import build
 from features.tables.store import fingerprint
 from patron.config import ChurnConfig, Settings
+from training.churn.calibration import choose_calibrator, expected_calibration_error
+from training.churn.model import ChurnModel, categorical_columns
 from training.mlops import plots, registry, tracking
-from training.churn.calibration import apply_calibrator, choose_calibrator, expected_calibration_error
 from training.mlops.drift import REFERENCE_ARTIFACT
 from training.mlops.metrics import churn_metrics
+from training.mlops.monitor import training_profile
 
 MODEL = "churn"
 ID_COLUMNS = ["customer_id", "cutoff"]
 LABEL = "churned"
-CALIBRATOR_ARTIFACT = "calibrator"  # name of the calibrator logged in the same run as the booster
 
 
 def split_xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -44,16 +41,22 @@ def booster_params(config: ChurnConfig) -> dict:
     return params
 
 
-def fit_booster(train: pd.DataFrame, valid: pd.DataFrame, config: ChurnConfig,
-                callbacks: list[Callable] | None = None) -> lgb.Booster:
+def fit_booster(
+    train: pd.DataFrame, valid: pd.DataFrame, config: ChurnConfig, callbacks: list[Callable] | None = None
+) -> lgb.Booster:
     """Fit on the training cutoffs, early-stopped on the validation cutoff (extra LightGBM callbacks optional)."""
     X, y = split_xy(train)
     Xv, yv = split_xy(valid)
     dtrain = lgb.Dataset(X, y, categorical_feature="auto", free_raw_data=False)
     dvalid = lgb.Dataset(Xv, yv, reference=dtrain)
-    return lgb.train(booster_params(config), dtrain, num_boost_round=config.num_boost_round,
-                     valid_sets=[dvalid], valid_names=["valid"],
-                     callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False), *(callbacks or [])])
+    return lgb.train(
+        booster_params(config),
+        dtrain,
+        num_boost_round=config.num_boost_round,
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False), *(callbacks or [])],
+    )
 
 
 def calibrate(booster: lgb.Booster, later: pd.DataFrame, config: ChurnConfig) -> tuple[str, Any, dict[str, float]]:
@@ -65,13 +68,9 @@ def calibrate(booster: lgb.Booster, later: pd.DataFrame, config: ChurnConfig) ->
         return "none", None, {}
     X, y = split_xy(later)
     methods = ("isotonic", "platt") if config.calibration == "auto" else (config.calibration,)
-    return choose_calibrator(y.to_numpy(), np.asarray(booster.predict(X)), config.seed,
-                             config.calibration_folds, methods)
-
-
-def calibrated(calibrator: Any, p: np.ndarray) -> np.ndarray:
-    """Probabilities through the calibrator (unchanged when there is none)."""
-    return np.asarray(p, dtype=float) if calibrator is None else apply_calibrator(calibrator, p)
+    return choose_calibrator(
+        y.to_numpy(), np.asarray(booster.predict(X)), config.seed, config.calibration_folds, methods
+    )
 
 
 def synthetic_example(X: pd.DataFrame, rows: int = 2) -> pd.DataFrame:
@@ -87,82 +86,63 @@ def synthetic_example(X: pd.DataFrame, rows: int = 2) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-@contextmanager
-def _quiet_serving_check() -> Iterator[None]:
-    # MLflow re-reads the input example from JSON to check it, which loses the pandas category dtype the Booster
-    # needs; its warning is expected, so it is silenced (callers pass customer_features frames, categories intact).
-    log = logging.getLogger("mlflow.models.model")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def test_frame(settings: Settings) -> tuple[pd.DataFrame, pd.Series, str]:
-    """The test-cutoff set from the workspace: features, labels and its fingerprint."""
-    from features.pit import build
-
-    test = build.training_set(settings, [build.cutoff_plan(settings).test])
-    X, y = split_xy(test)
-    return X, y, fingerprint(test)
-
-
 def _log_plots(y: np.ndarray, p: np.ndarray) -> None:
-    for name, fig in {"roc": plots.roc_figure(y, p), "precision_recall": plots.pr_figure(y, p),
-                      "calibration": plots.calibration_figure(y, p), "gain": plots.gain_figure(y, p)}.items():
+    for name, fig in {
+        "roc": plots.roc_figure(y, p),
+        "precision_recall": plots.pr_figure(y, p),
+        "calibration": plots.calibration_figure(y, p),
+        "gain": plots.gain_figure(y, p),
+    }.items():
         mlflow.log_figure(fig, f"plots/{name}.png")
 
 
 def train_churn(settings: Settings) -> tracking.TrainResult:
     """Train on the stacked training cutoffs, early-stop on the validation cutoff, evaluate on the test cutoff."""
-    from features.pit import build
-    from training.mlops.monitor import training_profile
-
     cfg = settings.churn
     plan = build.cutoff_plan(settings)
     with tracking.patron_run(settings, MODEL, cfg) as run:
         train = build.training_set(settings, plan.train)
         valid = build.training_set(settings, [plan.valid])
         test = build.training_set(settings, [plan.test])
-        mlflow.log_params({"train_cutoffs": ",".join(c.date().isoformat() for c in plan.train),
-                           "valid_cutoff": plan.valid.date().isoformat(),
-                           "test_cutoff": plan.test.date().isoformat(),
-                           "horizon_days": settings.features.horizon_days,
-                           "lookback_days": settings.features.lookback_days})
+        mlflow.log_params(
+            {
+                "train_cutoffs": ",".join(c.date().isoformat() for c in plan.train),
+                "valid_cutoff": plan.valid.date().isoformat(),
+                "test_cutoff": plan.test.date().isoformat(),
+                "horizon_days": settings.features.horizon_days,
+                "lookback_days": settings.features.lookback_days,
+            }
+        )
         for frame, name in ((train, "training"), (valid, "validation"), (test, "test")):
             tracking.log_dataset_digest(frame, f"churn_{name}_set", name)
         booster = fit_booster(train, valid, cfg)
         method, calibrator, cal_scores = calibrate(booster, valid, cfg)  # the validation cutoff: after training's
+        X_train, _ = split_xy(train)
+        model = ChurnModel(booster, calibrator, categorical_columns(X_train))
         X_test, y_test = split_xy(test)
-        p = np.asarray(booster.predict(X_test))
-        p_cal = calibrated(calibrator, p)
+        p = model.raw_proba(X_test)
+        p_cal = model.predict_proba(X_test)
         # roc_auc & co. stay the booster's own (what promotion re-evaluates); calibrated figures are added beside.
-        metrics = {**churn_metrics(y_test, p), "best_iteration": float(booster.best_iteration),
-                   **{f"valid_{k}": float(v) for k, v in booster.best_score["valid"].items()},
-                   "ece_raw": expected_calibration_error(y_test, p, cfg.ece_bins),
-                   "ece": expected_calibration_error(y_test, p_cal, cfg.ece_bins),
-                   "brier_calibrated": churn_metrics(y_test, p_cal)["brier"],
-                   **{f"calibration_cv_brier_{k}": v for k, v in cal_scores.items()}}
+        metrics = {
+            **churn_metrics(y_test, p),
+            "best_iteration": float(booster.best_iteration),
+            **{f"valid_{k}": float(v) for k, v in booster.best_score["valid"].items()},
+            "ece_raw": expected_calibration_error(y_test, p, cfg.ece_bins),
+            "ece": expected_calibration_error(y_test, p_cal, cfg.ece_bins),
+            "brier_calibrated": churn_metrics(y_test, p_cal)["brier"],
+            **{f"calibration_cv_brier_{k}": v for k, v in cal_scores.items()},
+        }
         mlflow.log_param("calibration_method", method)
         mlflow.log_metrics(metrics)
         _log_plots(y_test.to_numpy(), p_cal)
         # Aggregates only (bin edges and shares): what `patron monitor` compares live data against.
-        mlflow.log_dict(training_profile(settings, train, lambda X: calibrated(calibrator, booster.predict(X))),
-                        REFERENCE_ARTIFACT)
+        mlflow.log_dict(
+            training_profile(settings, train, model.feature_name(), model.predict_proba(X_train)), REFERENCE_ARTIFACT
+        )
         test_fp = fingerprint(test)
         mlflow.set_tag(tracking.FINGERPRINT_TAG, test_fp)
-
-        example = synthetic_example(X_test)
-        signature = infer_signature(example, booster.predict(example))
-        with _quiet_serving_check():
-            info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, input_example=example,
-                                             pip_requirements=[f"lightgbm=={lgb.__version__}"])
+        model_uri = model.log(synthetic_example(X_test))  # one pyfunc: booster, calibrator and feature schema
         tracking.fault_pause("model_logged")
-        if calibrator is not None:  # serving applies it to the booster's probabilities (serving.champions.load)
-            mlflow.sklearn.log_model(calibrator, name=CALIBRATOR_ARTIFACT, serialization_format="pickle",
-                                     pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
         # Registered last, tags included: a run killed before this line leaves no version behind.
-        version = registry.register_version(settings, MODEL, info.model_uri, test_fp, "roc_auc", metrics["roc_auc"])
+        version = registry.register_version(settings, MODEL, model_uri, test_fp, "roc_auc", metrics["roc_auc"])
         return tracking.TrainResult(MODEL, run.info.run_id, version, metrics)

@@ -67,22 +67,34 @@ def psi(reference: dict[str, float], live: dict[str, float], epsilon: float) -> 
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
-def frame_profile(features: pd.DataFrame, scores: np.ndarray, cfg: MonitorConfig,
-                  extra: dict[str, pd.Series] | None = None) -> dict[str, Any]:
+def frame_profile(
+    features: pd.DataFrame, scores: np.ndarray, cfg: MonitorConfig, extra: dict[str, pd.Series] | None = None
+) -> dict[str, Any]:
     """The reference profile of a feature frame and its churn scores; `extra`: more named columns (e.g. prices)."""
-    return {"rows": int(len(features)), "bins": cfg.bins,
-            "features": {c: column_profile(features[c], cfg.bins) for c in features.columns},
-            "scores": column_profile(pd.Series(scores, dtype=float), cfg.bins),
-            "extra": {name: column_profile(values, cfg.bins) for name, values in (extra or {}).items()}}
+    return {
+        "rows": int(len(features)),
+        "bins": cfg.bins,
+        "features": {c: column_profile(features[c], cfg.bins) for c in features.columns},
+        "scores": column_profile(pd.Series(scores, dtype=float), cfg.bins),
+        "extra": {name: column_profile(values, cfg.bins) for name, values in (extra or {}).items()},
+    }
 
 
-def compare(reference: dict[str, Any], features: pd.DataFrame, scores: np.ndarray, cfg: MonitorConfig,
-            extra: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+def compare(
+    reference: dict[str, Any],
+    features: pd.DataFrame,
+    scores: np.ndarray,
+    cfg: MonitorConfig,
+    extra: dict[str, pd.Series] | None = None,
+) -> pd.DataFrame:
     """PSI of every profiled column against live data: name, kind (feature/score/extra), psi, threshold, flagged."""
     rows = []
     live = {"feature": features, "score": {"churn_score": pd.Series(scores, dtype=float)}, "extra": extra or {}}
-    profiles = {"feature": reference["features"], "score": {"churn_score": reference["scores"]},
-                "extra": reference.get("extra", {})}
+    profiles = {
+        "feature": reference["features"],
+        "score": {"churn_score": reference["scores"]},
+        "extra": reference.get("extra", {}),
+    }
     thresholds = {"feature": cfg.feature_psi_max, "score": cfg.score_psi_max, "extra": cfg.feature_psi_max}
     for kind, columns in profiles.items():
         for name, profile in columns.items():
@@ -90,6 +102,14 @@ def compare(reference: dict[str, Any], features: pd.DataFrame, scores: np.ndarra
                 continue
             value = psi(profile["shares"], live_shares(live[kind][name], profile), cfg.psi_epsilon)
             ignored = any(fnmatch(name, pattern) for pattern in cfg.ignore_features)
-            rows.append({"name": name, "kind": kind, "psi": round(value, 4), "threshold": thresholds[kind],
-                         "ignored": ignored, "flagged": bool(value > thresholds[kind] and not ignored)})
+            rows.append(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "psi": round(value, 4),
+                    "threshold": thresholds[kind],
+                    "ignored": ignored,
+                    "flagged": bool(value > thresholds[kind] and not ignored),
+                }
+            )
     return pd.DataFrame(rows, columns=["name", "kind", "psi", "threshold", "ignored", "flagged"])

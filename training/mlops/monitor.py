@@ -4,15 +4,17 @@ churn champion's training data, written as a JSON + Markdown report; a crossed t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from features.pit.build import churn_labels, customer_features, data_end, training_set
 from features.tables.store import read_table, write_json
 from patron.config import Settings
 from training.mlops import drift, tracking
@@ -27,48 +29,40 @@ def purchase_prices(settings: Settings, start: pd.Timestamp, end: pd.Timestamp) 
     return chosen["unit_price"].astype(float).reset_index(drop=True)
 
 
-def training_profile(settings: Settings, train: pd.DataFrame,
-                     predict: Callable[[pd.DataFrame], np.ndarray]) -> dict[str, Any]:
-    """The reference profile of a churn training set (stacked cutoffs) and the model's probabilities on it."""
-    from training.churn.train import split_xy
-
-    X, _ = split_xy(train)
+def training_profile(
+    settings: Settings, train: pd.DataFrame, features: list[str], scores: np.ndarray
+) -> dict[str, Any]:
+    """The reference profile of a churn training set (stacked cutoffs): its `features` columns and the model's
+    probabilities on its rows (`scores`)."""
     cutoffs = pd.to_datetime(train["cutoff"])
     start = cutoffs.min() - pd.Timedelta(days=settings.features.lookback_days)
     prices = purchase_prices(settings, start, cutoffs.max())
-    profile = drift.frame_profile(X, np.asarray(predict(X), dtype=float), settings.monitor, {PRICE: prices})
+    profile = drift.frame_profile(train[features], np.asarray(scores, dtype=float), settings.monitor, {PRICE: prices})
     return {**profile, "cutoffs": sorted(c.date().isoformat() for c in cutoffs.unique())}
 
 
 class ChampionChurn:
-    """The registered churn champion: the booster, its calibrator when it has one, its version and training run."""
+    """The registered churn champion as any MLflow client loads it (the logged ChurnModel's pyfunc: calibrated
+    probabilities), its feature columns, version and training run."""
 
     def __init__(self, settings: Settings) -> None:
-        import mlflow.lightgbm
-        import mlflow.sklearn
-
-        from training.churn.train import CALIBRATOR_ARTIFACT
-
         t = settings.tracking
         client = tracking.configure(settings)
         try:
             version = client.get_model_version_by_alias(t.churn_model, t.champion_alias)
         except MlflowException as exc:
-            raise LookupError(f"no {t.churn_model}@{t.champion_alias} to monitor: run `patron train churn` and "
-                              "`patron promote churn` first") from exc
+            raise LookupError(
+                f"no {t.churn_model}@{t.champion_alias} to monitor: run `patron train churn` and "
+                "`patron promote churn` first"
+            ) from exc
         self.version = str(version.version)
         self.run = client.get_run(version.run_id)
-        self.booster = mlflow.lightgbm.load_model(f"models:/{t.churn_model}/{self.version}")
-        try:
-            self.calibrator = mlflow.sklearn.load_model(f"runs:/{version.run_id}/{CALIBRATOR_ARTIFACT}")
-        except (MlflowException, OSError):
-            self.calibrator = None
+        self.model = mlflow.pyfunc.load_model(f"models:/{t.churn_model}/{self.version}")
+        self.features = self.model.metadata.get_input_schema().input_names()
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """Churn probabilities as served (calibrated when the champion has a calibrator)."""
-        from training.churn.train import calibrated
-
-        return calibrated(self.calibrator, self.booster.predict(X[self.booster.feature_name()]))
+        """Churn probabilities as served (calibrated when the champion has a calibrator) of the rows of X."""
+        return np.asarray(self.model.predict(X[self.features]), dtype=float)
 
 
 def champion_reference(settings: Settings, champion: ChampionChurn) -> tuple[dict[str, Any], str]:
@@ -78,19 +72,18 @@ def champion_reference(settings: Settings, champion: ChampionChurn) -> tuple[dic
         return mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{drift.REFERENCE_ARTIFACT}"), "logged"
     except (MlflowException, OSError, json.JSONDecodeError):
         pass
-    from features.pit.build import training_set
-
     cutoffs = run.data.params.get("train_cutoffs")
     if not cutoffs:
-        raise ValueError(f"churn run {run.info.run_id}: no reference profile and no train_cutoffs parameter; "
-                         "retrain with `patron train churn`")
-    return training_profile(settings, training_set(settings, cutoffs.split(",")), champion.predict), "rebuilt"
+        raise ValueError(
+            f"churn run {run.info.run_id}: no reference profile and no train_cutoffs parameter; "
+            "retrain with `patron train churn`"
+        )
+    train = training_set(settings, cutoffs.split(","))
+    return training_profile(settings, train, champion.features, champion.predict(train)), "rebuilt"
 
 
 def live_population(settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp]:
     """Features at the end of the data of the customers churn scores are for (active: a purchase in the lookback)."""
-    from features.pit.build import churn_labels, customer_features, data_end
-
     end = data_end(settings)
     labels = churn_labels(settings, end)
     active = set(labels.loc[labels["active"], "customer_id"].astype(str))
@@ -111,7 +104,7 @@ def recommendation_coverage(settings: Settings) -> dict[str, float] | None:
     if "catalogue_coverage" not in metrics or not metrics.get("eval_customers"):
         return None
     rec = mlflow.pyfunc.load_model(f"models:/{t.recommender_model}/{version.version}").unwrap_python_model().recommender
-    rng = np.random.default_rng(settings.monitor.seed)
+    rng = np.random.default_rng(settings.seed)
     n = min(int(metrics["eval_customers"]), len(rec.customer_ids))
     sample = rng.choice(rec.customer_ids, size=n, replace=False)
     products = read_table(settings.tables_dir, "products", columns=["item_id", "in_stock"])
@@ -120,9 +113,14 @@ def recommendation_coverage(settings: Settings) -> dict[str, float] | None:
     live = len(shown) / len(rec.item_ids)
     reference = float(metrics["catalogue_coverage"])
     drop = max(0.0, 1 - live / reference) if reference > 0 else 0.0
-    return {"reference": round(reference, 4), "live": round(live, 4), "relative_drop": round(drop, 4),
-            "threshold": settings.monitor.coverage_drop_max, "customers": n,
-            "flagged": bool(drop > settings.monitor.coverage_drop_max)}
+    return {
+        "reference": round(reference, 4),
+        "live": round(live, 4),
+        "relative_drop": round(drop, 4),
+        "threshold": settings.monitor.coverage_drop_max,
+        "customers": n,
+        "flagged": bool(drop > settings.monitor.coverage_drop_max),
+    }
 
 
 @dataclass
@@ -146,25 +144,41 @@ class MonitorReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON-able data."""
-        return {"churn_version": self.churn_version, "reference": self.reference_source, "data_end": self.data_end,
-                "live_customers": self.live_rows, "online_purchases": self.online_purchases,
-                "flagged": self.flagged, "psi": self.psi.to_dict(orient="records"), "coverage": self.coverage}
+        return {
+            "churn_version": self.churn_version,
+            "reference": self.reference_source,
+            "data_end": self.data_end,
+            "live_customers": self.live_rows,
+            "online_purchases": self.online_purchases,
+            "flagged": self.flagged,
+            "psi": self.psi.to_dict(orient="records"),
+            "coverage": self.coverage,
+        }
 
     def markdown(self) -> str:
         """A Markdown page: the flagged checks first, then every PSI, highest first."""
-        lines = [f"# Drift report ({self.data_end})", "",
-                 f"Churn champion v{self.churn_version}, reference profile {self.reference_source}; "
-                 f"{self.live_rows} active customers at the end of the data, {self.online_purchases} online "
-                 "purchases not yet ingested.", "",
-                 "**Over threshold:** " + (", ".join(self.flagged) or "none"), "",
-                 "| check | kind | PSI | threshold | flagged |", "|---|---|---:|---:|---|"]
+        lines = [
+            f"# Drift report ({self.data_end})",
+            "",
+            f"Churn champion v{self.churn_version}, reference profile {self.reference_source}; "
+            f"{self.live_rows} active customers at the end of the data, {self.online_purchases} online "
+            "purchases not yet ingested.",
+            "",
+            "**Over threshold:** " + (", ".join(self.flagged) or "none"),
+            "",
+            "| check | kind | PSI | threshold | flagged |",
+            "|---|---|---:|---:|---|",
+        ]
         for r in self.psi.sort_values("psi", ascending=False).itertuples():
             note = "yes" if r.flagged else ("ignored" if r.ignored else "")
             lines.append(f"| {r.name} | {r.kind} | {r.psi:.4f} | {r.threshold:g} | {note} |")
         if self.coverage:
             c = self.coverage
-            lines += ["", f"Recommendation coverage: {c['live']:.3f} live vs {c['reference']:.3f} at training "
-                      f"({c['relative_drop']:.0%} drop, threshold {c['threshold']:.0%}, {c['customers']} customers)"]
+            lines += [
+                "",
+                f"Recommendation coverage: {c['live']:.3f} live vs {c['reference']:.3f} at training "
+                f"({c['relative_drop']:.0%} drop, threshold {c['threshold']:.0%}, {c['customers']} customers)",
+            ]
         return "\n".join(lines) + "\n"
 
     def summary(self) -> str:
@@ -175,8 +189,12 @@ class MonitorReport:
         return f"monitor: {state}; {len(self.psi)} checks, {top}; report {self.written[0] if self.written else '-'}"
 
 
-def run_monitor(settings: Settings, out: Path | None = None, online_prices: pd.Series | None = None,
-                progress: Callable[[str], None] = lambda step: None) -> MonitorReport:
+def run_monitor(
+    settings: Settings,
+    out: Path | None = None,
+    online_prices: pd.Series | None = None,
+    progress: Callable[[str], None] = lambda step: None,
+) -> MonitorReport:
     """Compare live data with the churn champion's training data and write monitor.json and monitor.md to `out`
     (default WORKSPACE/outputs/monitor); `online_prices`: unit prices of online purchases not yet ingested."""
     progress("champion")
@@ -188,18 +206,27 @@ def run_monitor(settings: Settings, out: Path | None = None, online_prices: pd.S
     X = live[[c for c in reference["features"] if c in live.columns]]
     missing = sorted(set(reference["features"]) - set(X.columns))
     if missing:
-        raise ValueError(f"live features: missing column(s) {missing} the churn champion was trained with; "
-                         "rebuild features with the current code or retrain")
+        raise ValueError(
+            f"live features: missing column(s) {missing} the churn champion was trained with; "
+            "rebuild features with the current code or retrain"
+        )
     prices = purchase_prices(settings, end - pd.Timedelta(days=settings.features.lookback_days), end)
     online = pd.Series([], dtype=float) if online_prices is None else online_prices.astype(float)
     progress("scores")
     scores = champion.predict(live)
-    table = drift.compare(reference, X, scores, settings.monitor,
-                          {PRICE: pd.concat([prices, online], ignore_index=True)})
+    table = drift.compare(
+        reference, X, scores, settings.monitor, {PRICE: pd.concat([prices, online], ignore_index=True)}
+    )
     progress("coverage")
-    report = MonitorReport(psi=table, coverage=recommendation_coverage(settings), churn_version=champion.version,
-                           reference_source=source, data_end=end.date().isoformat(), live_rows=len(live),
-                           online_purchases=len(online))
+    report = MonitorReport(
+        psi=table,
+        coverage=recommendation_coverage(settings),
+        churn_version=champion.version,
+        reference_source=source,
+        data_end=end.date().isoformat(),
+        live_rows=len(live),
+        online_purchases=len(online),
+    )
     folder = Path(out) if out is not None else settings.outputs_dir / "monitor"
     folder.mkdir(parents=True, exist_ok=True)
     report.written = [write_json(report.as_dict(), folder / "monitor.json"), folder / "monitor.md"]

@@ -61,8 +61,9 @@ def calibration_figure(y: np.ndarray, p: np.ndarray, bins: int = 10) -> Figure:
     observed, predicted = calibration_curve(y, p, n_bins=bins, strategy="quantile")
     fig, ax = _curve(predicted, observed, "o-")
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    return _finish(fig, ax, xlabel="mean predicted probability", ylabel="observed churn rate",
-                   title="Calibration (test cutoff)")
+    return _finish(
+        fig, ax, xlabel="mean predicted probability", ylabel="observed churn rate", title="Calibration (test cutoff)"
+    )
 
 
 def gain_figure(y: np.ndarray, p: np.ndarray) -> Figure:
@@ -71,5 +72,10 @@ def gain_figure(y: np.ndarray, p: np.ndarray) -> Figure:
     gain = np.concatenate([[0.0], np.cumsum(np.asarray(y)[order]) / np.sum(y)])
     fig, ax = _curve(np.linspace(0, 1, len(gain)), gain)
     ax.plot([0, 1], [0, 1], "--", color="grey", label="random targeting")
-    return _finish(fig, ax, xlabel="share of customers targeted", ylabel="share of churners reached",
-                   title="Gain chart (test cutoff)")
+    return _finish(
+        fig,
+        ax,
+        xlabel="share of customers targeted",
+        ylabel="share of churners reached",
+        title="Gain chart (test cutoff)",
+    )

@@ -10,8 +10,11 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from features.pit import build
+from features.tables.store import fingerprint
 from patron.config import Settings
 from training.mlops import tracking
+from training.mlops.metrics import churn_metrics
 
 METRIC_TAG = "patron.primary_metric"
 VALUE_TAG = "patron.primary_value"
@@ -40,30 +43,22 @@ class PromotionResult:
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})  # primary metrics where the smaller value wins
 
 
-def load_churn_calibrator(client: MlflowClient, model_name: str, version: str) -> object | None:
-    """The calibrator logged in the same run as a churn version (None for versions trained without one)."""
-    import mlflow.sklearn
-
-    from training.churn.train import CALIBRATOR_ARTIFACT
-
-    run_id = client.get_model_version(model_name, version).run_id
-    try:
-        return mlflow.sklearn.load_model(f"runs:/{run_id}/{CALIBRATOR_ARTIFACT}")
-    except (MlflowException, OSError):
-        return None
-
-
 def registered_name(settings: Settings, model: str) -> str:
     """The registry name for 'recommender', 'churn', 'clv' or 'uplift'."""
-    names = {"recommender": settings.tracking.recommender_model, "churn": settings.tracking.churn_model,
-             "clv": settings.tracking.clv_model, "uplift": settings.tracking.uplift_model}
+    names = {
+        "recommender": settings.tracking.recommender_model,
+        "churn": settings.tracking.churn_model,
+        "clv": settings.tracking.clv_model,
+        "uplift": settings.tracking.uplift_model,
+    }
     if model not in names:
         raise ValueError(f"model: expected one of {sorted(names)}, got {model!r}")
     return names[model]
 
 
-def register_version(settings: Settings, model: str, model_uri: str, eval_fingerprint: str, metric: str,
-                     value: float) -> int:
+def register_version(
+    settings: Settings, model: str, model_uri: str, eval_fingerprint: str, metric: str, value: float
+) -> int:
     """Register a fully logged model as a new version, its evaluation tags written in the same registry call.
 
     Called only once every artifact of the run is logged: a training run killed earlier leaves no version, and a
@@ -92,25 +87,28 @@ def _champion(client: MlflowClient, name: str, alias: str) -> ModelVersion | Non
 
 
 def _reevaluate_churn(settings: Settings, candidate: ModelVersion, champion: ModelVersion) -> tuple[float, float]:
-    """ROC-AUC of both boosters on the candidate's test set rebuilt from the workspace (same fingerprint only)."""
-    import mlflow.lightgbm
+    """ROC-AUC of both boosters on the candidate's test set rebuilt from the workspace (same fingerprint only).
 
-    from training.churn.train import test_frame
-    from training.mlops.metrics import churn_metrics
-
-    X, y, fp = test_frame(settings)
-    if fp != candidate.tags.get(tracking.FINGERPRINT_TAG):
+    Each version is loaded as the pyfunc it was logged as (training.churn.model.ChurnPyfunc), asked for the
+    booster's own probabilities: the ones its logged roc_auc was computed on."""
+    test = build.training_set(settings, [build.cutoff_plan(settings).test])
+    if fingerprint(test) != candidate.tags.get(tracking.FINGERPRINT_TAG):
         raise PromotionRefused(
             f"champion v{champion.version} and candidate v{candidate.version} were evaluated on different data "
-            f"and the candidate's test set can no longer be rebuilt from the workspace; use --force to promote anyway")
+            f"and the candidate's test set can no longer be rebuilt from the workspace; use --force to promote anyway"
+        )
     scores = []
     for mv in (candidate, champion):
-        booster = mlflow.lightgbm.load_model(f"models:/{mv.name}/{mv.version}")
-        missing = set(booster.feature_name()) - set(X.columns)
+        model = mlflow.pyfunc.load_model(f"models:/{mv.name}/{mv.version}")
+        features = model.metadata.get_input_schema().input_names()
+        missing = set(features) - set(test.columns)
         if missing:
-            raise PromotionRefused(f"champion v{champion.version} needs features the current data lacks: "
-                                   f"{sorted(missing)}; use --force to promote anyway")
-        scores.append(churn_metrics(y, np.asarray(booster.predict(X[booster.feature_name()])))["roc_auc"])
+            raise PromotionRefused(
+                f"champion v{champion.version} needs features the current data lacks: "
+                f"{sorted(missing)}; use --force to promote anyway"
+            )
+        raw = model.predict(test[features], params={"output": "raw"})
+        scores.append(churn_metrics(test["churned"], np.asarray(raw))["roc_auc"])
     return scores[0], scores[1]
 
 
@@ -136,37 +134,56 @@ def promote(settings: Settings, model: str, version: int | None = None, force: b
 
     def done(previous: ModelVersion | None, champ_value: float | None, note: str) -> PromotionResult:
         client.set_registered_model_alias(name, alias, str(number))  # one alias write: atomic for readers
-        return PromotionResult(model, name, number, int(previous.version) if previous else None, metric,
-                               cand_value, champ_value, force, note)
+        return PromotionResult(
+            model,
+            name,
+            number,
+            int(previous.version) if previous else None,
+            metric,
+            cand_value,
+            champ_value,
+            force,
+            note,
+        )
 
     if champion is None:
         return done(None, None, f"{name} v{number} is now {alias} (there was none); {metric} {cand_value:.4f}")
     if int(champion.version) == number:
-        return PromotionResult(model, name, number, number, metric, cand_value, cand_value, force,
-                               f"{name} v{number} is already {alias}")
+        return PromotionResult(
+            model, name, number, number, metric, cand_value, cand_value, force, f"{name} v{number} is already {alias}"
+        )
     champ_value = float(champion.tags.get(VALUE_TAG, "nan"))
     cand_fp = candidate.tags.get(tracking.FINGERPRINT_TAG)
     champ_fp = champion.tags.get(tracking.FINGERPRINT_TAG)
     try:
         if champion.tags.get(METRIC_TAG) != metric:
-            raise PromotionRefused(f"candidate v{number} reports {metric} but champion v{champion.version} reports "
-                                   f"{champion.tags.get(METRIC_TAG)}; they cannot be compared")
+            raise PromotionRefused(
+                f"candidate v{number} reports {metric} but champion v{champion.version} reports "
+                f"{champion.tags.get(METRIC_TAG)}; they cannot be compared"
+            )
         where = f"on the same evaluation data (fingerprint {str(cand_fp)[:12]})"
         if cand_fp != champ_fp:
             if model != "churn":
                 raise PromotionRefused(
                     f"candidate v{number} {metric} {cand_value:.4f} and champion v{champion.version} "
                     f"{champ_value:.4f} were evaluated on different data (fingerprints {str(cand_fp)[:12]} vs "
-                    f"{str(champ_fp)[:12]}) and the {model} model cannot be re-evaluated on it")
+                    f"{str(champ_fp)[:12]}) and the {model} model cannot be re-evaluated on it"
+                )
             cand_value, champ_value = _reevaluate_churn(settings, candidate, champion)
             where = f"re-evaluated on the candidate's test set (fingerprint {str(cand_fp)[:12]})"
         beats = cand_value < champ_value if metric in LOWER_IS_BETTER else cand_value > champ_value
         if not beats:
-            raise PromotionRefused(f"candidate v{number} {metric} {cand_value:.4f} does not beat champion "
-                                   f"v{champion.version} {champ_value:.4f} {where}")
+            raise PromotionRefused(
+                f"candidate v{number} {metric} {cand_value:.4f} does not beat champion "
+                f"v{champion.version} {champ_value:.4f} {where}"
+            )
     except PromotionRefused as refused:
         if not force:
             raise
         return done(champion, champ_value, f"forced: {name} v{number} is now {alias} although {refused}")
-    return done(champion, champ_value, f"{name} v{number} is now {alias}: {metric} {cand_value:.4f} beats "
-                                       f"v{champion.version} {champ_value:.4f} {where}")
+    return done(
+        champion,
+        champ_value,
+        f"{name} v{number} is now {alias}: {metric} {cand_value:.4f} beats "
+        f"v{champion.version} {champ_value:.4f} {where}",
+    )

@@ -1,16 +1,16 @@
-"""The RecBole "TO, RS 8:1:1" protocol: per-customer time-ordered split, full ranking, metrics @k."""
+"""Evaluation splits: RecBole's "TO, RS 8:1:1" per-customer time-ordered split and customer-disjoint folds.
+
+The metrics computed on them are in `training.mlops.metrics`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
-
-Scorer = Callable[[np.ndarray, csr_matrix], np.ndarray]  # (users, history matrix) -> dense scores
-METRICS = ("recall", "ndcg", "mrr", "hit")
+from sklearn.model_selection import StratifiedGroupKFold
 
 
 def split_sizes(n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,64 +69,19 @@ def split_interactions(events: pd.DataFrame) -> Split:
     n = np.bincount(frame["u"], minlength=len(users.categories))
     train, valid, _ = split_sizes(n)
     cut1, cut2 = train[frame["u"]], (train + valid)[frame["u"]]
-    return Split(np.asarray(users.categories, dtype=object), np.asarray(items.categories, dtype=object),
-                 frame[position < cut1].reset_index(drop=True),
-                 frame[(position >= cut1) & (position < cut2)].reset_index(drop=True),
-                 frame[position >= cut2].reset_index(drop=True))
+    return Split(
+        np.asarray(users.categories, dtype=object),
+        np.asarray(items.categories, dtype=object),
+        frame[position < cut1].reset_index(drop=True),
+        frame[(position >= cut1) & (position < cut2)].reset_index(drop=True),
+        frame[position >= cut2].reset_index(drop=True),
+    )
 
 
 def targets(split: Split, frame: pd.DataFrame, seen: csr_matrix) -> csr_matrix:
     """Binary matrix of the frame's items that the customer has not already seen."""
     m = split.matrix(frame)
     return (m - m.multiply(seen)).tocsr()
-
-
-def top_k(scores: np.ndarray, seen: csr_matrix, k: int) -> np.ndarray:
-    """Indices of the k best items per row, seen items excluded, ties broken by the lower item index."""
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    rows, cols = seen.nonzero()
-    scores[rows, cols] = -np.inf
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
-    return np.take_along_axis(part, order, axis=1)
-
-
-def metrics_per_user(top: np.ndarray, relevant: csr_matrix, k: int) -> dict[str, np.ndarray]:
-    """Recall, NDCG, MRR and hit @k per row as RecBole defines them (rows need at least one relevant item)."""
-    hits = np.zeros(top.shape, dtype=bool)
-    for r in range(top.shape[0]):
-        hits[r] = np.isin(top[r], relevant.indices[relevant.indptr[r]:relevant.indptr[r + 1]])
-    n_rel = np.diff(relevant.indptr).astype(np.float64)
-    discounts = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
-    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.minimum(n_rel, k).astype(int) - 1]
-    first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, np.inf)
-    return {"recall": hits.sum(axis=1) / n_rel, "ndcg": (hits * discounts).sum(axis=1) / ideal,
-            "mrr": 1.0 / first, "hit": hits.any(axis=1).astype(np.float64)}
-
-
-def evaluate(scorer: Scorer, history: csr_matrix, seen: csr_matrix, relevant: csr_matrix, k: int,
-             cold: np.ndarray, batch: int = 1024) -> dict[str, float]:
-    """Metrics @k over customers with relevant items (and their cold slice), plus item coverage of the lists."""
-    users = np.flatnonzero(np.diff(relevant.indptr))
-    if len(users) == 0:
-        raise ValueError("no evaluation customers: no unseen items in the evaluated period")
-    per_user: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
-    shown = set()
-    for start in range(0, len(users), batch):
-        chunk = users[start:start + batch]
-        top = top_k(scorer(chunk, history), seen[chunk], k)
-        shown.update(np.unique(top).tolist())
-        for m, v in metrics_per_user(top, relevant[chunk], k).items():
-            per_user[m].append(v)
-    values = {m: np.concatenate(v) for m, v in per_user.items()}
-    is_cold = cold[users]
-    out = {f"{m}@{k}": float(v.mean()) for m, v in values.items()}
-    out.update({f"cold_{m}@{k}": (float(v[is_cold].mean()) if is_cold.any() else float("nan"))
-                for m, v in values.items()})
-    out["coverage"] = len(shown) / history.shape[1]
-    out["users"], out["cold_users"] = float(len(users)), float(is_cold.sum())
-    return out
 
 
 def shift_back(split: Split) -> Split:
@@ -138,11 +93,16 @@ def shift_back(split: Split) -> Split:
     train = split.train  # already time-ordered per customer
     position = train.groupby("u").cumcount().to_numpy()
     cut = (split.train_counts() - valid_n)[train["u"].to_numpy()]
-    return Split(split.customers, split.items, train[position < cut].reset_index(drop=True),
-                 train[position >= cut].reset_index(drop=True), split.valid)
+    return Split(
+        split.customers,
+        split.items,
+        train[position < cut].reset_index(drop=True),
+        train[position >= cut].reset_index(drop=True),
+        split.valid,
+    )
 
 
-def dense_scorer(matrix: np.ndarray, relevant: csr_matrix) -> Scorer:
-    """A scorer over dense scores whose rows are the customers with relevant items, in code order."""
-    position = pd.Series(np.arange(matrix.shape[0]), index=np.flatnonzero(np.diff(relevant.indptr)))
-    return lambda users, _history: matrix[position[users].to_numpy()]
+def customer_folds(customer_ids: pd.Series, y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, ...]]:
+    """(train, test) row indices, stratified on the label, with no customer on both sides of any fold."""
+    splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y, groups=customer_ids.astype(str).to_numpy()))

@@ -7,11 +7,11 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Iterator
 
 # Set before MLflow is imported so that nothing in it tries the network (telemetry, env-var capture).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -77,9 +77,11 @@ def fault_pause(step: str) -> None:
 def code_version() -> str:
     """The git commit of the source checkout (`+dirty` with uncommitted changes), or the package version outside git."""
     try:
+
         def git(*args: str) -> str:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5,
-                                  check=True).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=True
+            ).stdout.strip()
 
         return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.SubprocessError):

@@ -92,8 +92,13 @@ def with_browsing(X: csr_matrix, browsed: csr_matrix, weight: float) -> csr_matr
 class CandidateSources:
     """Fits every enabled source on a history of events and scores users against every item."""
 
-    def __init__(self, config: TwoStageConfig, peer_params: dict[str, dict[str, Any]], seed: int,
-                 sequence: SequenceConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: TwoStageConfig,
+        peer_params: dict[str, dict[str, Any]],
+        seed: int,
+        sequence: SequenceConfig | None = None,
+    ) -> None:
         self.config, self.peer_params, self.seed = config, peer_params, seed
         self.sequence_config = sequence or SequenceConfig()
 
@@ -102,8 +107,9 @@ class CandidateSources:
         """The sources switched on in config, in a fixed order."""
         return [s for s in SOURCES if getattr(self.config.sources, s)]
 
-    def fit(self, history: pd.DataFrame, shape: tuple[int, int], browsing: pd.DataFrame | None = None
-            ) -> "CandidateSources":
+    def fit(
+        self, history: pd.DataFrame, shape: tuple[int, int], browsing: pd.DataFrame | None = None
+    ) -> CandidateSources:
         """Learn every enabled source from purchases [u, i, ts] (codes); `browsing` (views, carts: [u, i, ts]) feeds
         the ranker's browsing features, each customer's only up to the day of their last purchase in `history`."""
         cfg = self.config
@@ -115,8 +121,11 @@ class CandidateSources:
         self.timeline = ItemTimeline(history, kept)
         self.browse_popularity = np.asarray(self.browsed.sum(axis=0), dtype=np.float64).ravel()
         self.peer_X = with_browsing(self.X, self.browsed, cfg.browsing_weight if self.has_browsing else 0.0)
-        self.peers = {s: make_peer(p, self.peer_params.get(p) or PEERS[p].defaults, self.seed, cfg.threads
-                                   ).fit(self.peer_X) for s, p in PEER_SOURCES.items() if s in self.enabled}
+        self.peers = {
+            s: make_peer(p, self.peer_params.get(p) or PEERS[p].defaults, self.seed, cfg.threads).fit(self.peer_X)
+            for s, p in PEER_SOURCES.items()
+            if s in self.enabled
+        }
         items = history["i"].to_numpy()
         self.popularity = np.bincount(items, minlength=shape[1]).astype(np.float32)
         recent = history["ts"] >= history["ts"].max() - pd.Timedelta(days=cfg.trend_days)
@@ -133,12 +142,20 @@ class CandidateSources:
         self.last_ts = history.groupby("u")["ts"].max()
         # the ranker's point in time of each customer, in seconds (the history's end for customers without one)
         self.moment = seconds_of(self.last_ts.reindex(np.arange(shape[0])).fillna(history["ts"].max()))
-        latest = history[history["ts"] >= (self.last_ts - pd.Timedelta(days=cfg.complement_days)
-                                           ).reindex(history["u"].to_numpy()).to_numpy()]
+        latest = history[
+            history["ts"]
+            >= (self.last_ts - pd.Timedelta(days=cfg.complement_days)).reindex(history["u"].to_numpy()).to_numpy()
+        ]
         self.latest_bought = _binary(latest, shape)  # each customer's purchases of their last complement_days
-        self.latest_rows = latest[["u", "i"]].assign(  # and how many days before their last purchase each was made,
-            days_ago=(self.last_ts.reindex(latest["u"].to_numpy()).to_numpy() - latest["ts"].to_numpy())
-            / np.timedelta64(1, "D")).sort_values(["u", "days_ago"], kind="stable").reset_index(drop=True)  # freshest
+        self.latest_rows = (
+            latest[["u", "i"]]
+            .assign(  # and how many days before their last purchase each was made,
+                days_ago=(self.last_ts.reindex(latest["u"].to_numpy()).to_numpy() - latest["ts"].to_numpy())
+                / np.timedelta64(1, "D")
+            )
+            .sort_values(["u", "days_ago"], kind="stable")
+            .reset_index(drop=True)
+        )  # freshest
         self.latest_start = np.concatenate([[0], np.cumsum(np.bincount(self.latest_rows["u"], minlength=shape[0]))])
         if "sequence" in self.enabled:
             self.sequences = user_sequences(history, shape[0])
@@ -234,7 +251,7 @@ def candidate_recall(candidates: list[np.ndarray], relevant: csr_matrix) -> floa
     """Share of relevant items (over users with any) that the candidate sets contain."""
     found, total = 0, 0
     for r, cands in enumerate(candidates):
-        items = relevant.indices[relevant.indptr[r]:relevant.indptr[r + 1]]
+        items = relevant.indices[relevant.indptr[r] : relevant.indptr[r + 1]]
         found += int(np.isin(items, cands).sum())
         total += len(items)
     return found / total if total else float("nan")

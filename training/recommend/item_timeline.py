@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-AS_OF_FEATURES = ("item_count_as_of", "item_share_as_of", "engaged_share_as_of", "item_recent_share_as_of",
-                  "generative_as_of", "generative_recent_as_of")
+AS_OF_FEATURES = (
+    "item_count_as_of",
+    "item_share_as_of",
+    "engaged_share_as_of",
+    "item_recent_share_as_of",
+    "generative_as_of",
+    "generative_recent_as_of",
+)
 
 
 class ItemTimeline:
@@ -16,14 +22,18 @@ class ItemTimeline:
     the next purchases follow it, so the items on sale then (launched, not yet faded) are the ones that count."""
 
     def __init__(self, purchases: pd.DataFrame, browsing: pd.DataFrame | None = None) -> None:
-        engaged = purchases if browsing is None or not len(browsing) else pd.concat([purchases[["i", "ts"]],
-                                                                                    browsing[["i", "ts"]]])
+        engaged = (
+            purchases
+            if browsing is None or not len(browsing)
+            else pd.concat([purchases[["i", "ts"]], browsing[["i", "ts"]]])
+        )
         self.purchased = _Events(purchases["i"].to_numpy(np.int64), seconds_of(purchases["ts"]))
         self.engaged = _Events(engaged["i"].to_numpy(np.int64), seconds_of(engaged["ts"]))
         self._by_category: _ByCategory | None = None
 
-    def features(self, item: np.ndarray, as_of: np.ndarray, category: np.ndarray, taste: np.ndarray,
-                 recent_days: int) -> dict[str, np.ndarray]:
+    def features(
+        self, item: np.ndarray, as_of: np.ndarray, category: np.ndarray, taste: np.ndarray, recent_days: int
+    ) -> dict[str, np.ndarray]:
         """AS_OF_FEATURES of (item, moment) pairs (`as_of` in seconds, `category` per item code, -1 unknown; `taste`
         the customer's share of the item's category): purchases of the item before the moment, its share of its
         category's purchases since the item was first seen, the same with browsing, its share of the category's
@@ -40,9 +50,14 @@ class ItemTimeline:
         recent = engaged - self.engaged.before(item, start)
         cat_recent = cat_engaged_now - by_category.engaged.before(pair_cat, start)
         recent_share = recent / np.maximum(cat_recent, 1.0)
-        return {"item_count_as_of": np.log1p(bought), "item_share_as_of": bought / np.maximum(cat_bought, 1.0),
-                "engaged_share_as_of": engaged_share, "item_recent_share_as_of": recent_share,
-                "generative_as_of": taste * engaged_share, "generative_recent_as_of": taste * recent_share}
+        return {
+            "item_count_as_of": np.log1p(bought),
+            "item_share_as_of": bought / np.maximum(cat_bought, 1.0),
+            "engaged_share_as_of": engaged_share,
+            "item_recent_share_as_of": recent_share,
+            "generative_as_of": taste * engaged_share,
+            "generative_recent_as_of": taste * recent_share,
+        }
 
     def _categories(self, code: np.ndarray) -> _ByCategory:
         """The events keyed by category code instead of item (built once per category mapping)."""
@@ -63,7 +78,7 @@ class _Events:
         # where each key's events start in `sorted` (keys past the last: the end)
         self.start = np.searchsorted(self.sorted, np.arange(len(self.first) + 1) * self.span, side="left")
 
-    def rekey(self, mapping: np.ndarray) -> "_Events":
+    def rekey(self, mapping: np.ndarray) -> _Events:
         return _Events(mapping[self.key], self.seconds)
 
     def first_seen(self, key: np.ndarray) -> np.ndarray:

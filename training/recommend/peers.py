@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
-from implicit.bpr import BayesianPersonalizedRanking
 from implicit.als import AlternatingLeastSquares
+from implicit.bpr import BayesianPersonalizedRanking
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 from implicit.utils import ParameterWarning
 from scipy.sparse import csr_matrix
@@ -24,7 +25,7 @@ class Peer:
     def __init__(self, params: dict[str, Any], seed: int, threads: int = 1) -> None:
         self.params, self.seed, self.threads = dict(params), seed, threads
 
-    def fit(self, X: csr_matrix) -> "Peer":
+    def fit(self, X: csr_matrix) -> Peer:
         """Learn from the user x item matrix X."""
         raise NotImplementedError
 
@@ -38,7 +39,7 @@ class Popularity(Peer):
 
     name = "popularity"
 
-    def fit(self, X: csr_matrix) -> "Popularity":
+    def fit(self, X: csr_matrix) -> Popularity:
         self.counts = np.asarray((X > 0).sum(axis=0)).ravel().astype(np.float32)
         return self
 
@@ -52,7 +53,7 @@ class _Factors(Peer):
     def _model(self) -> Any:
         raise NotImplementedError
 
-    def fit(self, X: csr_matrix) -> "_Factors":
+    def fit(self, X: csr_matrix) -> _Factors:
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads slow it down
             model = self._model()
             model.fit(csr_matrix(X, dtype=np.float32), show_progress=False)
@@ -70,9 +71,15 @@ class ALS(_Factors):
 
     def _model(self) -> AlternatingLeastSquares:
         p = self.params
-        return AlternatingLeastSquares(factors=int(p["factors"]), regularization=p["regularization"],
-                                       alpha=p["alpha"], iterations=int(p["iterations"]), random_state=self.seed,
-                                       num_threads=self.threads, calculate_training_loss=False)
+        return AlternatingLeastSquares(
+            factors=int(p["factors"]),
+            regularization=p["regularization"],
+            alpha=p["alpha"],
+            iterations=int(p["iterations"]),
+            random_state=self.seed,
+            num_threads=self.threads,
+            calculate_training_loss=False,
+        )
 
 
 class BPR(_Factors):
@@ -82,9 +89,14 @@ class BPR(_Factors):
 
     def _model(self) -> BayesianPersonalizedRanking:
         p = self.params
-        return BayesianPersonalizedRanking(factors=int(p["factors"]), learning_rate=p["learning_rate"],
-                                           regularization=p["regularization"], iterations=int(p["iterations"]),
-                                           random_state=self.seed, num_threads=self.threads)
+        return BayesianPersonalizedRanking(
+            factors=int(p["factors"]),
+            learning_rate=p["learning_rate"],
+            regularization=p["regularization"],
+            iterations=int(p["iterations"]),
+            random_state=self.seed,
+            num_threads=self.threads,
+        )
 
 
 class _ItemKNN(Peer):
@@ -93,7 +105,7 @@ class _ItemKNN(Peer):
     def _model(self) -> Any:
         raise NotImplementedError
 
-    def fit(self, X: csr_matrix) -> "_ItemKNN":
+    def fit(self, X: csr_matrix) -> _ItemKNN:
         model = self._model()
         with warnings.catch_warnings():  # implicit converts its own internal COO matrix and warns about it
             warnings.simplefilter("ignore", ParameterWarning)
@@ -129,7 +141,7 @@ class EASE(Peer):
 
     name = "ease"
 
-    def fit(self, X: csr_matrix) -> "EASE":
+    def fit(self, X: csr_matrix) -> EASE:
         gram = (X.T @ X).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.params["l2"]
         inverse = np.linalg.inv(gram)
@@ -153,30 +165,54 @@ class PeerSpec:
 
 PEERS: dict[str, PeerSpec] = {
     "popularity": PeerSpec(Popularity, lambda t: {}, {}),
-    "als": PeerSpec(ALS, lambda t: {
-        "factors": t.suggest_int("factors", 16, 256, log=True),
-        "regularization": t.suggest_float("regularization", 1e-3, 10.0, log=True),
-        "alpha": t.suggest_float("alpha", 0.1, 50.0, log=True),
-        "iterations": t.suggest_int("iterations", 5, 40)},
-        {"factors": "int 16..256 log", "regularization": "1e-3..10 log", "alpha": "0.1..50 log",
-         "iterations": "int 5..40"},
-        {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 20}),
-    "bpr": PeerSpec(BPR, lambda t: {
-        "factors": t.suggest_int("factors", 16, 256, log=True),
-        "learning_rate": t.suggest_float("learning_rate", 1e-3, 0.2, log=True),
-        "regularization": t.suggest_float("regularization", 1e-5, 0.1, log=True),
-        "iterations": t.suggest_int("iterations", 20, 400, log=True)},
-        {"factors": "int 16..256 log", "learning_rate": "1e-3..0.2 log", "regularization": "1e-5..0.1 log",
-         "iterations": "int 20..400 log"},
-        {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100}),
-    "cosine": PeerSpec(Cosine, lambda t: {"K": t.suggest_int("K", 5, 1000, log=True)}, {"K": "int 5..1000 log"},
-                       {"K": 100}),
-    "bm25": PeerSpec(BM25, lambda t: {
-        "K": t.suggest_int("K", 5, 1000, log=True), "K1": t.suggest_float("K1", 0.1, 3.0),
-        "B": t.suggest_float("B", 0.0, 1.0)},
-        {"K": "int 5..1000 log", "K1": "0.1..3", "B": "0..1"}, {"K": 100, "K1": 1.2, "B": 0.75}),
-    "ease": PeerSpec(EASE, lambda t: {"l2": t.suggest_float("l2", 1.0, 10_000.0, log=True)}, {"l2": "1..1e4 log"},
-                     {"l2": 200.0}),
+    "als": PeerSpec(
+        ALS,
+        lambda t: {
+            "factors": t.suggest_int("factors", 16, 256, log=True),
+            "regularization": t.suggest_float("regularization", 1e-3, 10.0, log=True),
+            "alpha": t.suggest_float("alpha", 0.1, 50.0, log=True),
+            "iterations": t.suggest_int("iterations", 5, 40),
+        },
+        {
+            "factors": "int 16..256 log",
+            "regularization": "1e-3..10 log",
+            "alpha": "0.1..50 log",
+            "iterations": "int 5..40",
+        },
+        {"factors": 64, "regularization": 0.05, "alpha": 2.0, "iterations": 20},
+    ),
+    "bpr": PeerSpec(
+        BPR,
+        lambda t: {
+            "factors": t.suggest_int("factors", 16, 256, log=True),
+            "learning_rate": t.suggest_float("learning_rate", 1e-3, 0.2, log=True),
+            "regularization": t.suggest_float("regularization", 1e-5, 0.1, log=True),
+            "iterations": t.suggest_int("iterations", 20, 400, log=True),
+        },
+        {
+            "factors": "int 16..256 log",
+            "learning_rate": "1e-3..0.2 log",
+            "regularization": "1e-5..0.1 log",
+            "iterations": "int 20..400 log",
+        },
+        {"factors": 64, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100},
+    ),
+    "cosine": PeerSpec(
+        Cosine, lambda t: {"K": t.suggest_int("K", 5, 1000, log=True)}, {"K": "int 5..1000 log"}, {"K": 100}
+    ),
+    "bm25": PeerSpec(
+        BM25,
+        lambda t: {
+            "K": t.suggest_int("K", 5, 1000, log=True),
+            "K1": t.suggest_float("K1", 0.1, 3.0),
+            "B": t.suggest_float("B", 0.0, 1.0),
+        },
+        {"K": "int 5..1000 log", "K1": "0.1..3", "B": "0..1"},
+        {"K": 100, "K1": 1.2, "B": 0.75},
+    ),
+    "ease": PeerSpec(
+        EASE, lambda t: {"l2": t.suggest_float("l2", 1.0, 10_000.0, log=True)}, {"l2": "1..1e4 log"}, {"l2": 200.0}
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Price bands: customers grouped by where their items sit in their categories' price range, and what each band picks."""
+"""Price bands: customers grouped by where their items sit in their categories' price range; what each band picks."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ class PriceBands:
         self.band = np.where(active, np.searchsorted(edges, mean_position), -1)  # -1: nothing engaged yet
         code = np.where(category >= 0, category, category.max(initial=0) + 1)
         overall = _category_share(np.asarray(engaged.sum(axis=0)).ravel(), code)
-        per_band = [_category_share(np.asarray(engaged[self.band == b].sum(axis=0)).ravel(), code)
-                    for b in range(bands)]
+        per_band = [
+            _category_share(np.asarray(engaged[self.band == b].sum(axis=0)).ravel(), code) for b in range(bands)
+        ]
         self.shares = np.vstack([(1 - shrink) * s + shrink * overall for s in per_band] + [overall])
 
     def share(self, users: np.ndarray, item: np.ndarray) -> np.ndarray:

@@ -18,8 +18,15 @@ class PriceChoice:
     observed ones). A customer who keeps picking the cheap items of their categories ends up on the high
     sensitivities, one who ignores prices on zero; a customer with little history keeps the population's mix."""
 
-    def __init__(self, engaged: csr_matrix, price: np.ndarray, category: np.ndarray, levels: int,
-                 sensitivity_range: tuple[float, float], iterations: int) -> None:
+    def __init__(
+        self,
+        engaged: csr_matrix,
+        price: np.ndarray,
+        category: np.ndarray,
+        levels: int,
+        sensitivity_range: tuple[float, float],
+        iterations: int,
+    ) -> None:
         position = price_positions(price, category)
         code = np.where(category >= 0, category, category.max(initial=0) + 1)  # unknown category: its own
         self.grid = np.linspace(*sensitivity_range, levels)
@@ -59,11 +66,10 @@ class PriceChoice:
         """Each pair's (users, item) chance of the item among its category's, mixed over the customer's posterior."""
         out = np.empty(len(item), np.float64)
         for start in range(0, len(item), chunk):
-            u, i = users[start:start + chunk], item[start:start + chunk]
-            out[start:start + chunk] = np.einsum("pg,gp->p", self.weights[u], self.choice[:, i])
+            u, i = users[start : start + chunk], item[start : start + chunk]
+            out[start : start + chunk] = np.einsum("pg,gp->p", self.weights[u], self.choice[:, i])
         return out
 
     def sensitivity(self, users: np.ndarray) -> np.ndarray:
         """Each customer's posterior mean price sensitivity."""
         return self.weights[users] @ self.grid
-

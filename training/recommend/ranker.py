@@ -30,7 +30,7 @@ class ItemInfo:
     launched: np.ndarray | None = None
 
     @classmethod
-    def empty(cls, n_items: int) -> "ItemInfo":
+    def empty(cls, n_items: int) -> ItemInfo:
         return cls(np.full(n_items, -1, np.int64), np.full(n_items, np.nan), np.full(n_items, np.nan))
 
 
@@ -49,18 +49,34 @@ def item_choice_terms(sources: CandidateSources, items: ItemInfo) -> dict[str, n
     def share(counts: np.ndarray) -> np.ndarray:
         return np.where(known, counts / np.maximum(np.bincount(cat, weights=counts, minlength=n_cat)[cat], 1.0), nan)
 
-    return {"share": share(pop), "recent_share": share(recent), "engaged_share": share(engaged),
-            "prior": np.where(known, cat_pop / max(pop.sum(), 1.0), nan)}
+    return {
+        "share": share(pop),
+        "recent_share": share(recent),
+        "engaged_share": share(engaged),
+        "prior": np.where(known, cat_pop / max(pop.sum(), 1.0), nan),
+    }
 
 
-CHOICE_FEATURES = ("category_share", "generative_score", "generative_recent", "last_item_transition",
-                   "pending_complement")
+CHOICE_FEATURES = (
+    "category_share",
+    "generative_score",
+    "generative_recent",
+    "last_item_transition",
+    "pending_complement",
+)
 BROWSING_FEATURES = ("browse_category_share", "browse_generative", "item_browsed")
 
 
-def choice_features(terms: dict[str, np.ndarray], item: np.ndarray, in_category: np.ndarray, n_hist: np.ndarray,
-                    last_transition: np.ndarray, pending: np.ndarray, prior_weight: float,
-                    browsed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def choice_features(
+    terms: dict[str, np.ndarray],
+    item: np.ndarray,
+    in_category: np.ndarray,
+    n_hist: np.ndarray,
+    last_transition: np.ndarray,
+    pending: np.ndarray,
+    prior_weight: float,
+    browsed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """CHOICE_FEATURES of (customer, item) pairs: `in_category` the customer's history purchases in the item's
     category, `n_hist` all of them, `last_transition` the co-purchase strength from the customer's latest item
     (the accessory of a main item is bought soon after it), `pending` the summed chance that the item follows one
@@ -74,19 +90,27 @@ def choice_features(terms: dict[str, np.ndarray], item: np.ndarray, in_category:
         return (in_cat + prior_weight * prior) / np.maximum(n + prior_weight, 1e-9)
 
     share = taste(in_category, n_hist)
-    out = {"category_share": share, "generative_score": share * terms["share"][item],
-           "generative_recent": share * terms["recent_share"][item], "last_item_transition": last_transition,
-           "pending_complement": pending}
+    out = {
+        "category_share": share,
+        "generative_score": share * terms["share"][item],
+        "generative_recent": share * terms["recent_share"][item],
+        "last_item_transition": last_transition,
+        "pending_complement": pending,
+    }
     if browsed is not None:
         b_in_category, n_browsed, item_browsed = browsed
         engaged = taste(in_category + b_in_category, n_hist + n_browsed)
-        out |= {"browse_category_share": engaged, "browse_generative": engaged * terms["engaged_share"][item],
-                "item_browsed": item_browsed}
+        out |= {
+            "browse_category_share": engaged,
+            "browse_generative": engaged * terms["engaged_share"][item],
+            "item_browsed": item_browsed,
+        }
     return out
 
 
-def browsing_of(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray, items: ItemInfo
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def browsing_of(
+    sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray, items: ItemInfo
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """`choice_features`' browsed counts of pairs (users[row], item); None where the sources have no browsing."""
     if not sources.has_browsing:
         return None
@@ -95,12 +119,21 @@ def browsing_of(sources: CandidateSources, users: np.ndarray, row: np.ndarray, i
     coo = mine.tocoo()
     per_category = np.zeros((len(users), int(code.max(initial=0)) + 1))
     np.add.at(per_category, (coo.row, code[coo.col]), coo.data)
-    return (per_category[row, code[item]], per_category.sum(axis=1)[row],
-            np.asarray(mine[row, item], dtype=np.float64).ravel())
+    return (
+        per_category[row, code[item]],
+        per_category.sum(axis=1)[row],
+        np.asarray(mine[row, item], dtype=np.float64).ravel(),
+    )
 
 
-def as_of_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray, items: ItemInfo,
-                   choice: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def as_of_features(
+    sources: CandidateSources,
+    users: np.ndarray,
+    row: np.ndarray,
+    item: np.ndarray,
+    items: ItemInfo,
+    choice: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
     """ItemTimeline's AS_OF_FEATURES of pairs (users[row], item), each customer's moment the last purchase of their
     history (the history's end for customers without one), their taste from `choice`'s category share; none for
     sources fitted before these features existed (a registered model keeps the features it was trained on)."""
@@ -109,13 +142,15 @@ def as_of_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray
     as_of = sources.moment[users][row]
     out = sources.timeline.features(item, as_of, items.category, _taste(choice), sources.config.as_of_recent_days)
     launched = getattr(items, "launched", None)  # None: unknown (models pickled before launch times were read)
-    out["launched_days_after"] = ((launched[item] - as_of) / 86400.0 if launched is not None
-                                  else np.full(len(item), np.nan))
+    out["launched_days_after"] = (
+        (launched[item] - as_of) / 86400.0 if launched is not None else np.full(len(item), np.nan)
+    )
     return out
 
 
-def complement_timing_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray
-                               ) -> dict[str, np.ndarray]:
+def complement_timing_features(
+    sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray
+) -> dict[str, np.ndarray]:
     """The best chance that pairs (users[row], item) follow one of the customer's latest purchases and how many days
     before the customer's last purchase that one was (`CandidateSources.pending_timing`); none for sources fitted
     before these features existed."""
@@ -125,8 +160,14 @@ def complement_timing_features(sources: CandidateSources, users: np.ndarray, row
     return {"complement_best": best, "complement_days_ago": days_ago}
 
 
-def price_band_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray,
-                        items: ItemInfo, choice: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def price_band_features(
+    sources: CandidateSources,
+    users: np.ndarray,
+    row: np.ndarray,
+    item: np.ndarray,
+    items: ItemInfo,
+    choice: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
     """The share of pairs (users[row], item) of the item's category among customers of the same price band, and
     taste x that share (none with `two_stage.price_bands` 0); the bands are computed once per fitted sources."""
     cfg = sources.config
@@ -134,14 +175,21 @@ def price_band_features(sources: CandidateSources, users: np.ndarray, row: np.nd
         return {}
     bands = getattr(sources, "price_bands", None)
     if bands is None:
-        bands = sources.price_bands = PriceBands(sources.X + sources.browsed, items.price, items.category,
-                                                 cfg.price_bands, cfg.price_band_shrink)  # once per sources
+        bands = sources.price_bands = PriceBands(
+            sources.X + sources.browsed, items.price, items.category, cfg.price_bands, cfg.price_band_shrink
+        )  # once per sources
     share = bands.share(users[row], item)
     return {"price_band_share": share, "generative_price_band": _taste(choice) * share}
 
 
-def price_choice_features(sources: CandidateSources, users: np.ndarray, row: np.ndarray, item: np.ndarray,
-                          items: ItemInfo, choice: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def price_choice_features(
+    sources: CandidateSources,
+    users: np.ndarray,
+    row: np.ndarray,
+    item: np.ndarray,
+    items: ItemInfo,
+    choice: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
     """The mixed logit's chance of pairs (users[row], item) among the item's category, taste x that chance and the
     customer's price sensitivity (none with `two_stage.price_choice_levels` 0); fitted once per sources."""
     cfg = sources.config
@@ -149,12 +197,20 @@ def price_choice_features(sources: CandidateSources, users: np.ndarray, row: np.
         return {}
     model = getattr(sources, "price_choice", None)
     if model is None:
-        model = sources.price_choice = PriceChoice(sources.X + sources.browsed, items.price, items.category,
-                                                   cfg.price_choice_levels, cfg.price_choice_range,
-                                                   cfg.price_choice_iterations)
+        model = sources.price_choice = PriceChoice(
+            sources.X + sources.browsed,
+            items.price,
+            items.category,
+            cfg.price_choice_levels,
+            cfg.price_choice_range,
+            cfg.price_choice_iterations,
+        )
     share = model.share(users[row], item)
-    return {"price_choice_share": share, "generative_price_choice": _taste(choice) * share,
-            "price_sensitivity": model.sensitivity(users)[row]}
+    return {
+        "price_choice_share": share,
+        "generative_price_choice": _taste(choice) * share,
+        "price_sensitivity": model.sensitivity(users)[row],
+    }
 
 
 def _taste(choice: dict[str, np.ndarray]) -> np.ndarray:
@@ -162,8 +218,9 @@ def _taste(choice: dict[str, np.ndarray]) -> np.ndarray:
     return choice["browse_category_share"] if "browse_category_share" in choice else choice["category_share"]
 
 
-def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo, seen: csr_matrix
-                  ) -> tuple[pd.DataFrame, list[np.ndarray], dict[str, np.ndarray]]:
+def pair_features(
+    sources: CandidateSources, users: np.ndarray, items: ItemInfo, seen: csr_matrix
+) -> tuple[pd.DataFrame, list[np.ndarray], dict[str, np.ndarray]]:
     """Feature rows for every (user, candidate) pair, the candidate lists and the sources' scores."""
     scores = sources.all_scores(users)
     ranks = source_ranks(scores, seen)
@@ -191,17 +248,25 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
     last_all = hist.groupby("u")["ts"].max()
     key = pd.MultiIndex.from_arrays([users[row], items.category[item]])
     looked = per_cat.set_index(["u", "c"]).reindex(key)
-    cols["category_affinity"] = (looked["n"].fillna(0.0).to_numpy() / np.maximum(n_hist[row], 1))
+    cols["category_affinity"] = looked["n"].fillna(0.0).to_numpy() / np.maximum(n_hist[row], 1)
     days = (last_all.reindex(users[row]).to_numpy() - looked["last"].to_numpy()) / np.timedelta64(1, "D")
     cols["days_since_category"] = days.astype(np.float64)
     latest = sources.recent[sources.recent["back"] == 0].set_index("u")["i"].reindex(users).to_numpy()
     has_latest = np.isfinite(latest)
     pair_latest = np.where(has_latest, latest, 0).astype(np.int64)[row]
     transition = np.asarray(sources.transitions[pair_latest, item]).ravel() if len(item) else np.zeros(0)
-    cols.update(choice_features(item_choice_terms(sources, items), item, looked["n"].fillna(0.0).to_numpy(),
-                                n_hist[row].astype(np.float64), np.where(has_latest[row], transition, 0.0),
-                                sources.pending(users, row, item), sources.config.category_prior_weight,
-                                browsing_of(sources, users, row, item, items)))
+    cols.update(
+        choice_features(
+            item_choice_terms(sources, items),
+            item,
+            looked["n"].fillna(0.0).to_numpy(),
+            n_hist[row].astype(np.float64),
+            np.where(has_latest[row], transition, 0.0),
+            sources.pending(users, row, item),
+            sources.config.category_prior_weight,
+            browsing_of(sources, users, row, item, items),
+        )
+    )
     cols.update(as_of_features(sources, users, row, item, items, cols))
     cols.update(complement_timing_features(sources, users, row, item))
     cols.update(price_band_features(sources, users, row, item, items, cols))
@@ -211,8 +276,9 @@ def pair_features(sources: CandidateSources, users: np.ndarray, items: ItemInfo,
     return frame, cands, scores
 
 
-def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, bought_ts: np.ndarray,
-                      items: ItemInfo, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def customer_features(
+    sources: CandidateSources, user: int, bought: np.ndarray, bought_ts: np.ndarray, items: ItemInfo, seen: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """`pair_features` for one customer without pandas (serving): the feature matrix in the same column order,
     the candidate items and the feature names; `bought`/`bought_ts` are the customer's history rows in `sources`,
     `seen` a boolean mask of the items never to propose."""
@@ -233,24 +299,47 @@ def customer_features(sources: CandidateSources, user: int, bought: np.ndarray, 
     last_cat = last.max(axis=1, initial=np.iinfo(np.int64).min)
     last_all = bought_ts.astype("datetime64[ns]").astype(np.int64).max() if n_hist else 0
     days = np.where(in_cat.any(axis=1), (last_all - last_cat) / 8.64e13, np.nan)
-    names += ["item_popularity", "item_trend", "item_category", "item_price", "user_interactions",
-              "category_affinity", "days_since_category"]
-    cols += [np.log1p(pop), sources.recent_count[cands] / np.maximum(pop, 1.0), category, items.price[cands],
-             np.full(len(cands), n_hist, np.float32), in_cat.sum(axis=1) / max(n_hist, 1), days]
+    names += [
+        "item_popularity",
+        "item_trend",
+        "item_category",
+        "item_price",
+        "user_interactions",
+        "category_affinity",
+        "days_since_category",
+    ]
+    cols += [
+        np.log1p(pop),
+        sources.recent_count[cands] / np.maximum(pop, 1.0),
+        category,
+        items.price[cands],
+        np.full(len(cands), n_hist, np.float32),
+        in_cat.sum(axis=1) / max(n_hist, 1),
+        days,
+    ]
     # the latest history row (ties in time: the last stored, as the batch path's stable sort keeps them)
     ts = bought_ts.astype("datetime64[ns]").astype(np.int64)
     latest = int(bought[np.flatnonzero(ts == ts.max())[-1]]) if n_hist else -1
-    transition = (np.asarray(sources.transitions[latest, cands].todense()).ravel() if latest >= 0
-                  else np.zeros(len(cands)))
+    transition = (
+        np.asarray(sources.transitions[latest, cands].todense()).ravel() if latest >= 0 else np.zeros(len(cands))
+    )
     only = np.zeros(len(cands), np.int64)  # every pair is the one customer's
-    choice = choice_features(item_choice_terms(sources, items), cands, in_cat.sum(axis=1).astype(np.float64),
-                             np.full(len(cands), float(n_hist)), transition,
-                             sources.pending(np.array([user]), only, cands), sources.config.category_prior_weight,
-                             browsing_of(sources, np.array([user]), only, cands, items))
-    extra = (as_of_features(sources, np.array([user]), only, cands, items, choice)
-             | complement_timing_features(sources, np.array([user]), only, cands)
-             | price_band_features(sources, np.array([user]), only, cands, items, choice)
-             | price_choice_features(sources, np.array([user]), only, cands, items, choice))
+    choice = choice_features(
+        item_choice_terms(sources, items),
+        cands,
+        in_cat.sum(axis=1).astype(np.float64),
+        np.full(len(cands), float(n_hist)),
+        transition,
+        sources.pending(np.array([user]), only, cands),
+        sources.config.category_prior_weight,
+        browsing_of(sources, np.array([user]), only, cands, items),
+    )
+    extra = (
+        as_of_features(sources, np.array([user]), only, cands, items, choice)
+        | complement_timing_features(sources, np.array([user]), only, cands)
+        | price_band_features(sources, np.array([user]), only, cands, items, choice)
+        | price_choice_features(sources, np.array([user]), only, cands, items, choice)
+    )
     names += list(choice) + list(extra)
     cols += list(choice.values()) + list(extra.values())
     return np.column_stack(cols).astype(np.float64) if len(cands) else np.empty((0, len(names))), cands, names
@@ -269,12 +358,22 @@ def fit_ranker(features: pd.DataFrame, labels: np.ndarray, config: TwoStageConfi
     for part in (features["user"].isin(users).to_numpy() & ~in_held, in_held):
         sub = features[part]
         groups = sub.groupby("user", sort=False).size().to_numpy()  # rows are contiguous per user
-        sets.append(lgb.Dataset(X[part], labels[part], group=groups, categorical_feature=["item_category"],
-                                free_raw_data=False))
-    params: dict[str, Any] = {**config.ranker_params, "seed": config.seed, "num_threads": config.threads,
-                              "deterministic": True}
-    return lgb.train(params, sets[0], num_boost_round=config.num_boost_round, valid_sets=[sets[1]],
-                     callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)])
+        sets.append(
+            lgb.Dataset(X[part], labels[part], group=groups, categorical_feature=["item_category"], free_raw_data=False)
+        )
+    params: dict[str, Any] = {
+        **config.ranker_params,
+        "seed": config.seed,
+        "num_threads": config.threads,
+        "deterministic": True,
+    }
+    return lgb.train(
+        params,
+        sets[0],
+        num_boost_round=config.num_boost_round,
+        valid_sets=[sets[1]],
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
 
 
 def reciprocal_rank_fusion(features: pd.DataFrame, sources: list[str]) -> np.ndarray:
@@ -303,8 +402,13 @@ def new_items(earlier: pd.DataFrame, later: pd.DataFrame, shape: tuple[int, int]
     return held
 
 
-def browsed_in_window(browsing: pd.DataFrame, history: pd.DataFrame, window_end: pd.Series, shape: tuple[int, int],
-                      window_start: pd.Timestamp | None = None) -> csr_matrix:
+def browsed_in_window(
+    browsing: pd.DataFrame,
+    history: pd.DataFrame,
+    window_end: pd.Series,
+    shape: tuple[int, int],
+    window_start: pd.Timestamp | None = None,
+) -> csr_matrix:
     """Binary users x items browsed from the day of each customer's last purchase in `history` (or `window_start`,
     if later) to the day of `window_end` (per user code; that day excluded, as `browsing_before` excludes it) and
     not bought in `history`: what the customer engaged with during a label window."""
@@ -317,11 +421,19 @@ def browsed_in_window(browsing: pd.DataFrame, history: pd.DataFrame, window_end:
     return new_items(history, browsing[keep], shape)
 
 
-def ranker_training_set(history_train: pd.DataFrame, labels_valid: csr_matrix, shape: tuple[int, int],
-                        items: ItemInfo, config: TwoStageConfig, peer_params: dict[str, dict[str, Any]], seed: int,
-                        sequence: SequenceConfig | None = None, browsing: pd.DataFrame | None = None,
-                        valid_end: pd.Series | None = None, valid_start: pd.Timestamp | None = None
-                        ) -> tuple[pd.DataFrame, np.ndarray, float]:
+def ranker_training_set(
+    history_train: pd.DataFrame,
+    labels_valid: csr_matrix,
+    shape: tuple[int, int],
+    items: ItemInfo,
+    config: TwoStageConfig,
+    peer_params: dict[str, dict[str, Any]],
+    seed: int,
+    sequence: SequenceConfig | None = None,
+    browsing: pd.DataFrame | None = None,
+    valid_end: pd.Series | None = None,
+    valid_start: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, float]:
     """Candidate feature rows and labels of every label window (validation, then earlier eighths of the history),
     and the candidate recall of the first window; `browsing` as in `CandidateSources.fit`. With
     `config.browsing_labels` and `valid_end` (per user code, the end of the validation window; `valid_start` its

@@ -6,9 +6,9 @@ import hashlib
 import json
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Sequence
 
 import mlflow
 import numpy as np
@@ -33,26 +33,32 @@ class NextItemNet(nn.Module):
         self.cfg = cfg
         self.items = nn.Embedding(n_items + 1, cfg.dim, padding_idx=PAD)
         # unit-norm item vectors: the tied output starts with logits of order 1 (N(0, 1) would start at ~dim)
-        nn.init.normal_(self.items.weight, std=cfg.dim ** -0.5)
+        nn.init.normal_(self.items.weight, std=cfg.dim**-0.5)
         with torch.no_grad():
             self.items.weight[PAD].zero_()
         self.drop = nn.Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.dim)
         if cfg.architecture == "sasrec":
             self.positions = nn.Embedding(cfg.max_len, cfg.dim)
-            layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, dim_feedforward=cfg.dim, dropout=cfg.dropout,
-                                               batch_first=True, norm_first=True)
+            layer = nn.TransformerEncoderLayer(
+                cfg.dim, cfg.heads, dim_feedforward=cfg.dim, dropout=cfg.dropout, batch_first=True, norm_first=True
+            )
             self.encoder = nn.TransformerEncoder(layer, cfg.blocks, enable_nested_tensor=False)
         else:
-            self.gru = nn.GRU(cfg.dim, cfg.dim, num_layers=cfg.blocks, batch_first=True,
-                              dropout=cfg.dropout if cfg.blocks > 1 else 0.0)
+            self.gru = nn.GRU(
+                cfg.dim,
+                cfg.dim,
+                num_layers=cfg.blocks,
+                batch_first=True,
+                dropout=cfg.dropout if cfg.blocks > 1 else 0.0,
+            )
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
         """Hidden state after every position of left-padded input codes (batch x length x dim)."""
         x = self.items(seq) * math.sqrt(self.cfg.dim)
         if self.cfg.architecture == "sasrec":
             length = seq.shape[1]
-            x = self.drop(x + self.positions.weight[self.cfg.max_len - length:][None])
+            x = self.drop(x + self.positions.weight[self.cfg.max_len - length :][None])
             causal = nn.Transformer.generate_square_subsequent_mask(length, device=seq.device)
             x = self.encoder(x, mask=causal, is_causal=True)
         else:
@@ -90,7 +96,7 @@ def _left_pad(rows: Sequence[np.ndarray], length: int) -> np.ndarray:
     for r, row in enumerate(rows):
         tail = np.asarray(row, dtype=np.int64)[-length:]
         if len(tail):
-            out[r, length - len(tail):] = tail + 1
+            out[r, length - len(tail) :] = tail + 1
     return out
 
 
@@ -100,7 +106,7 @@ def training_windows(sequences: Sequence[np.ndarray], max_len: int) -> tuple[np.
     for seq in sequences:
         seq = np.asarray(seq, dtype=np.int64)
         for end in range(len(seq), 1, -max_len):
-            window = seq[max(0, end - max_len - 1):end]
+            window = seq[max(0, end - max_len - 1) : end]
             inputs.append(window[:-1])
             targets.append(window[1:])
     x = _left_pad(inputs, max_len)
@@ -117,7 +123,7 @@ class SequenceRecommender:
         self.net: NextItemNet | None = None
         self.losses: list[float] = []
 
-    def fit(self, sequences: Sequence[np.ndarray]) -> "SequenceRecommender":
+    def fit(self, sequences: Sequence[np.ndarray]) -> SequenceRecommender:
         """Train on every next item (full or sampled-softmax cross-entropy); deterministic given config.seed."""
         cfg = self.config
         device = _device(cfg)
@@ -135,7 +141,7 @@ class SequenceRecommender:
             order = torch.from_numpy(rng.permutation(len(x))).to(device)
             total = 0.0
             for start in range(0, len(x), cfg.batch_size):
-                idx = order[start:start + cfg.batch_size]
+                idx = order[start : start + cfg.batch_size]
                 negatives = None
                 if 0 < cfg.negatives < self.n_items:
                     negatives = torch.from_numpy(rng.choice(self.n_items, cfg.negatives, replace=False)).to(device)
@@ -156,8 +162,8 @@ class SequenceRecommender:
         device = next(self.net.parameters()).device
         out = np.zeros((len(histories), self.n_items), dtype=np.float32)
         for start in range(0, len(histories), batch):
-            x = torch.from_numpy(_left_pad(histories[start:start + batch], self.config.max_len)).to(device)
-            out[start:start + len(x)] = self.net.logits(self.net(x)[:, -1]).cpu().numpy()
+            x = torch.from_numpy(_left_pad(histories[start : start + batch], self.config.max_len)).to(device)
+            out[start : start + len(x)] = self.net.logits(self.net(x)[:, -1]).cpu().numpy()
         out[[len(h) == 0 for h in histories]] = 0.0
         return out
 
@@ -184,7 +190,7 @@ class SequenceRecommender:
         return folder
 
     @classmethod
-    def load(cls, folder: Path, device: str = "cpu") -> "SequenceRecommender":
+    def load(cls, folder: Path, device: str = "cpu") -> SequenceRecommender:
         """A model saved by `save`, on the given device."""
         meta = json.loads((Path(folder) / "meta.json").read_text())
         config = SequenceConfig.model_validate({**meta["config"], "device": device})
@@ -219,7 +225,7 @@ def user_sequences(history: pd.DataFrame, n_users: int) -> list[np.ndarray]:
     h = history.sort_values(["u", "ts"], kind="stable")
     bounds = np.searchsorted(h["u"].to_numpy(), np.arange(n_users + 1))
     items = h["i"].to_numpy(np.int64)
-    return [items[bounds[u]:bounds[u + 1]] for u in range(n_users)]
+    return [items[bounds[u] : bounds[u + 1]] for u in range(n_users)]
 
 
 class SequenceModel(mlflow.pyfunc.PythonModel):
@@ -250,16 +256,25 @@ def _log_model(settings: Settings, model: SequenceRecommender, item_ids: list[st
         wrapper.model, wrapper.item_ids = model, item_ids
         example = pd.DataFrame({"history": [item_ids[:3], item_ids[:1]], "k": [3, 2]})
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=SequenceModel(), artifacts={"sequence": str(folder)},
-            signature=infer_signature(example, wrapper.predict(None, example)), input_example=example,
+            name="model",
+            python_model=SequenceModel(),
+            artifacts={"sequence": str(folder)},
+            signature=infer_signature(example, wrapper.predict(None, example)),
+            input_example=example,
             registered_model_name=settings.tracking.sequence_model,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
-                              f"pandas=={pd.__version__}", f"mlflow=={mlflow.__version__}"])
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"numpy=={np.__version__}",
+                f"pandas=={pd.__version__}",
+                f"mlflow=={mlflow.__version__}",
+            ],
+        )
     return int(info.registered_model_version)
 
 
-def next_item_metrics(model: SequenceRecommender, histories: list[np.ndarray], targets: np.ndarray, k: int
-                      ) -> dict[str, float]:
+def next_item_metrics(
+    model: SequenceRecommender, histories: list[np.ndarray], targets: np.ndarray, k: int
+) -> dict[str, float]:
     """Hit rate, NDCG and MRR @k of each held-out next item, the history's items excluded."""
     scores = model.score_all(histories).astype(np.float64)
     for r, h in enumerate(histories):
@@ -267,8 +282,11 @@ def next_item_metrics(model: SequenceRecommender, histories: list[np.ndarray], t
     target = scores[np.arange(len(targets)), targets]
     rank = (scores > target[:, None]).sum(axis=1) + 1
     hit = rank <= k
-    return {f"hit_at_{k}": float(hit.mean()), f"ndcg_at_{k}": float((hit / np.log2(rank + 1)).mean()),
-            f"mrr_at_{k}": float((hit / rank).mean())}
+    return {
+        f"hit_at_{k}": float(hit.mean()),
+        f"ndcg_at_{k}": float((hit / np.log2(rank + 1)).mean()),
+        f"mrr_at_{k}": float((hit / rank).mean()),
+    }
 
 
 def train_sequence(settings: Settings) -> tracking.TrainResult:
@@ -277,8 +295,11 @@ def train_sequence(settings: Settings) -> tracking.TrainResult:
     events = read_table(settings.tables_dir, "events", columns=["customer_id", "item_id", "ts", "type"])
     if events is None or events.empty:
         raise ValueError(f"events: no events table in {settings.tables_dir}; run `patron data ingest` first")
-    bought = events[events["type"] == "purchase"][["customer_id", "item_id", "ts"]].astype(
-        {"customer_id": str, "item_id": str}).reset_index(drop=True)
+    bought = (
+        events[events["type"] == "purchase"][["customer_id", "item_id", "ts"]]
+        .astype({"customer_id": str, "item_id": str})
+        .reset_index(drop=True)
+    )
     users, items = pd.Categorical(bought["customer_id"]), pd.Categorical(bought["item_id"])
     frame = pd.DataFrame({"u": users.codes, "i": items.codes, "ts": bought["ts"]})
     sequences = user_sequences(frame, len(users.categories))
@@ -288,8 +309,9 @@ def train_sequence(settings: Settings) -> tracking.TrainResult:
         if not held:
             raise ValueError("events: no customer has a last purchase of a new item to evaluate on")
         evaluated = SequenceRecommender(cfg, len(items.categories)).fit([s[:-1] for s in sequences])
-        metrics = next_item_metrics(evaluated, [sequences[r][:-1] for r in held],
-                                    np.array([sequences[r][-1] for r in held]), cfg.k)
+        metrics = next_item_metrics(
+            evaluated, [sequences[r][:-1] for r in held], np.array([sequences[r][-1] for r in held]), cfg.k
+        )
         metrics["final_train_loss"] = evaluated.losses[-1]
         mlflow.log_metrics(metrics)
         for epoch, loss in enumerate(evaluated.losses):
@@ -300,7 +322,10 @@ def train_sequence(settings: Settings) -> tracking.TrainResult:
         version = _log_model(settings, final, [str(i) for i in items.categories])
         client = mlflow.MlflowClient()
         primary = f"ndcg_at_{cfg.k}"
-        for key, val in {tracking.FINGERPRINT_TAG: eval_fp, registry.METRIC_TAG: primary,
-                         registry.VALUE_TAG: repr(metrics[primary])}.items():
+        for key, val in {
+            tracking.FINGERPRINT_TAG: eval_fp,
+            registry.METRIC_TAG: primary,
+            registry.VALUE_TAG: repr(metrics[primary]),
+        }.items():
             client.set_model_version_tag(settings.tracking.sequence_model, str(version), key, val)
         return tracking.TrainResult(MODEL, run.info.run_id, version, metrics)

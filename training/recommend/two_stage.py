@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -15,23 +16,39 @@ from scipy.sparse import csr_matrix
 
 from features.tables.store import atomic_write_bytes, read_table, write_json
 from patron.config import Settings
+from training.mlops.metrics import top_k
+from training.recommend.als import ALSRecommender
+from training.recommend.base import ALS_ARTIFACT, TWO_STAGE_ARTIFACT, TWO_STAGE_META, Explained, Reason, Scored
 from training.recommend.candidates import CandidateSources
-from training.recommend.ranker import (ItemInfo, customer_features, fit_ranker, new_items, pair_features,
-                             ranker_training_set, reciprocal_rank_fusion)
-from training.recommend.als import Recommender
-from benchmarks.recsys import event_codes, item_info, read_products
-from training.mlops.splits import top_k
+from training.recommend.item_data import event_codes, item_info, read_products
+from training.recommend.ranker import (
+    ItemInfo,
+    customer_features,
+    fit_ranker,
+    new_items,
+    pair_features,
+    ranker_training_set,
+    reciprocal_rank_fusion,
+)
 
-ARTIFACT = "two_stage"  # folder name beside the ALS recommender's in the logged model
-SOURCES_FILE, RANKER_FILE, META_FILE = "sources.pkl", "ranker.txt", "two_stage.json"
+SOURCES_FILE, RANKER_FILE = "sources.pkl", "ranker.txt"
 FEATURES_VERSION = 2  # 2: browsing and pending-complement features; a model of another version is not loaded
 # why a source puts an item forward: "similar" to a bought item, "bought_with" a recent one, "restock", "popular"
-REASON_KIND = {"als": "similar", "item_item": "similar", "ease": "similar", "sequence": "similar",
-               "copurchase": "bought_with", "repeat": "restock", "trending": "popular", "popular": "popular"}
+REASON_KIND = {
+    "als": "similar",
+    "item_item": "similar",
+    "ease": "similar",
+    "sequence": "similar",
+    "copurchase": "bought_with",
+    "repeat": "restock",
+    "trending": "popular",
+    "popular": "popular",
+}
 
 
-def event_history(settings: Settings, rec: Recommender, cutoff: pd.Timestamp, types: Sequence[str] = ("purchase",)
-                  ) -> pd.DataFrame:
+def event_history(
+    settings: Settings, rec: ALSRecommender, cutoff: pd.Timestamp, types: Sequence[str] = ("purchase",)
+) -> pd.DataFrame:
     """Events of the given types before the cutoff as codes [u, i, ts] of the ALS recommender's customers and
     items."""
     return event_codes(settings.tables_dir, types, rec.customer_ids, rec.item_ids, before=cutoff)
@@ -46,11 +63,12 @@ def catalogue(settings: Settings, item_ids: np.ndarray) -> ItemInfo:
 def _peer_params(settings: Settings) -> dict[str, dict[str, Any]]:
     """The ALS source uses the recommender section's ALS settings; the other peers their defaults."""
     r = settings.recommender
-    return {"als": {"factors": r.factors, "regularization": r.regularization, "alpha": r.alpha,
-                    "iterations": r.iterations}}
+    return {
+        "als": {"factors": r.factors, "regularization": r.regularization, "alpha": r.alpha, "iterations": r.iterations}
+    }
 
 
-def fit_two_stage(settings: Settings, rec: Recommender, cutoff: pd.Timestamp) -> "TwoStageRecommender":
+def fit_two_stage(settings: Settings, rec: ALSRecommender, cutoff: pd.Timestamp) -> TwoStageRecommender:
     """Ranker trained on the `recommender.holdout_days` before the cutoff (sources fit before them), then the
     sources refit on every purchase before the cutoff; `rec` (fit before the cutoff) answers everything else."""
     cfg, shape = settings.two_stage, rec.user_items.shape
@@ -63,9 +81,19 @@ def fit_two_stage(settings: Settings, rec: Recommender, cutoff: pd.Timestamp) ->
     booster = None
     if cfg.ranker:
         window_end = pd.Series(cutoff, index=np.arange(shape[0]))  # the label window is [label_start, cutoff)
-        feats, y, _ = ranker_training_set(earlier.reset_index(drop=True), new_items(earlier, later, shape), shape,
-                                          items, cfg, params, cfg.seed, settings.sequence, browsing, window_end,
-                                          label_start)
+        feats, y, _ = ranker_training_set(
+            earlier.reset_index(drop=True),
+            new_items(earlier, later, shape),
+            shape,
+            items,
+            cfg,
+            params,
+            cfg.seed,
+            settings.sequence,
+            browsing,
+            window_end,
+            label_start,
+        )
         booster = fit_ranker(feats, y, cfg)
     sources = CandidateSources(cfg, params, cfg.seed, settings.sequence).fit(history, shape, browsing)
     return TwoStageRecommender(rec, sources, booster, items)
@@ -73,10 +101,11 @@ def fit_two_stage(settings: Settings, rec: Recommender, cutoff: pd.Timestamp) ->
 
 class TwoStageRecommender:
     """Candidates from several sources ranked by LightGBM for customers with purchases; the ALS recommender for
-    popularity, similar items, live histories and customers without purchases."""
+    popularity, similar items, live histories and customers without purchases (a `Recommender`)."""
 
-    def __init__(self, base: Recommender, sources: CandidateSources, booster: lgb.Booster | None,
-                 items: ItemInfo) -> None:
+    def __init__(
+        self, base: ALSRecommender, sources: CandidateSources, booster: lgb.Booster | None, items: ItemInfo
+    ) -> None:
         self.base, self.sources, self.booster, self.items = base, sources, booster, items
         self.customer_ids, self.item_ids = base.customer_ids, base.item_ids
         history = sources.history.sort_values(["u", "ts"], ascending=[True, False], kind="stable")
@@ -92,54 +121,79 @@ class TwoStageRecommender:
         """Whether the item is in the catalogue the model was trained on."""
         return self.base.knows_item(item_id)
 
-    def popular(self, k: int, exclude: set[str] = frozenset(), allowed: set[str] | None = None
-                ) -> list[tuple[str, float]]:
+    def popular(
+        self, k: int, exclude: set[str] | frozenset[str] = frozenset(), allowed: set[str] | frozenset[str] | None = None
+    ) -> list[Scored]:
         """The k most popular items (the ALS recommender's popularity)."""
         return self.base.popular(k, exclude=exclude, allowed=allowed)
 
-    def similar_items(self, item_id: str, k: int, allowed: set[str] | None = None,
-                      exclude: set[str] | frozenset[str] = frozenset()) -> list[tuple[str, float]]:
+    def similar_items(
+        self,
+        item_id: str,
+        k: int,
+        allowed: set[str] | frozenset[str] | None = None,
+        exclude: set[str] | frozenset[str] = frozenset(),
+    ) -> list[Scored]:
         """Items closest to the item (the ALS recommender's item factors)."""
         return self.base.similar_items(item_id, k, allowed=allowed, exclude=exclude)
 
-    def recommend_from_history(self, *args: Any, **kwargs: Any) -> list[tuple[str, float]]:
-        """Live histories are folded into the ALS factors (see Recommender.recommend_from_history)."""
-        return self.base.recommend_from_history(*args, **kwargs)
+    def recommend_from_history(
+        self,
+        item_ids: list[str],
+        weights: list[float],
+        k: int,
+        exclude: set[str] | frozenset[str] = frozenset(),
+        allowed: set[str] | frozenset[str] | None = None,
+        regularization: float | None = None,
+        alpha: float | None = None,
+    ) -> list[Scored]:
+        """Live histories are folded into the ALS factors (see ALSRecommender.recommend_from_history)."""
+        return self.base.recommend_from_history(
+            item_ids, weights, k, exclude=exclude, allowed=allowed, regularization=regularization, alpha=alpha
+        )
 
     # --- two-stage answers -----------------------------------------------------------------------
-    def _blocked(self, exclude: set[str] | frozenset[str], allowed: set[str] | None) -> np.ndarray:
-        blocked = np.zeros(len(self.item_ids), dtype=bool)
-        if allowed is not None:
-            blocked[:] = True
-            blocked[self.base._indices(allowed)] = False
-        blocked[self.base._indices(exclude)] = True
-        return blocked
-
-    def recommend_explained(self, customer_id: str, k: int, exclude: set[str] = frozenset(),
-                            allowed: set[str] | None = None) -> list[tuple[str, float, tuple[str, str | None]]]:
-        """Top-k (item, score, (reason kind, the bought item behind it or None)) for a known customer (KeyError
-        when unknown); the ALS answer, reason "similar", for a customer without purchases."""
-        user = self.base._user_index[customer_id]
+    def recommend_explained(
+        self,
+        customer_id: str,
+        k: int,
+        exclude: set[str] | frozenset[str] = frozenset(),
+        allowed: set[str] | frozenset[str] | None = None,
+    ) -> list[Explained]:
+        """Top-k (item, score, reason: its kind and the bought item behind it or None) for a known customer
+        (KeyError when unknown); the ALS answer, reason "similar", for a customer without purchases."""
+        user = self.base.customer_index(customer_id)
         if user not in self._rows:
-            return [(i, s, ("similar", None)) for i, s in self.base.recommend(customer_id, k, exclude, allowed)]
+            return self.base.recommend_explained(customer_id, k, exclude, allowed)
         rows = self._rows[user]
         bought, bought_ts = self._bought[rows], self._bought_ts[rows]
-        X, cands, names = customer_features(self.sources, user, bought, bought_ts, self.items,
-                                            self._blocked(exclude, allowed))
+        X, cands, names = customer_features(
+            self.sources, user, bought, bought_ts, self.items, self.base.blocked_mask(allowed, exclude)
+        )
         if not len(cands):
             return []
         enabled = self.sources.enabled
         ranks = X[:, [names.index(f"{s}_rank") for s in enabled]]
-        values = (self.booster.predict(X, num_iteration=self.booster.best_iteration or None, num_threads=1)
-                  if self.booster is not None else (1.0 / (60.0 + ranks)).sum(axis=1))
+        values = (
+            self.booster.predict(X, num_iteration=self.booster.best_iteration or None, num_threads=1)
+            if self.booster is not None
+            else (1.0 / (60.0 + ranks)).sum(axis=1)
+        )
         top = np.argsort(-values, kind="stable")[:k]
         best = [enabled[j] for j in ranks[top].argmin(axis=1)]
         anchors = self._anchors(best, pd.unique(bought), cands[top])
-        return [(str(self.item_ids[cands[r]]), float(values[r]), (REASON_KIND[src], anchor))
-                for r, src, anchor in zip(top, best, anchors)]
+        return [
+            (str(self.item_ids[cands[r]]), float(values[r]), Reason(REASON_KIND[src], anchor))
+            for r, src, anchor in zip(top, best, anchors)
+        ]
 
-    def recommend(self, customer_id: str, k: int, exclude: set[str] = frozenset(),
-                  allowed: set[str] | None = None) -> list[tuple[str, float]]:
+    def recommend(
+        self,
+        customer_id: str,
+        k: int,
+        exclude: set[str] | frozenset[str] = frozenset(),
+        allowed: set[str] | frozenset[str] | None = None,
+    ) -> list[Scored]:
         """Top-k items for a known customer (KeyError when unknown), never in `exclude`, only from `allowed`."""
         return [(i, s) for i, s, _ in self.recommend_explained(customer_id, k, exclude, allowed)]
 
@@ -163,7 +217,7 @@ class TwoStageRecommender:
             if REASON_KIND[source] not in ("similar", "bought_with"):
                 continue
             mine = np.flatnonzero(np.array(sources) == source)
-            pool = bought[:self.sources.config.recent_items] if REASON_KIND[source] == "bought_with" else bought
+            pool = bought[: self.sources.config.recent_items] if REASON_KIND[source] == "bought_with" else bought
             if not len(pool):
                 continue
             strength = self._strength(source, pool, items[mine]).astype(np.float64)
@@ -174,15 +228,25 @@ class TwoStageRecommender:
         return out
 
     # --- offline evaluation ----------------------------------------------------------------------
-    def recommend_batch(self, userids: np.ndarray, user_items: csr_matrix, N: int = 10,
-                        filter_already_liked_items: bool = True, **_: Any) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_batch(
+        self,
+        userids: np.ndarray,
+        user_items: csr_matrix,
+        N: int = 10,
+        filter_already_liked_items: bool = True,
+        **_: Any,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """implicit's `recommend` interface (rows of the ALS user index), for `training.mlops.metrics`."""
         users = np.atleast_1d(np.asarray(userids))
         seen = user_items if filter_already_liked_items else csr_matrix(user_items.shape, dtype=np.float32)
         feats, _, _ = pair_features(self.sources, users, self.items, seen)
-        values = (self.booster.predict(feats.drop(columns=["user", "item"]),
-                                       num_iteration=self.booster.best_iteration or None)
-                  if self.booster is not None else reciprocal_rank_fusion(feats, self.sources.enabled))
+        values = (
+            self.booster.predict(
+                feats.drop(columns=["user", "item"]), num_iteration=self.booster.best_iteration or None
+            )
+            if self.booster is not None
+            else reciprocal_rank_fusion(feats, self.sources.enabled)
+        )
         dense = np.full((len(users), len(self.item_ids)), -np.inf)
         dense[feats["user"].to_numpy(), feats["item"].to_numpy()] = values
         ids = top_k(np.where(np.isfinite(dense), dense, -1e30), seen, N)
@@ -193,31 +257,36 @@ class TwoStageRecommender:
     # --- persistence -----------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:
         """Write the ALS recommender to folder/recommender and the two-stage parts to folder/two_stage."""
-        self.base.save(folder / "recommender")
-        own = folder / ARTIFACT
+        self.base.save(folder / ALS_ARTIFACT)
+        own = folder / TWO_STAGE_ARTIFACT
         own.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(own / SOURCES_FILE, pickle.dumps({"sources": self.sources, "items": self.items},
-                                                            protocol=pickle.HIGHEST_PROTOCOL))
+        atomic_write_bytes(
+            own / SOURCES_FILE,
+            pickle.dumps({"sources": self.sources, "items": self.items}, protocol=pickle.HIGHEST_PROTOCOL),
+        )
         if self.booster is not None:
             atomic_write_bytes(own / RANKER_FILE, self.booster.model_to_string().encode())
-        write_json({"features_version": FEATURES_VERSION, "sources": self.sources.enabled,
-                    "ranker": self.booster is not None,
-                    "features": self.booster.feature_name() if self.booster is not None else []}, own / META_FILE)
+        write_json(
+            {
+                "features_version": FEATURES_VERSION,
+                "sources": self.sources.enabled,
+                "ranker": self.booster is not None,
+                "features": self.booster.feature_name() if self.booster is not None else [],
+            },
+            own / TWO_STAGE_META,
+        )
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> "TwoStageRecommender":
+    def load(cls, folder: Path) -> TwoStageRecommender:
         """Read a model written by `save` (the folder holding recommender/ and two_stage/)."""
-        own = Path(folder) / ARTIFACT
-        written = json.loads((own / META_FILE).read_text()).get("features_version", 1)
+        own = Path(folder) / TWO_STAGE_ARTIFACT
+        written = json.loads((own / TWO_STAGE_META).read_text()).get("features_version", 1)
         if written != FEATURES_VERSION:
-            raise ValueError(f"two-stage model in {folder} has features version {written}, this Patron computes "
-                             f"version {FEATURES_VERSION}: retrain it (patron train recommender)")
+            raise ValueError(
+                f"two-stage model in {folder} has features version {written}, this Patron computes "
+                f"version {FEATURES_VERSION}: retrain it (patron train recommender)"
+            )
         parts = pickle.loads((own / SOURCES_FILE).read_bytes())
         booster = lgb.Booster(model_file=str(own / RANKER_FILE)) if (own / RANKER_FILE).exists() else None
-        return cls(Recommender.load(Path(folder) / "recommender"), parts["sources"], booster, parts["items"])
-
-
-def is_two_stage(folder: Path) -> bool:
-    """Whether a model folder (holding recommender/) also holds a two-stage pipeline."""
-    return (Path(folder) / ARTIFACT / META_FILE).exists()
+        return cls(ALSRecommender.load(Path(folder) / ALS_ARTIFACT), parts["sources"], booster, parts["items"])

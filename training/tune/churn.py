@@ -6,8 +6,9 @@ test cutoff is read only by the final `train_churn` of the best parameters, whic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import lightgbm as lgb
 import mlflow
@@ -16,8 +17,8 @@ import pandas as pd
 
 from patron import progress
 from patron.config import ChurnConfig, Settings
-from training.mlops import tracking
 from training.churn.train import MODEL, fit_booster, train_churn
+from training.mlops import tracking
 from training.tune.recommender import open_study, parent_run, register_candidate, seed_by_trial
 
 METRIC = "binary_logloss"
@@ -40,26 +41,31 @@ class ChurnTuneResult:
 
     def summary(self) -> str:
         """What was tuned, what won and where it went."""
-        return (f"study {self.study!r}: {self.trials_run} trials run ({self.pruned} pruned in the study), "
-                f"{self.trials_total} in the study; best validation log loss {self.best_value:.5f} with "
-                f"{self.best_params}; registered version {self.model_version} as candidate (test roc_auc "
-                f"{self.test_metrics['roc_auc']:.4f}); promote with `patron promote churn --version "
-                f"{self.model_version}`")
+        return (
+            f"study {self.study!r}: {self.trials_run} trials run ({self.pruned} pruned in the study), "
+            f"{self.trials_total} in the study; best validation log loss {self.best_value:.5f} with "
+            f"{self.best_params}; registered version {self.model_version} as candidate (test roc_auc "
+            f"{self.test_metrics['roc_auc']:.4f}); promote with `patron promote churn --version "
+            f"{self.model_version}`"
+        )
 
 
 def _space(trial: optuna.Trial, settings: Settings) -> ChurnConfig:
     """Churn settings with LightGBM parameters drawn from the churn_tune ranges."""
     cfg = settings.churn_tune
-    drawn = {"num_leaves": trial.suggest_int("num_leaves", *cfg.num_leaves, log=True),
-             "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", *cfg.min_data_in_leaf, log=True),
-             "lambda_l2": trial.suggest_float("lambda_l2", *cfg.lambda_l2, log=True),
-             "learning_rate": trial.suggest_float("learning_rate", *cfg.learning_rate, log=True),
-             "feature_fraction": trial.suggest_float("feature_fraction", *cfg.feature_fraction)}
+    drawn = {
+        "num_leaves": trial.suggest_int("num_leaves", *cfg.num_leaves, log=True),
+        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", *cfg.min_data_in_leaf, log=True),
+        "lambda_l2": trial.suggest_float("lambda_l2", *cfg.lambda_l2, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", *cfg.learning_rate, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", *cfg.feature_fraction),
+    }
     return settings.churn.model_copy(update={"params": {**settings.churn.params, **drawn}})
 
 
 def pruning_callback(trial: optuna.Trial, every: int) -> Callable[[lgb.callback.CallbackEnv], None]:
     """LightGBM callback: report the validation log loss every `every` rounds, stop the trial when pruned."""
+
     def report(env: lgb.callback.CallbackEnv) -> None:
         done = env.iteration + 1
         if done % every:
@@ -78,7 +84,7 @@ def objective(settings: Settings, train: pd.DataFrame, valid: pd.DataFrame) -> C
     every = settings.churn_tune.report_every_rounds
 
     def run(trial: optuna.Trial) -> float:
-        seed_by_trial(trial, settings.churn_tune.seed)  # workers sharing the study draw different parameters
+        seed_by_trial(trial, settings.seed)  # workers sharing the study draw different parameters
         cfg = _space(trial, settings)
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number)})
@@ -96,23 +102,37 @@ def objective(settings: Settings, train: pd.DataFrame, valid: pd.DataFrame) -> C
     return run
 
 
-def tune_churn(settings: Settings, trials: int | None = None, study_name: str | None = None,
-               echo: Callable[[str], None] = print) -> ChurnTuneResult:
+def tune_churn(
+    settings: Settings, trials: int | None = None, study_name: str | None = None, echo: Callable[[str], None] = print
+) -> ChurnTuneResult:
     """Run (or continue) the study under one parent MLflow run, then register the best params' model as candidate."""
     from features.pit import build
 
     cfg = settings.churn_tune
     trials, study_name = trials or cfg.trials, study_name or cfg.study
-    study, storage = open_study(settings, study_name, "minimize",
-                                optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
-                                                            n_warmup_steps=cfg.pruner_warmup_steps), cfg.seed)
+    study, storage = open_study(
+        settings,
+        study_name,
+        "minimize",
+        optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_steps),
+        settings.seed,
+    )
     tracking.configure(settings)
     plan = build.cutoff_plan(settings)
     train, valid = build.training_set(settings, plan.train), build.training_set(settings, [plan.valid])
-    with parent_run(MODEL, study_name, study, storage, trials, cfg.seed,
-                    f"MedianPruner(startup={cfg.pruner_startup_trials}, warmup_steps={cfg.pruner_warmup_steps})",
-                    {"train_cutoffs": ",".join(c.date().isoformat() for c in plan.train),
-                     "valid_cutoff": plan.valid.date().isoformat()}) as parent:
+    with parent_run(
+        MODEL,
+        study_name,
+        study,
+        storage,
+        trials,
+        settings.seed,
+        f"MedianPruner(startup={cfg.pruner_startup_trials}, warmup_steps={cfg.pruner_warmup_steps})",
+        {
+            "train_cutoffs": ",".join(c.date().isoformat() for c in plan.train),
+            "valid_cutoff": plan.valid.date().isoformat(),
+        },
+    ) as parent:
         mlflow.log_params(tracking.flat_params(cfg, "churn_tune"))
         tracking.log_dataset_digest(train, "churn_training_set", "training")
         tracking.log_dataset_digest(valid, "churn_validation_set", "validation")
@@ -124,5 +144,15 @@ def tune_churn(settings: Settings, trials: int | None = None, study_name: str | 
     echo(f"best validation log loss {study.best_value:.5f} ({study.best_params}); refitting and registering")
     result = train_churn(settings.model_copy(update={"churn": best}))
     register_candidate(settings, MODEL, result.model_version, study_name, parent.info.run_id, result.run_id)
-    return ChurnTuneResult(study_name, storage, trials, len(study.trials), pruned, float(study.best_value),
-                           dict(study.best_params), parent.info.run_id, result.model_version, result.metrics)
+    return ChurnTuneResult(
+        study_name,
+        storage,
+        trials,
+        len(study.trials),
+        pruned,
+        float(study.best_value),
+        dict(study.best_params),
+        parent.info.run_id,
+        result.model_version,
+        result.metrics,
+    )

@@ -3,11 +3,12 @@ configured one), stored beside MLflow, best version registered."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import mlflow
 import optuna
@@ -19,7 +20,8 @@ from patron import progress
 from patron.config import RecommenderConfig, Settings
 from training.mlops import registry, tracking
 from training.mlops.metrics import ranking_metrics
-from training.recommend.als import MODEL, consenting_customers, fit_recommender, holdout_matrices, train_recommender
+from training.recommend.als import fit_recommender
+from training.recommend.train import MODEL, consenting_customers, holdout_matrices, train_recommender
 from training.tune.two_stage_search import configured_two_stage, two_stage_space
 
 PARENT_TAG = "patron.tune.study"
@@ -46,10 +48,12 @@ class TuneResult:
 
     def summary(self) -> str:
         """What was tuned, what won and where it went."""
-        return (f"study {self.study!r}: {self.trials_run} trials run, {self.trials_total} in the study; best "
-                f"validation ndcg@{self.k} {self.best_value:.4f} with {self.best_params}; registered version "
-                f"{self.model_version} as candidate (test ndcg@{self.k} {self.test_metrics[f'ndcg_at_{self.k}']:.4f}); "
-                f"promote with `patron promote recommender --version {self.model_version}`")
+        return (
+            f"study {self.study!r}: {self.trials_run} trials run, {self.trials_total} in the study; best "
+            f"validation ndcg@{self.k} {self.best_value:.4f} with {self.best_params}; registered version "
+            f"{self.model_version} as candidate (test ndcg@{self.k} {self.test_metrics[f'ndcg_at_{self.k}']:.4f}); "
+            f"promote with `patron promote recommender --version {self.model_version}`"
+        )
 
 
 def study_storage(settings: Settings) -> str:
@@ -59,20 +63,24 @@ def study_storage(settings: Settings) -> str:
         return cfg.storage
     uri = settings.tracking_uri
     if not uri.startswith("sqlite:///"):
-        raise TuneError(f"tune.storage: the tracking URI {uri} is not a SQLite file, so set tune.storage to a "
-                        f"database URL the workers share (e.g. the tracking server's PostgreSQL, another schema)")
+        raise TuneError(
+            f"tune.storage: the tracking URI {uri} is not a SQLite file, so set tune.storage to a "
+            f"database URL the workers share (e.g. the tracking server's PostgreSQL, another schema)"
+        )
     return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).with_name(cfg.sqlite_file)}"
 
 
-def open_study(settings: Settings, study_name: str, direction: str, pruner: optuna.pruners.BasePruner,
-               seed: int) -> tuple[optuna.Study, str]:
+def open_study(
+    settings: Settings, study_name: str, direction: str, pruner: optuna.pruners.BasePruner, seed: int
+) -> tuple[optuna.Study, str]:
     """Create or load the named study in the study storage, its TPE seed moved on by the trials already stored."""
     storage = study_storage(settings)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for attempt in range(settings.tune.storage_open_attempts):
         try:
-            study = optuna.create_study(study_name=study_name, storage=storage, direction=direction,
-                                        load_if_exists=True, pruner=pruner)
+            study = optuna.create_study(
+                study_name=study_name, storage=storage, direction=direction, load_if_exists=True, pruner=pruner
+            )
             break
         except IntegrityError:  # workers starting together race to create the schema: the loser finds it made
             if attempt + 1 == settings.tune.storage_open_attempts:
@@ -90,8 +98,9 @@ def seed_by_trial(trial: optuna.Trial, seed: int) -> None:
     trial.study.sampler = optuna.samplers.TPESampler(seed=seed + trial.number)
 
 
-def register_candidate(settings: Settings, model: str, version: int, study_name: str, parent_run_id: str,
-                       train_run_id: str) -> None:
+def register_candidate(
+    settings: Settings, model: str, version: int, study_name: str, parent_run_id: str, train_run_id: str
+) -> None:
     """Give the refitted best version the candidate alias and link it with the study's parent run."""
     client = tracking.configure(settings)
     name = registry.registered_name(settings, model)
@@ -102,26 +111,48 @@ def register_candidate(settings: Settings, model: str, version: int, study_name:
 
 
 @contextmanager
-def parent_run(model: str, study_name: str, study: optuna.Study, storage: str, trials: int, seed: int,
-               pruner: str, params: dict[str, Any]) -> Iterator[mlflow.ActiveRun]:
+def parent_run(
+    model: str,
+    study_name: str,
+    study: optuna.Study,
+    storage: str,
+    trials: int,
+    seed: int,
+    pruner: str,
+    params: dict[str, Any],
+) -> Iterator[mlflow.ActiveRun]:
     """The study's parent MLflow run (trials nest under it), tagged and with the study's settings logged."""
     with mlflow.start_run(run_name=f"tune-{model}-{study_name}") as parent:
-        mlflow.set_tags({tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: model,
-                         PARENT_TAG: study_name})
-        mlflow.log_params({"study": study_name, "storage": storage.split("@")[-1], "trials": trials,
-                           "seed": seed + len(study.trials), "sampler": "TPESampler", "pruner": pruner, **params})
+        mlflow.set_tags(
+            {tracking.CODE_VERSION_TAG: tracking.code_version(), tracking.MODEL_KIND_TAG: model, PARENT_TAG: study_name}
+        )
+        mlflow.log_params(
+            {
+                "study": study_name,
+                "storage": storage.split("@")[-1],
+                "trials": trials,
+                "seed": seed + len(study.trials),
+                "sampler": "TPESampler",
+                "pruner": pruner,
+                **params,
+            }
+        )
         yield parent
 
 
 def _space(trial: optuna.Trial, settings: Settings) -> RecommenderConfig:
     """Recommender settings drawn from the tune section's ranges (iterations in whole blocks)."""
     cfg = settings.tune
-    return settings.recommender.model_copy(update={
-        "factors": trial.suggest_int("factors", *cfg.factors, log=True),
-        "regularization": trial.suggest_float("regularization", *cfg.regularization, log=True),
-        "alpha": trial.suggest_float("alpha", *cfg.alpha, log=True),
-        "iterations": trial.suggest_int("iterations", cfg.iteration_block, cfg.max_iterations,
-                                        step=cfg.iteration_block)})
+    return settings.recommender.model_copy(
+        update={
+            "factors": trial.suggest_int("factors", *cfg.factors, log=True),
+            "regularization": trial.suggest_float("regularization", *cfg.regularization, log=True),
+            "alpha": trial.suggest_float("alpha", *cfg.alpha, log=True),
+            "iterations": trial.suggest_int(
+                "iterations", cfg.iteration_block, cfg.max_iterations, step=cfg.iteration_block
+            ),
+        }
+    )
 
 
 def validation_data(settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp, pd.Timestamp]:
@@ -134,14 +165,15 @@ def validation_data(settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp, pd.
     return build.interactions(settings, valid_start), valid_start, test_start
 
 
-def objective(settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
-              ) -> Callable[[optuna.Trial], float]:
+def objective(
+    settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> Callable[[optuna.Trial], float]:
     """Validation NDCG@k of ALS with the trial's params, reported after every block of iterations (a nested run)."""
     consent = consenting_customers(settings, train["customer_id"])
     block = settings.tune.iteration_block
 
     def run(trial: optuna.Trial) -> float:
-        seed_by_trial(trial, settings.tune.seed)
+        seed_by_trial(trial, settings.seed)
         cfg = _space(trial, settings)
         pruned = False
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
@@ -172,8 +204,9 @@ def objective(settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end:
     return run
 
 
-def two_stage_objective(settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
-                        ) -> Callable[[optuna.Trial], float]:
+def two_stage_objective(
+    settings: Settings, train: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> Callable[[optuna.Trial], float]:
     """Validation NDCG@k of the two-stage pipeline with the trial's sources, candidate count and ranker settings (a
     nested run); the ALS source keeps the recommender section's settings and is fit once."""
     from training.recommend.two_stage import fit_two_stage
@@ -183,14 +216,15 @@ def two_stage_objective(settings: Settings, train: pd.DataFrame, start: pd.Times
     k = settings.recommender.k
 
     def run(trial: optuna.Trial) -> float:
-        seed_by_trial(trial, settings.tune.seed)
+        seed_by_trial(trial, settings.seed)
         cfg = two_stage_space(trial, settings.two_stage)
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.set_tags({"optuna.study": trial.study.study_name, "optuna.trial": str(trial.number)})
             mlflow.log_params(tracking.flat_params(cfg, "two_stage"))
             two = fit_two_stage(settings.model_copy(update={"two_stage": cfg}), rec, start)
-            value = ranking_metrics(SimpleNamespace(recommend=two.recommend_batch), rec.user_items, valid,
-                                    k)[f"ndcg_at_{k}"]
+            value = ranking_metrics(SimpleNamespace(recommend=two.recommend_batch), rec.user_items, valid, k)[
+                f"ndcg_at_{k}"
+            ]
             mlflow.log_metric(f"valid_ndcg_at_{k}", value)
             mlflow.set_tag("optuna.state", "COMPLETE")
         return value
@@ -198,8 +232,9 @@ def two_stage_objective(settings: Settings, train: pd.DataFrame, start: pd.Times
     return run
 
 
-def tune_recommender(settings: Settings, trials: int | None = None, study_name: str | None = None,
-                     echo: Callable[[str], None] = print) -> TuneResult:
+def tune_recommender(
+    settings: Settings, trials: int | None = None, study_name: str | None = None, echo: Callable[[str], None] = print
+) -> TuneResult:
     """Run (or continue) the study under one parent MLflow run, then register the best params' model as candidate.
 
     With `recommender.pipeline: two_stage` the study tunes the pipeline's sources, candidate count and ranker (its
@@ -209,18 +244,36 @@ def tune_recommender(settings: Settings, trials: int | None = None, study_name: 
     trials = trials or cfg.trials
     study_name = study_name or (f"{cfg.study}-two-stage" if two_stage else cfg.study)
     pruner: optuna.pruners.BasePruner = (
-        optuna.pruners.NopPruner() if two_stage else
-        optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_blocks))
-    study, storage = open_study(settings, study_name, "maximize", pruner, cfg.seed)
+        optuna.pruners.NopPruner()
+        if two_stage
+        else optuna.pruners.MedianPruner(
+            n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_blocks
+        )
+    )
+    study, storage = open_study(settings, study_name, "maximize", pruner, settings.seed)
     if two_stage and not study.trials:
         study.enqueue_trial(configured_two_stage(settings.two_stage))
     tracking.configure(settings)
     train, start, end = validation_data(settings)
-    pruner_text = ("none (two-stage)" if two_stage else
-                   f"MedianPruner(startup={cfg.pruner_startup_trials}, warmup_blocks={cfg.pruner_warmup_blocks})")
-    with parent_run(MODEL, study_name, study, storage, trials, cfg.seed, pruner_text,
-                    {"valid_start": start.date().isoformat(), "valid_end": end.date().isoformat(),
-                     "pipeline": settings.recommender.pipeline}) as parent:
+    pruner_text = (
+        "none (two-stage)"
+        if two_stage
+        else f"MedianPruner(startup={cfg.pruner_startup_trials}, warmup_blocks={cfg.pruner_warmup_blocks})"
+    )
+    with parent_run(
+        MODEL,
+        study_name,
+        study,
+        storage,
+        trials,
+        settings.seed,
+        pruner_text,
+        {
+            "valid_start": start.date().isoformat(),
+            "valid_end": end.date().isoformat(),
+            "pipeline": settings.recommender.pipeline,
+        },
+    ) as parent:
         mlflow.log_params(tracking.flat_params(cfg, "tune"))
         tracking.log_dataset_digest(train, "interactions_before_validation", "training")
         run = (two_stage_objective if two_stage else objective)(settings, train, start, end)
@@ -234,6 +287,15 @@ def tune_recommender(settings: Settings, trials: int | None = None, study_name: 
         best = settings.model_copy(update={"recommender": settings.recommender.model_copy(update=study.best_params)})
     result = train_recommender(best)
     register_candidate(settings, MODEL, result.model_version, study_name, parent.info.run_id, result.run_id)
-    return TuneResult(study_name, storage, trials, len(study.trials), float(study.best_value),
-                      dict(study.best_params), parent.info.run_id, result.model_version, result.metrics,
-                      settings.recommender.k)
+    return TuneResult(
+        study_name,
+        storage,
+        trials,
+        len(study.trials),
+        float(study.best_value),
+        dict(study.best_params),
+        parent.info.run_id,
+        result.model_version,
+        result.metrics,
+        settings.recommender.k,
+    )

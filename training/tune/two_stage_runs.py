@@ -3,8 +3,9 @@ ranker seeds (a seed changes only the ranker's fit, so the rows are shared)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,34 +42,54 @@ class TwoStageResult:
     best_iteration: int = 0
 
 
-def two_stage_rows(history_train: pd.DataFrame, labels_valid: csr_matrix, history_full: pd.DataFrame,
-                   test_relevant: csr_matrix, shape: tuple[int, int], items: ItemInfo, config: TwoStageConfig,
-                   peer_params: dict[str, dict[str, Any]], seed: int, sequence: SequenceConfig | None = None,
-                   browsing: pd.DataFrame | None = None) -> TwoStageRows:
+def two_stage_rows(
+    history_train: pd.DataFrame,
+    labels_valid: csr_matrix,
+    history_full: pd.DataFrame,
+    test_relevant: csr_matrix,
+    shape: tuple[int, int],
+    items: ItemInfo,
+    config: TwoStageConfig,
+    peer_params: dict[str, dict[str, Any]],
+    seed: int,
+    sequence: SequenceConfig | None = None,
+    browsing: pd.DataFrame | None = None,
+) -> TwoStageRows:
     """The ranker's rows: candidates and labels of validation with sources fitted on train (and earlier label
     windows), and test candidates with sources refitted on train + validation. `browsing` (views, carts) reaches
     each fit only up to the day of each customer's last purchase in it."""
     valid_end = history_full.groupby("u")["ts"].max()
-    feats_v, y, recall_v = ranker_training_set(history_train, labels_valid, shape, items, config, peer_params, seed,
-                                               sequence, browsing, valid_end)
+    feats_v, y, recall_v = ranker_training_set(
+        history_train, labels_valid, shape, items, config, peer_params, seed, sequence, browsing, valid_end
+    )
     full = CandidateSources(config, peer_params, seed, sequence).fit(history_full, shape, browsing)
     users_t = np.flatnonzero(np.diff(test_relevant.indptr))
     feats_t, cands_t, scores_t = pair_features(full, users_t, items, full.X[users_t])
-    return TwoStageRows(feats_v, y, feats_t, full.enabled, (len(users_t), shape[1]), recall_v,
-                        candidate_recall(cands_t, test_relevant[users_t]), scores_t)
+    return TwoStageRows(
+        feats_v,
+        y,
+        feats_t,
+        full.enabled,
+        (len(users_t), shape[1]),
+        recall_v,
+        candidate_recall(cands_t, test_relevant[users_t]),
+        scores_t,
+    )
 
 
 def rank_rows(rows: TwoStageRows, config: TwoStageConfig) -> TwoStageResult:
     """Fit the ranker (seed: `config.seed`) on the training rows and score the test rows: dense scores for the
     customers with test items (row order = their codes)."""
-    result = TwoStageResult(np.empty(0), rows.candidate_recall_valid, rows.candidate_recall_test,
-                            source_scores=rows.source_scores)
+    result = TwoStageResult(
+        np.empty(0), rows.candidate_recall_valid, rows.candidate_recall_test, source_scores=rows.source_scores
+    )
     if config.ranker:
         booster = fit_ranker(rows.train, rows.labels, config)
         values = booster.predict(rows.test.drop(columns=["user", "item"]), num_iteration=booster.best_iteration)
         gain = booster.feature_importance("gain")
-        result.feature_importance = dict(sorted(zip(booster.feature_name(), (gain / gain.sum()).round(4).tolist()),
-                                                key=lambda kv: -kv[1]))
+        result.feature_importance = dict(
+            sorted(zip(booster.feature_name(), (gain / gain.sum()).round(4).tolist()), key=lambda kv: -kv[1])
+        )
         result.best_iteration = int(booster.best_iteration)
     else:
         values = reciprocal_rank_fusion(rows.test, rows.sources)
@@ -81,14 +102,37 @@ def rank_with_seeds(rows: TwoStageRows, config: TwoStageConfig, seeds: Sequence[
     return [rank_rows(rows, config.model_copy(update={"seed": s})) for s in (seeds if config.ranker else seeds[:1])]
 
 
-def two_stage(history_train: pd.DataFrame, labels_valid: csr_matrix, history_full: pd.DataFrame,
-              test_relevant: csr_matrix, shape: tuple[int, int], items: ItemInfo, config: TwoStageConfig,
-              peer_params: dict[str, dict[str, Any]], seed: int, sequence: SequenceConfig | None = None,
-              browsing: pd.DataFrame | None = None) -> TwoStageResult:
+def two_stage(
+    history_train: pd.DataFrame,
+    labels_valid: csr_matrix,
+    history_full: pd.DataFrame,
+    test_relevant: csr_matrix,
+    shape: tuple[int, int],
+    items: ItemInfo,
+    config: TwoStageConfig,
+    peer_params: dict[str, dict[str, Any]],
+    seed: int,
+    sequence: SequenceConfig | None = None,
+    browsing: pd.DataFrame | None = None,
+) -> TwoStageResult:
     """Train the ranker on validation labels with sources fitted on train, then rank test with sources refitted
     on train + validation (`two_stage_rows`, then `rank_rows`)."""
-    return rank_rows(two_stage_rows(history_train, labels_valid, history_full, test_relevant, shape, items, config,
-                                    peer_params, seed, sequence, browsing), config)
+    return rank_rows(
+        two_stage_rows(
+            history_train,
+            labels_valid,
+            history_full,
+            test_relevant,
+            shape,
+            items,
+            config,
+            peer_params,
+            seed,
+            sequence,
+            browsing,
+        ),
+        config,
+    )
 
 
 class LastRows:

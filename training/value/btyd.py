@@ -23,8 +23,13 @@ def rfm_summary(purchases: pd.DataFrame, cutoff: pd.Timestamp, freq: str = "D") 
     if before.empty:
         raise ValueError(f"no purchases before the cutoff {cutoff.date()}")
     summary = summary_data_from_transaction_data(
-        before[["customer_id", "ts", "value"]].astype({"value": float}), "customer_id", "ts",
-        monetary_value_col="value", observation_period_end=cutoff - pd.Timedelta(days=1), freq=freq)
+        before[["customer_id", "ts", "value"]].astype({"value": float}),
+        "customer_id",
+        "ts",
+        monetary_value_col="value",
+        observation_period_end=cutoff - pd.Timedelta(days=1),
+        freq=freq,
+    )
     summary.index = summary.index.astype(str)
     return summary
 
@@ -45,12 +50,19 @@ def bgnbd_outputs(model: BetaGeoFitter, summary: pd.DataFrame, horizon_periods: 
     """
     x, tx, T = (summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     p_alive = np.asarray(model.conditional_probability_alive(x, tx, T), dtype=float)
-    expected = np.asarray(model.conditional_expected_number_of_purchases_up_to_time(horizon_periods, x, tx, T),
-                          dtype=float)
+    expected = np.asarray(
+        model.conditional_expected_number_of_purchases_up_to_time(horizon_periods, x, tx, T), dtype=float
+    )
     r, alpha = model.params_["r"], model.params_["alpha"]
     none_if_alive = ((alpha + T) / (alpha + T + horizon_periods)) ** (r + x)
-    return pd.DataFrame({"bg_p_alive": p_alive, "bg_expected_purchases": expected,
-                         "bg_p_no_purchase": 1 - p_alive * (1 - none_if_alive)}, index=summary.index)
+    return pd.DataFrame(
+        {
+            "bg_p_alive": p_alive,
+            "bg_expected_purchases": expected,
+            "bg_p_no_purchase": 1 - p_alive * (1 - none_if_alive),
+        },
+        index=summary.index,
+    )
 
 
 def fit_gamma_gamma(summary: pd.DataFrame, penalizer: float = 0.0) -> GammaGammaFitter:
@@ -63,14 +75,16 @@ def fit_gamma_gamma(summary: pd.DataFrame, penalizer: float = 0.0) -> GammaGamma
         return GammaGammaFitter(penalizer_coef=penalizer).fit(repeat["frequency"], repeat["monetary_value"])
 
 
-def expected_spend(bgnbd: BetaGeoFitter, gamma_gamma: GammaGammaFitter, summary: pd.DataFrame,
-                   horizon_periods: float) -> pd.Series:
+def expected_spend(
+    bgnbd: BetaGeoFitter, gamma_gamma: GammaGammaFitter, summary: pd.DataFrame, horizon_periods: float
+) -> pd.Series:
     """Expected spend over the horizon: BG/NBD expected purchases x Gamma-Gamma expected order value (undiscounted).
 
     Customers without a repeat purchase get the Gamma-Gamma population mean order value (lifetimes' conditional
     expectation with frequency 0).
     """
     purchases = bgnbd_outputs(bgnbd, summary, horizon_periods)["bg_expected_purchases"]
-    value = gamma_gamma.conditional_expected_average_profit(summary["frequency"],
-                                                            summary["monetary_value"].clip(lower=0))
+    value = gamma_gamma.conditional_expected_average_profit(
+        summary["frequency"], summary["monetary_value"].clip(lower=0)
+    )
     return (purchases * np.asarray(value, dtype=float)).rename("bg_gg_clv")

@@ -7,9 +7,6 @@ training customers' history before the cutoff and their outputs are features of 
 
 from __future__ import annotations
 
-import time
-from typing import Callable
-
 import lightgbm as lgb
 import mlflow
 import mlflow.lightgbm
@@ -18,16 +15,15 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
+from features.pit.purchase_sequence import purchases, sequence_features
 from features.tables.store import fingerprint
 from patron.config import Settings
-from training.value import btyd
 from training.mlops import registry, tracking
-from benchmarks.report import BenchReport
-from benchmarks.churn import customer_folds, prepare_dataset, purchases, sequence_features
+from training.mlops.splits import customer_folds
+from training.value import btyd
 
 MODEL = "clv"
 TARGET = "future_spend"
-COLUMNS = ["mae", "rmse", "spearman", "top10_revenue_share", "top20_revenue_share", "predicted_total_ratio"]
 
 
 def revenue_captured(actual: np.ndarray, predicted: np.ndarray, share: float) -> float:
@@ -43,12 +39,14 @@ def clv_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
     if len(actual) < 2:
         raise ValueError("clv_metrics: need at least two customers")
-    return {"mae": float(mean_absolute_error(actual, predicted)),
-            "rmse": float(root_mean_squared_error(actual, predicted)),
-            "spearman": float(spearmanr(actual, predicted).statistic),
-            "top10_revenue_share": revenue_captured(actual, predicted, 0.1),
-            "top20_revenue_share": revenue_captured(actual, predicted, 0.2),
-            "predicted_total_ratio": float(predicted.sum() / actual.sum()) if actual.sum() > 0 else float("nan")}
+    return {
+        "mae": float(mean_absolute_error(actual, predicted)),
+        "rmse": float(root_mean_squared_error(actual, predicted)),
+        "spearman": float(spearmanr(actual, predicted).statistic),
+        "top10_revenue_share": revenue_captured(actual, predicted, 0.1),
+        "top20_revenue_share": revenue_captured(actual, predicted, 0.2),
+        "predicted_total_ratio": float(predicted.sum() / actual.sum()) if actual.sum() > 0 else float("nan"),
+    }
 
 
 def future_spend(lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int) -> pd.Series:
@@ -69,42 +67,51 @@ def clv_frame(settings: Settings, cutoff: pd.Timestamp, horizon_days: int, lines
     return frame.assign(**{TARGET: target.reindex(frame["customer_id"].astype(str)).fillna(0.0).to_numpy()})
 
 
-def btyd_clv(settings: Settings, lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int,
-             fit_ids: np.ndarray | None = None) -> pd.DataFrame:
+def btyd_clv(
+    settings: Settings, lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int, fit_ids: np.ndarray | None = None
+) -> pd.DataFrame:
     """BG/NBD + Gamma-Gamma (lifetimes) per customer: expected purchases, order value and spend over the horizon."""
-    cfg = settings.bench
+    cfg = settings.clv
     summary = btyd.rfm_summary(lines, cutoff, cfg.btyd_freq)
     fit_on = summary if fit_ids is None else summary.loc[summary.index.intersection(pd.Index(fit_ids, dtype=str))]
     bg, gg = btyd.fit_bgnbd(fit_on, cfg.btyd_penalizer), btyd.fit_gamma_gamma(fit_on, cfg.btyd_penalizer)
     periods = horizon_days / btyd.PERIOD_DAYS[cfg.btyd_freq]
     out = btyd.bgnbd_outputs(bg, summary, periods)[["bg_p_alive", "bg_expected_purchases"]]
-    out["gg_order_value"] = np.asarray(gg.conditional_expected_average_profit(
-        summary["frequency"], summary["monetary_value"].clip(lower=0)), dtype=float)
+    out["gg_order_value"] = np.asarray(
+        gg.conditional_expected_average_profit(summary["frequency"], summary["monetary_value"].clip(lower=0)),
+        dtype=float,
+    )
     out["bg_gg_clv"] = btyd.expected_spend(bg, gg, summary, periods)
     return out
 
 
 def fit_regressor(X: pd.DataFrame, y: np.ndarray, groups: pd.Series, settings: Settings) -> lgb.Booster:
     """LightGBM regressor: rounds chosen on an inner customer-disjoint split, then refitted on all of X."""
-    cfg, bench = settings.clv, settings.bench
+    cfg = settings.clv
     params = {**cfg.params, "seed": cfg.seed, "deterministic": True, "force_row_wise": True}
-    fit_idx, val_idx = customer_folds(groups, (y > 0).astype(int), max(2, round(1 / bench.inner_valid_share)),
-                                      cfg.seed)[0]
+    fit_idx, val_idx = customer_folds(groups, (y > 0).astype(int), max(2, round(1 / cfg.inner_valid_share)), cfg.seed)[
+        0
+    ]
     dtrain = lgb.Dataset(X.iloc[fit_idx], y[fit_idx])
-    probe = lgb.train(params, dtrain, cfg.num_boost_round,
-                      valid_sets=[lgb.Dataset(X.iloc[val_idx], y[val_idx], reference=dtrain)],
-                      callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
-    return lgb.train(params, lgb.Dataset(X, y), max(1, int(probe.best_iteration * bench.refit_rounds_factor)))
+    probe = lgb.train(
+        params,
+        dtrain,
+        cfg.num_boost_round,
+        valid_sets=[lgb.Dataset(X.iloc[val_idx], y[val_idx], reference=dtrain)],
+        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+    )
+    return lgb.train(params, lgb.Dataset(X, y), max(1, int(probe.best_iteration * cfg.refit_rounds_factor)))
 
 
-def cross_validated_clv(settings: Settings, frame: pd.DataFrame, lines: pd.DataFrame, cutoff: pd.Timestamp,
-                        horizon_days: int) -> tuple[np.ndarray, np.ndarray]:
+def cross_validated_clv(
+    settings: Settings, frame: pd.DataFrame, lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold (Patron, BG/NBD + Gamma-Gamma) predictions; every model fitted on the fold's training customers."""
     y = frame[TARGET].to_numpy(float)
     ids = frame["customer_id"].astype(str)
     X_all = frame.drop(columns=["customer_id", TARGET]).set_index(ids)
     patron, classic = np.full(len(y), np.nan), np.full(len(y), np.nan)
-    for train_idx, test_idx in customer_folds(ids, (y > 0).astype(int), settings.bench.folds, settings.bench.seed):
+    for train_idx, test_idx in customer_folds(ids, (y > 0).astype(int), settings.clv.folds, settings.clv.seed):
         bt = btyd_clv(settings, lines, cutoff, horizon_days, fit_ids=ids.iloc[train_idx].to_numpy())
         X = X_all.join(bt)
         booster = fit_regressor(X.iloc[train_idx], y[train_idx], ids.iloc[train_idx], settings)
@@ -113,10 +120,8 @@ def cross_validated_clv(settings: Settings, frame: pd.DataFrame, lines: pd.DataF
     return patron, classic
 
 
-def evaluation_cutoff(settings: Settings, lines: pd.DataFrame, dataset: str | None, horizon_days: int) -> pd.Timestamp:
-    """CDNOW: the end of the 39-week calibration; otherwise the latest cutoff whose horizon ends with the data."""
-    if dataset == "cdnow":
-        return lines["ts"].min().normalize() + pd.Timedelta(days=settings.bench.cdnow_calibration_days)
+def evaluation_cutoff(settings: Settings, lines: pd.DataFrame, horizon_days: int) -> pd.Timestamp:
+    """The latest cutoff whose horizon ends with the data."""
     from features.pit.cutoffs import data_end
 
     cutoff = data_end(settings) - pd.Timedelta(days=horizon_days)
@@ -125,41 +130,12 @@ def evaluation_cutoff(settings: Settings, lines: pd.DataFrame, dataset: str | No
     return cutoff
 
 
-def bench_clv(settings: Settings, dataset: str) -> BenchReport:
-    """Patron's CLV vs BG/NBD + Gamma-Gamma by customer-disjoint CV at one cutoff, same customers and target."""
-    started = time.perf_counter()
-    lines = purchases(settings)
-    horizon = settings.bench.cdnow_holdout_days if dataset == "cdnow" else settings.clv.horizon_days
-    cutoff = evaluation_cutoff(settings, lines, dataset, horizon)
-    frame = clv_frame(settings, cutoff, horizon, lines)
-    patron, classic = cross_validated_clv(settings, frame, lines, cutoff, horizon)
-    actual = frame[TARGET].to_numpy(float)
-    rows = [{"model": f"Patron (LightGBM, {settings.bench.folds}-fold CV)", **clv_metrics(actual, patron)},
-            {"model": "BG/NBD + Gamma-Gamma (lifetimes)", **clv_metrics(actual, classic)}]
-    return BenchReport(
-        name="CLV benchmark", dataset=dataset,
-        protocol={"cutoff": cutoff.date().isoformat(), "horizon_days": horizon, "customers": len(actual),
-                  "actual_total": round(float(actual.sum()), 2), "folds": settings.bench.folds,
-                  "btyd_freq": settings.bench.btyd_freq, "objective": settings.clv.params.get("objective")},
-        columns=COLUMNS, rows=rows, fingerprint=fingerprint(frame),
-        seeds={"clv": settings.clv.seed, "bench": settings.bench.seed}, seconds=time.perf_counter() - started,
-        notes=["target: actual spend in [cutoff, cutoff + horizon); customers: everyone with a purchase before it",
-               "Patron's features include the BG/NBD and Gamma-Gamma outputs fitted on the training fold"])
-
-
-def run_clv_bench(settings: Settings, dataset: str, echo: Callable[[str], None] = print) -> tuple[BenchReport, list]:
-    """Prepare the dataset's bench workspace, run the CLV comparison, write clv_bench.md/.json there."""
-    bench = prepare_dataset(settings, dataset, echo)
-    report = bench_clv(bench, dataset)
-    return report, report.write(bench.workspace, "clv_bench")
-
-
 def train_clv(settings: Settings) -> tracking.TrainResult:
     """Evaluate by customer-disjoint CV at the latest full-horizon cutoff, refit on everyone, log and register."""
     horizon = settings.clv.horizon_days
     with tracking.patron_run(settings, MODEL, settings.clv) as run:
         lines = purchases(settings)
-        cutoff = evaluation_cutoff(settings, lines, None, horizon)
+        cutoff = evaluation_cutoff(settings, lines, horizon)
         frame = clv_frame(settings, cutoff, horizon, lines)
         tracking.log_dataset_digest(frame, "clv_training_set", "training")
         patron, classic = cross_validated_clv(settings, frame, lines, cutoff, horizon)

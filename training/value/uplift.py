@@ -91,25 +91,45 @@ class UpliftModel:
             boosters[f"effect_control_{k}"], boosters[f"effect_treated_{k}"] = b0, b1
         for name, booster in boosters.items():
             booster.save_model(str(folder / f"{name}.txt"))
-        meta = {"learner": self.learner, "offer_types": self.offer_types, "feature_names": self.feature_names,
-                "categories": self.categories, "propensity": self.propensity, "boosters": sorted(boosters)}
+        meta = {
+            "learner": self.learner,
+            "offer_types": self.offer_types,
+            "feature_names": self.feature_names,
+            "categories": self.categories,
+            "propensity": self.propensity,
+            "boosters": sorted(boosters),
+        }
         (folder / _META).write_text(json.dumps(meta, indent=1))
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> "UpliftModel":
+    def load(cls, folder: Path) -> UpliftModel:
         """The model written by `save`."""
         meta = json.loads((folder / _META).read_text())
         b = {name: lgb.Booster(model_file=str(folder / f"{name}.txt")) for name in meta["boosters"]}
         types = meta["offer_types"]
-        effect = {k: (b[f"effect_control_{k}"], b[f"effect_treated_{k}"]) for k in types
-                  if f"effect_control_{k}" in b}
-        return cls(meta["learner"], types, meta["feature_names"], meta["categories"], b["control"],
-                   {k: b[f"treated_{k}"] for k in types}, effect, meta["propensity"])
+        effect = {k: (b[f"effect_control_{k}"], b[f"effect_treated_{k}"]) for k in types if f"effect_control_{k}" in b}
+        return cls(
+            meta["learner"],
+            types,
+            meta["feature_names"],
+            meta["categories"],
+            b["control"],
+            {k: b[f"treated_{k}"] for k in types},
+            effect,
+            meta["propensity"],
+        )
 
 
-def _train(params: dict, X: pd.DataFrame, y: np.ndarray, Xv: pd.DataFrame, yv: np.ndarray, cfg: UpliftConfig,
-           offset: lgb.Booster | None = None) -> lgb.Booster:
+def _train(
+    params: dict,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    Xv: pd.DataFrame,
+    yv: np.ndarray,
+    cfg: UpliftConfig,
+    offset: lgb.Booster | None = None,
+) -> lgb.Booster:
     """LightGBM early-stopped on the validation customers' rows of the same arm (fixed rounds when there are none).
 
     With `offset`, boosting starts from that classifier's log-odds (the booster learns the shift from it).
@@ -123,8 +143,13 @@ def _train(params: dict, X: pd.DataFrame, y: np.ndarray, Xv: pd.DataFrame, yv: n
     if len(Xv) == 0:
         return lgb.train(params, dtrain, cfg.num_boost_round // 4)
     dvalid = lgb.Dataset(Xv, yv, reference=dtrain, init_score=init(Xv))
-    return lgb.train(params, dtrain, cfg.num_boost_round, valid_sets=[dvalid],
-                     callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
+    return lgb.train(
+        params,
+        dtrain,
+        cfg.num_boost_round,
+        valid_sets=[dvalid],
+        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+    )
 
 
 def fit_learners(train: pd.DataFrame, valid: pd.DataFrame, cfg: UpliftConfig) -> dict[str, UpliftModel]:
@@ -133,22 +158,28 @@ def fit_learners(train: pd.DataFrame, valid: pd.DataFrame, cfg: UpliftConfig) ->
     X, Xv = feature_matrix(train), feature_matrix(valid)
     y, yv = train[LABEL].to_numpy(int), valid[LABEL].to_numpy(int)
     arm, arm_v = train[TREATMENT].to_numpy(), valid[TREATMENT].to_numpy()
-    categories = {c: [str(v) for v in X[c].cat.categories] for c in X.columns
-                  if isinstance(X[c].dtype, pd.CategoricalDtype)}
+    categories = {
+        c: [str(v) for v in X[c].cat.categories] for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)
+    }
 
     def classifier(a: str) -> lgb.Booster:
         return _train(cfg.classifier_params, X[arm == a], y[arm == a], Xv[arm_v == a], yv[arm_v == a], cfg)
 
     control = classifier(CONTROL)
     treated = {k: classifier(k) for k in types} if {"t", "x"} & set(cfg.learners) else {}
-    base = dict(offer_types=types, feature_names=list(X.columns), categories=categories, control=control,
-                treated=treated)
+    base = dict(
+        offer_types=types, feature_names=list(X.columns), categories=categories, control=control, treated=treated
+    )
     models = {}
     if "t" in cfg.learners:
         models["t"] = UpliftModel("t", **base)
     if "offset" in cfg.learners:
-        shifts = {k: _train(cfg.classifier_params, X[arm == k], y[arm == k], Xv[arm_v == k], yv[arm_v == k], cfg,
-                            offset=control) for k in types}
+        shifts = {
+            k: _train(
+                cfg.classifier_params, X[arm == k], y[arm == k], Xv[arm_v == k], yv[arm_v == k], cfg, offset=control
+            )
+            for k in types
+        }
         models["offset"] = UpliftModel("offset", **{**base, "treated": shifts})
     if "x" in cfg.learners:
         effect, propensity = {}, {}
@@ -156,10 +187,17 @@ def fit_learners(train: pd.DataFrame, valid: pd.DataFrame, cfg: UpliftConfig) ->
         for k in types:
             t, tv = arm == k, arm_v == k
             # Imputed reductions in churn: control rows y - mu_k(x); offer-k rows mu_0(x) - y.
-            on_control = _train(cfg.regressor_params, X[c], y[c] - treated[k].predict(X[c]), Xv[cv],
-                                yv[cv] - treated[k].predict(Xv[cv]), cfg)
-            on_treated = _train(cfg.regressor_params, X[t], control.predict(X[t]) - y[t], Xv[tv],
-                                control.predict(Xv[tv]) - yv[tv], cfg)
+            on_control = _train(
+                cfg.regressor_params,
+                X[c],
+                y[c] - treated[k].predict(X[c]),
+                Xv[cv],
+                yv[cv] - treated[k].predict(Xv[cv]),
+                cfg,
+            )
+            on_treated = _train(
+                cfg.regressor_params, X[t], control.predict(X[t]) - y[t], Xv[tv], control.predict(Xv[tv]) - yv[tv], cfg
+            )
             effect[k] = (on_control, on_treated)
             propensity[k] = float(t.sum() / (t.sum() + c.sum()))
         models["x"] = UpliftModel("x", **base, effect_models=effect, propensity=propensity)
@@ -173,8 +211,9 @@ def mean_qini(model: UpliftModel, rows: pd.DataFrame, bins: int) -> float:
     scores = []
     for k in model.offer_types:
         keep = rows[TREATMENT].isin([k, CONTROL]).to_numpy()
-        scores.append(qini_coefficient(est[k].to_numpy()[keep], (rows[TREATMENT] == k).to_numpy()[keep],
-                                       retained[keep], bins))
+        scores.append(
+            qini_coefficient(est[k].to_numpy()[keep], (rows[TREATMENT] == k).to_numpy()[keep], retained[keep], bins)
+        )
     return float(np.mean(scores))
 
 
@@ -219,9 +258,15 @@ def _log_model(model: UpliftModel) -> str:
     with TemporaryDirectory() as tmp:
         folder = model.save(Path(tmp) / "uplift")
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=UpliftPyfunc(), artifacts={"uplift": str(folder)},
-            pip_requirements=[f"lightgbm=={lgb.__version__}", f"pandas=={pd.__version__}",
-                              f"mlflow=={mlflow.__version__}"])
+            name="model",
+            python_model=UpliftPyfunc(),
+            artifacts={"uplift": str(folder)},
+            pip_requirements=[
+                f"lightgbm=={lgb.__version__}",
+                f"pandas=={pd.__version__}",
+                f"mlflow=={mlflow.__version__}",
+            ],
+        )
     return info.model_uri
 
 
@@ -237,19 +282,29 @@ def train_uplift(settings: Settings, frame: pd.DataFrame | None = None) -> track
         fit = fit_uplift(settings, frame)
         tracking.log_dataset_digest(fit.frame, "uplift_experiment", "training")
         test = fit.rows("test")
-        metrics = effect_metrics(fit.model.effects(feature_matrix(test)), test[TREATMENT].to_numpy(),
-                                 test[LABEL].to_numpy(int), cfg.qini_bins)
+        metrics = effect_metrics(
+            fit.model.effects(feature_matrix(test)),
+            test[TREATMENT].to_numpy(),
+            test[LABEL].to_numpy(int),
+            cfg.qini_bins,
+        )
         metrics.update({f"valid_qini_{name}": v for name, v in fit.valid_qini.items()})
-        mlflow.log_params({"learner": fit.model.learner, "offer_types": ",".join(fit.model.offer_types),
-                           "campaign_days": fit.frame["cutoff"].nunique(),
-                           "horizon_days": settings.features.horizon_days})
+        mlflow.log_params(
+            {
+                "learner": fit.model.learner,
+                "offer_types": ",".join(fit.model.offer_types),
+                "campaign_days": fit.frame["cutoff"].nunique(),
+                "horizon_days": settings.features.horizon_days,
+            }
+        )
         mlflow.log_metrics(metrics)
         fp = fingerprint(test)
         mlflow.set_tag(tracking.FINGERPRINT_TAG, fp)
         model_uri = _log_model(fit.model)
         # Registered last, tags included: a run killed before this line leaves no version behind.
-        version = registry.register_version(settings, MODEL, model_uri, fp, "qini_best_offer",
-                                            metrics["qini_best_offer"])
+        version = registry.register_version(
+            settings, MODEL, model_uri, fp, "qini_best_offer", metrics["qini_best_offer"]
+        )
         client = tracking.configure(settings)
         name, alias = settings.tracking.uplift_model, settings.tracking.champion_alias
         try:

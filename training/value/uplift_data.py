@@ -27,8 +27,11 @@ def randomised_offers(settings: Settings) -> pd.DataFrame:
     offers = read_table(settings.tables_dir, "offers", columns=["customer_id", "sent_at", "offer_type", "randomized"])
     if offers is None or offers.empty:
         raise ValueError("offers: the workspace has no offers, so there is no experiment to learn uplift from")
-    offers = offers.assign(customer_id=offers["customer_id"].astype(str), offer_type=offers["offer_type"].astype(str),
-                           day=pd.to_datetime(offers["sent_at"]).dt.normalize())
+    offers = offers.assign(
+        customer_id=offers["customer_id"].astype(str),
+        offer_type=offers["offer_type"].astype(str),
+        day=pd.to_datetime(offers["sent_at"]).dt.normalize(),
+    )
     return offers
 
 
@@ -84,7 +87,7 @@ def customer_split(customer_ids: pd.Series, cfg: UpliftConfig) -> np.ndarray:
     n_test, n_valid = round(len(unique) * cfg.test_share), round(len(unique) * cfg.valid_share)
     split = np.full(len(unique), "train", dtype=object)
     split[order[:n_test]] = "test"
-    split[order[n_test:n_test + n_valid]] = "valid"
+    split[order[n_test : n_test + n_valid]] = "valid"
     return pd.Series(split, index=unique).reindex(ids).to_numpy()
 
 

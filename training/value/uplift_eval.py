@@ -28,8 +28,9 @@ def _cumulative(score: np.ndarray, treated: np.ndarray, retained: np.ndarray, cu
     return np.cumsum(t), np.cumsum(1 - t), np.cumsum(r * t), np.cumsum(r * (1 - t))
 
 
-def qini_curve(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
-               bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def qini_curve(
+    score: np.ndarray, treated: np.ndarray, retained: np.ndarray, bins: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
     """(share targeted, incremental retained per treated customer), starting at (0, 0)."""
     nt, nc, rt, rc = _cumulative(score, treated, retained, "qini")
     idx = _grid(len(score), bins)
@@ -43,14 +44,16 @@ def qini_coefficient(score: np.ndarray, treated: np.ndarray, retained: np.ndarra
     return float(np.trapezoid(q - x * q[-1], x))
 
 
-def uplift_curve(score: np.ndarray, treated: np.ndarray, retained: np.ndarray,
-                 bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def uplift_curve(
+    score: np.ndarray, treated: np.ndarray, retained: np.ndarray, bins: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
     """(share targeted, retention difference within the top share x that share), starting at (0, 0)."""
     nt, nc, rt, rc = _cumulative(score, treated, retained, "uplift curve")
     idx = _grid(len(score), bins)
     x = (idx + 1) / len(score)
-    gap = np.where((nt[idx] > 0) & (nc[idx] > 0), rt[idx] / np.maximum(nt[idx], 1) - rc[idx] / np.maximum(nc[idx], 1),
-                   0.0)
+    gap = np.where(
+        (nt[idx] > 0) & (nc[idx] > 0), rt[idx] / np.maximum(nt[idx], 1) - rc[idx] / np.maximum(nc[idx], 1), 0.0
+    )
     return np.r_[0.0, x], np.r_[0.0, gap * x]
 
 
@@ -78,15 +81,23 @@ def effect_metrics(estimates: pd.DataFrame, arm: np.ndarray, churned: np.ndarray
     return out
 
 
-def retained_value(order_score: np.ndarray, offer_index: np.ndarray, true_effects: np.ndarray, value: np.ndarray,
-                   count: int) -> float:
+def retained_value(
+    order_score: np.ndarray, offer_index: np.ndarray, true_effects: np.ndarray, value: np.ndarray, count: int
+) -> float:
     """Value kept by sending the top `count` rows of `order_score` their offer: sum of value x true effect."""
     top = np.argsort(-np.asarray(order_score, dtype=float), kind="stable")[:count]
     return float((value[top] * true_effects[top, offer_index[top]]).sum())
 
 
-def targeting_comparison(estimates: pd.DataFrame, p_churn: np.ndarray, true_effects: pd.DataFrame,
-                         value: np.ndarray, share: float, risk_offer: str, seed: int) -> dict[str, float]:
+def targeting_comparison(
+    estimates: pd.DataFrame,
+    p_churn: np.ndarray,
+    true_effects: pd.DataFrame,
+    value: np.ndarray,
+    share: float,
+    risk_offer: str,
+    seed: int,
+) -> dict[str, float]:
     """Value kept under the true effects by four policies reaching the same number of rows.
 
     uplift: ranked by estimated best-offer effect x value, each sent its best estimated offer; risk: ranked by
@@ -99,10 +110,12 @@ def targeting_comparison(estimates: pd.DataFrame, p_churn: np.ndarray, true_effe
     count = max(1, round(share * len(value)))
     fixed = np.full(len(value), list(estimates.columns).index(risk_offer))
     rng = np.random.default_rng(seed)
-    out = {"uplift": retained_value(value * est.max(axis=1), est.argmax(axis=1), truth, value, count),
-           "risk": retained_value(value * np.asarray(p_churn, dtype=float), fixed, truth, value, count),
-           "random": retained_value(rng.random(len(value)), fixed, truth, value, count),
-           "oracle": retained_value(value * truth.max(axis=1), truth.argmax(axis=1), truth, value, count)}
+    out = {
+        "uplift": retained_value(value * est.max(axis=1), est.argmax(axis=1), truth, value, count),
+        "risk": retained_value(value * np.asarray(p_churn, dtype=float), fixed, truth, value, count),
+        "random": retained_value(rng.random(len(value)), fixed, truth, value, count),
+        "oracle": retained_value(value * truth.max(axis=1), truth.argmax(axis=1), truth, value, count),
+    }
     out["ratio_uplift_to_risk"] = out["uplift"] / out["risk"] if out["risk"] > 0 else float("nan")
     out["targeted"] = float(count)
     return out

@@ -27,9 +27,14 @@ class ErasureReport:
     def summary(self) -> str:
         """One line per file changed, then the totals."""
         lines = [f"  {path}: {n} rows" for path, n in sorted(self.rows_removed.items())]
-        return "\n".join([*lines, f"erased {self.customers} customers ({self.newly_erased} new): "
-                          f"{sum(self.rows_removed.values())} rows from {len(self.rows_removed)} workspace files, "
-                          f"{self.online_rows_removed} from the online store, {self.alerts_removed} alerts"])
+        return "\n".join(
+            [
+                *lines,
+                f"erased {self.customers} customers ({self.newly_erased} new): "
+                f"{sum(self.rows_removed.values())} rows from {len(self.rows_removed)} workspace files, "
+                f"{self.online_rows_removed} from the online store, {self.alerts_removed} alerts",
+            ]
+        )
 
 
 def erase_customers(settings: Settings, customer_ids: list[str], store: OnlineStore | None) -> ErasureReport:
