@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.pit.build import data_end
+from features.pit.customer_features import FEATURE_DESCRIPTIONS, FEATURE_GROUPS, GROUP_PHRASES
 from features.tables.contract import TICKET_CATEGORIES
 from patron.config import Settings
 from serving.answers.alerts import AlertDispatcher, crossed_up
@@ -214,7 +216,6 @@ def before_and_after(
 def change_reasons(booster: Any, rows: pd.DataFrame, num_threads: int = 0) -> list[dict[str, Any]]:
     """Why the second row is riskier than the first: the feature groups with a changed value whose LightGBM
     contributions rose most (summed per group like /churn's reasons; contribution = the rise in log-odds)."""
-    from features.pit.customer_features import FEATURE_DESCRIPTIONS, FEATURE_GROUPS, GROUP_PHRASES
 
     names = booster.feature_name()
     X = rows[names]
@@ -255,8 +256,6 @@ class LiveChurn:
     def cutoff(self) -> pd.Timestamp:
         """The cutoff of the batch features the service holds (the end of the workspace's events)."""
         if self._cutoff is None:
-            from features.pit.build import data_end
-
             self._cutoff = data_end(self.settings)
         return self._cutoff
 

@@ -15,9 +15,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.pit.build import customer_features, data_end
+from features.pit.purchase_sequence import purchases, sequence_features
+from features.pit.segments import customer_segments
+from features.privacy.consent import consent_refusals
 from features.tables.export import write_csv_or_parquet
 from patron.config import RetentionConfig, Settings
+from serving.answers.churn_scoring import active_customer_ids, score_frame
 from serving.answers.offer_allocation import Allocation, allocate, candidate_pairs
+from serving.champions import load as champions
+from training.value.clv import btyd_clv
 
 PLAN_COLUMNS = [
     "customer_id",
@@ -201,9 +208,7 @@ def realised_value(rows: pd.DataFrame, true_effects: pd.DataFrame) -> float:
 
 def clv_horizon_days(settings: Settings, version: str) -> int:
     """The horizon a registered CLV version was trained for (its run's horizon_days; else the configured one)."""
-    from serving.champions.load import _client
-
-    client = _client(settings)
+    client = champions.registry_client(settings)
     run_id = client.get_model_version(settings.tracking.clv_model, version).run_id
     return int(client.get_run(run_id).data.params.get("horizon_days", settings.clv.horizon_days))
 
@@ -212,9 +217,6 @@ def predict_clv(
     settings: Settings, booster: Any, features: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int
 ) -> pd.Series:
     """Expected spend over the horizon per customer, built as `patron train clv` built its training rows."""
-    from features.pit.purchase_sequence import purchases, sequence_features
-    from training.value.clv import btyd_clv
-
     lines = purchases(settings)
     ids = features["customer_id"].astype(str)
     X = (
@@ -238,11 +240,6 @@ def offer_effects(model: Any, features: pd.DataFrame) -> pd.DataFrame:
 
 def load_customer_value(settings: Settings, features: pd.DataFrame, cutoff: pd.Timestamp) -> CustomerValue:
     """CLV, offer effects and segments of every customer in `features` from the registered models; consent."""
-    from features.pit.segments import customer_segments
-    from features.privacy.consent import consent_refusals
-    from serving.answers.churn_scoring import active_customer_ids
-    from serving.champions import load as champions
-
     uplift, uplift_version = champions.load_uplift_champion(settings)  # first: the cheaper one to find missing
     clv_booster, clv_version = champions.load_clv_champion(settings)
     clv = predict_clv(settings, clv_booster, features, cutoff, clv_horizon_days(settings, clv_version))
@@ -268,8 +265,6 @@ def plan_for(
     max_customers: int | None,
 ) -> RetentionPlan:
     """The plan over `features` (the customers to consider) with the churn booster's probabilities and reasons."""
-    from serving.answers.churn_scoring import score_frame
-
     chosen_offers = parse_offers(settings.retention.offers if offers is None else offers, value.offer_types())
     names = booster.feature_name()
     scored = pd.DataFrame(
@@ -312,15 +307,12 @@ def workspace_plan(
     max_customers: int | None = None,
 ) -> RetentionPlan:
     """The plan for the customers active at the latest cutoff, from the registered churn, CLV and uplift models."""
-    from features.pit.build import customer_features, data_end
-    from serving.champions.load import load_churn_champion
-
     if budget < 0:
         raise ValueError(f"budget: must be at least 0, got {budget}")
     cutoff = data_end(settings)
     features = customer_features(settings, cutoff)
     value = load_customer_value(settings, features, cutoff)
-    booster, _ = load_churn_champion(settings)
+    booster, _ = champions.load_churn_champion(settings)
     active = features[features["customer_id"].astype(str).isin(value.active)]
     return plan_for(settings, booster, active, value, offers, budget, max_customers)
 
@@ -342,9 +334,6 @@ def churn_ranked_plan(pairs: pd.DataFrame, churn: pd.Series, budget: float) -> p
 def plan_vs_truth(settings: Settings, budget: float, offers: dict[str, float] | None = None) -> dict[str, float]:
     """Synthetic data: the plan's expected value and its value under the generator's true effects, beside the
     churn-ranked plan's and the best plan's when the true effects are known (same CLV, consenting customers)."""
-    from features.pit.build import customer_features, data_end
-    from serving.champions.load import load_churn_champion
-
     path = settings.ground_truth_dir / "treatment_effects.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the plan can be checked on synthetic data only")
@@ -353,7 +342,7 @@ def plan_vs_truth(settings: Settings, budget: float, offers: dict[str, float] | 
     cutoff = data_end(settings)
     features = customer_features(settings, cutoff)
     value = load_customer_value(settings, features, cutoff)
-    booster, _ = load_churn_champion(settings)
+    booster, _ = champions.load_churn_champion(settings)
     active = features[features["customer_id"].astype(str).isin(value.active)]
     plan = plan_for(settings, booster, active, value, offers, budget, None)
     eligible = sorted(value.active - value.marketing_refused)

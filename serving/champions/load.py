@@ -43,7 +43,8 @@ def champion_version(client: MlflowClient, model_name: str, alias: str) -> str:
     return str(client.get_model_version_by_alias(model_name, alias).version)
 
 
-def _client(settings: Settings) -> MlflowClient:
+def registry_client(settings: Settings) -> MlflowClient:
+    """An MLflow client on the workspace's tracking store and registry."""
     # Both URIs explicitly: models:/ URIs resolve against the registry URI, which may come from the environment.
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
@@ -53,14 +54,14 @@ def _client(settings: Settings) -> MlflowClient:
 def load_churn_champion(settings: Settings) -> tuple[ChurnModel, str]:
     """The churn champion (booster and calibrator in one ChurnModel) and its registry version (alias resolved once)."""
     t = settings.tracking
-    version = champion_version(_client(settings), t.churn_model, t.champion_alias)
+    version = champion_version(registry_client(settings), t.churn_model, t.champion_alias)
     return ChurnModel.from_registry(settings, version), version
 
 
 def champion_artifacts(settings: Settings, model: str, version: str) -> dict[str, str]:
     """Artifact URIs of a champion version: its logged "model" (the churn model's calibrator is inside it)."""
     name = registered_name(settings, model)
-    return {"model": _client(settings).get_model_version_download_uri(name, version)}
+    return {"model": registry_client(settings).get_model_version_download_uri(name, version)}
 
 
 def keep_local_copy(settings: Settings, model: str, version: str) -> None:
@@ -88,7 +89,7 @@ def load_from_copy(settings: Settings, reason: BaseException) -> Champions:
 
 def champion_or_latest(settings: Settings, name: str, train_command: str) -> str:
     """The version a model's champion alias names, else its latest version (LookupError when none is registered)."""
-    client = _client(settings)
+    client = registry_client(settings)
     try:
         return champion_version(client, name, settings.tracking.champion_alias)
     except MlflowException:
@@ -114,7 +115,7 @@ def recommender_from_model(model_dir: Path) -> Recommender:
 def load_recommender_champion(settings: Settings) -> tuple[Recommender, str]:
     """The champion recommender (whatever pipeline it is) and its registry version."""
     t = settings.tracking
-    version = champion_version(_client(settings), t.recommender_model, t.champion_alias)
+    version = champion_version(registry_client(settings), t.recommender_model, t.champion_alias)
     with TemporaryDirectory() as tmp:
         folder = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{t.recommender_model}/{version}", dst_path=tmp, tracking_uri=settings.tracking_uri

@@ -15,6 +15,7 @@ import mlflow
 import optuna
 import pandas as pd
 
+from features.pit import build
 from patron import progress
 from patron.config import ChurnConfig, Settings
 from training.churn.train import MODEL, fit_booster, train_churn
@@ -106,7 +107,6 @@ def tune_churn(
     settings: Settings, trials: int | None = None, study_name: str | None = None, echo: Callable[[str], None] = print
 ) -> ChurnTuneResult:
     """Run (or continue) the study under one parent MLflow run, then register the best params' model as candidate."""
-    from features.pit import build
 
     cfg = settings.churn_tune
     trials, study_name = trials or cfg.trials, study_name or cfg.study

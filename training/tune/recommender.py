@@ -16,6 +16,7 @@ import pandas as pd
 from sqlalchemy.exc import IntegrityError
 from threadpoolctl import threadpool_limits
 
+from features.pit import build
 from patron import progress
 from patron.config import RecommenderConfig, Settings
 from training.mlops import registry, tracking
@@ -157,7 +158,6 @@ def _space(trial: optuna.Trial, settings: Settings) -> RecommenderConfig:
 
 def validation_data(settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp, pd.Timestamp]:
     """Interactions before the validation window and the window: the holdout_days before train's test holdout."""
-    from features.pit import build
 
     days = pd.Timedelta(days=settings.recommender.holdout_days)
     test_start = build.data_end(settings) - days  # train_recommender's test holdout: never read here

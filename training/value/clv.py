@@ -15,6 +15,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
+from features.pit import build
+from features.pit.cutoffs import data_end
 from features.pit.purchase_sequence import purchases, sequence_features
 from features.tables.store import fingerprint
 from patron.config import Settings
@@ -57,7 +59,6 @@ def future_spend(lines: pd.DataFrame, cutoff: pd.Timestamp, horizon_days: int) -
 
 def clv_frame(settings: Settings, cutoff: pd.Timestamp, horizon_days: int, lines: pd.DataFrame) -> pd.DataFrame:
     """Customers with a purchase before the cutoff: point-in-time features, sequence features, future_spend."""
-    from features.pit import build
 
     buyers = pd.Index(lines.loc[lines["ts"] < cutoff, "customer_id"].unique(), dtype=str)
     feats = build.customer_features(settings, cutoff)
@@ -122,7 +123,6 @@ def cross_validated_clv(
 
 def evaluation_cutoff(settings: Settings, lines: pd.DataFrame, horizon_days: int) -> pd.Timestamp:
     """The latest cutoff whose horizon ends with the data."""
-    from features.pit.cutoffs import data_end
 
     cutoff = data_end(settings) - pd.Timedelta(days=horizon_days)
     if cutoff <= lines["ts"].min():

@@ -24,7 +24,7 @@ from scipy.special import expit, logit
 
 from features.tables.store import fingerprint
 from patron.config import Settings, UpliftConfig
-from training.mlops import tracking
+from training.mlops import registry, tracking
 from training.value.uplift_data import CONTROL, ID_COLUMNS, LABEL, TREATMENT, customer_split, experiment, offer_types
 from training.value.uplift_eval import effect_metrics, qini_coefficient
 
@@ -275,7 +275,6 @@ def train_uplift(settings: Settings, frame: pd.DataFrame | None = None) -> track
 
     The first registered version becomes champion (there is none to compare with); later ones are left for review.
     """
-    from training.mlops import registry
 
     cfg = settings.uplift
     with tracking.patron_run(settings, MODEL, cfg) as run:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.pit import build
+from features.pit.cutoffs import data_end
 from features.tables.store import read_table
 from patron.config import Settings, UpliftConfig
 
@@ -37,7 +39,6 @@ def randomised_offers(settings: Settings) -> pd.DataFrame:
 
 def campaign_days(settings: Settings, offers: pd.DataFrame) -> list[pd.Timestamp]:
     """Days with randomised offers whose churn horizon ends inside the data (the latest `max_campaign_days`)."""
-    from features.pit.cutoffs import data_end
 
     end = data_end(settings)
     horizon = pd.Timedelta(days=settings.features.horizon_days)
@@ -51,7 +52,6 @@ def campaign_days(settings: Settings, offers: pd.DataFrame) -> list[pd.Timestamp
 
 def campaign_rows(settings: Settings, offers: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
     """Eligible customers on one campaign day: customer_id, cutoff, features, offer_type (or control), churned."""
-    from features.pit import build
 
     labels = build.churn_labels(settings, day)
     active = set(labels.loc[labels["active"], "customer_id"])
