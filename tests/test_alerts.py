@@ -375,40 +375,46 @@ class Receiver:
         self.server.server_close()
 
 
-def complaints(customer: str, cutoff: pd.Timestamp) -> list[dict]:
-    """Two delivery tickets, an hour apart, the day after the cutoff."""
+def complaints(customer: str, cutoff: pd.Timestamp, n: int = 2) -> list[dict]:
+    """`n` delivery tickets, an hour apart, the day after the cutoff."""
     return [
         {
             "ticket_id": f"{customer}-delivery-{n}",
             "customer_id": customer,
             "category": "delivery",
-            "opened_at": (cutoff + pd.Timedelta(days=1, hours=n)).strftime(TS_FORMAT),
+            "opened_at": (cutoff + pd.Timedelta(days=1, hours=k)).strftime(TS_FORMAT),
         }
-        for n in (1, 2)
+        for k in range(1, n + 1)
     ]
 
 
-def crossing_customer(settings) -> str:
-    """The first customer (by id) whom the two delivery complaints move up a risk tier with the champion."""
+def crossing_customer(settings) -> tuple[str, int]:
+    """The first customer (by id) whom the fewest delivery complaints (two, else up to five) move up a risk tier
+    with the champion, and that number of complaints.
+
+    Two complaints usually suffice on the small retailer; the champion retrained on slightly different records (an
+    earlier test's live events) may need more, and the alert path under test is the same whatever the number."""
     from features.pit.build import customer_features, data_end
     from serving.champions.load import load_churn_champion
 
     cutoff = data_end(settings)
     features = customer_features(settings, cutoff).sort_values("customer_id", ignore_index=True)
     booster, _ = load_churn_champion(settings)
-    complaints_ = stored("tickets", complaints("any", cutoff))
-    after = features.copy()
-    for i in range(len(features)):
-        for col, value in live_feature_row(
-            features.iloc[i], cutoff, settings.features.windows_days, complaints_, [], []
-        ).items():
-            after.at[i, col] = value
     names = booster.feature_name()
-    before_p, after_p = booster.predict(features[names]), booster.predict(after[names])
-    for cid, p0, p1 in zip(features["customer_id"], before_p, after_p):
-        if crossed_up(settings.churn.tier(p0), settings.churn.tier(p1), settings.churn):
-            return cid
-    raise AssertionError("two delivery complaints move nobody up a tier with this champion")
+    before_p = booster.predict(features[names])
+    for n in range(2, 6):
+        complaints_ = stored("tickets", complaints("any", cutoff, n))
+        after = features.copy()
+        for i in range(len(features)):
+            for col, value in live_feature_row(
+                features.iloc[i], cutoff, settings.features.windows_days, complaints_, [], []
+            ).items():
+                after.at[i, col] = value
+        after_p = booster.predict(after[names])
+        for cid, p0, p1 in zip(features["customer_id"], before_p, after_p):
+            if crossed_up(settings.churn.tier(p0), settings.churn.tier(p1), settings.churn):
+                return cid, n
+    raise AssertionError("up to five delivery complaints move nobody up a tier with this champion")
 
 
 @pytest.fixture(scope="module")
@@ -456,16 +462,16 @@ def wait_for(check, timeout_s: float = 15.0):
 
 
 @pytest.mark.integration
-def test_two_delivery_complaints_raise_one_alert_delivered_on_the_third_try(alert_server):
+def test_delivery_complaints_raise_one_alert_delivered_on_the_third_try(alert_server):
     http, receiver, ws = alert_server
     from features.pit.build import data_end
 
-    customer = crossing_customer(ws.settings)
+    customer, n = crossing_customer(ws.settings)
     answers = []
-    for complaint in complaints(customer, data_end(ws.settings)):
+    for complaint in complaints(customer, data_end(ws.settings), n):
         body = {"tickets": [complaint]}
         answers.append(http.post("/events", json=body, timeout=30).json())
-    assert [(a["accepted"], a["duplicates"], a["rejected"]) for a in answers] == [(1, 0, [])] * 2
+    assert [(a["accepted"], a["duplicates"], a["rejected"]) for a in answers] == [(1, 0, [])] * n
     assert sum(a["alerts"] for a in answers) == 1
     again = http.post("/events", json=body, timeout=30).json()  # the same ticket again: no new alert
     assert (again["accepted"], again["duplicates"], again["alerts"]) == (0, 1, 0)

@@ -209,7 +209,7 @@ def test_erasure_reaches_every_place_and_both_workers(privacy_server, refusing_c
     from serving.batch.churn import score_churn
 
     settings = privacy_server.workspace.settings
-    alerted = crossing_customer(settings)  # two delivery complaints raise an alert for this one
+    alerted, n_complaints = crossing_customer(settings)  # this many delivery complaints raise an alert for this one
     personal = next(
         c
         for c in purchases(settings)["customer_id"].value_counts().index
@@ -218,7 +218,10 @@ def test_erasure_reaches_every_place_and_both_workers(privacy_server, refusing_c
     )
     victims = {alerted, personal}
     item = read_table(settings.tables_dir, "products")["item_id"].iloc[0]
-    assert _post(privacy_server, "/events", {"tickets": complaints(alerted, data_end(settings))})["alerts"] == 1
+    assert (
+        _post(privacy_server, "/events", {"tickets": complaints(alerted, data_end(settings), n_complaints)})["alerts"]
+        == 1
+    )
     _post(
         privacy_server, "/events", {"events": [_event(personal, item, "purchase"), _event("bystander", item, "view")]}
     )
