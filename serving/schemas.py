@@ -181,7 +181,9 @@ class CampaignRequest(_Request):
     """Body of POST /campaigns: the retention plan at this budget, sent with a random holdout."""
 
     budget: float = Field(ge=0)
-    holdout: float | None = Field(None, gt=0, le=0.5)  # default: campaign.holdout of the config
+    # default: campaign.holdout of the config; 0 is refused by the handler (an exclusive bound inside `anyOf` is not
+    # expressible in the OpenAPI 3.0 BentoML declares)
+    holdout: float | None = Field(None, ge=0, le=0.5)
     name: str | None = Field(None, min_length=1, max_length=100)  # default: retention-<send day>; same name, same one
 
 

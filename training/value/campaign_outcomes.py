@@ -63,6 +63,17 @@ def readout_settings(settings: Settings) -> ReadoutSettings:
 def campaign_readout(settings: Settings, campaign: Campaign) -> dict[str, Any]:
     """The readout of a written campaign from the workspace tables, marked provisional before its window ends."""
     outcome = campaign_outcome(settings, campaign)
+    groups = readout(outcome.frame, readout_settings(settings))
+    if outcome.provisional:
+        seen = max((outcome.observed_until - outcome.window_start).days, 0)
+        days = (outcome.window_end - outcome.window_start).days
+        for part in groups.values():
+            for g in part:
+                g["verdict"] = (
+                    f"{g['group']}: no outcome observed yet (the window starts {outcome.window_start:%Y-%m-%d})"
+                    if seen == 0
+                    else f"provisional, {seen} of {days} days observed: {g['verdict']}"
+                )
     return {
         "campaign": campaign.meta,
         "window": {
@@ -71,5 +82,5 @@ def campaign_readout(settings: Settings, campaign: Campaign) -> dict[str, Any]:
             "observed_until": outcome.observed_until.isoformat(),
         },
         "provisional": outcome.provisional,
-        **readout(outcome.frame, readout_settings(settings)),
+        **groups,
     }
