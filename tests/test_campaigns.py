@@ -105,6 +105,16 @@ def test_closed_form_retention_matches_simulation() -> None:
     assert redeemed and redeemed <= set(campaign.loc[campaign["arm"] == TREATMENT, "customer_id"])  # holdout: none
 
 
+def test_newcombe_interval_matches_the_published_example_and_never_collapses() -> None:
+    from training.value.campaign_readout import newcombe_interval
+
+    arm = lambda k, n: np.r_[np.ones(k), np.zeros(n - k)]  # noqa: E731
+    low, high = newcombe_interval(arm(56, 70), arm(48, 80), 0.95)  # Newcombe (1998), table II, example (a)
+    assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
+    low, high = newcombe_interval(np.ones(32), np.ones(8), 0.95)  # everyone retained in both arms
+    assert low < -0.05 and high > 0.05
+
+
 def test_readout_intervals_hold_the_true_effect_and_say_when_too_few() -> None:
     rows = _plan_rows(4000, 2)
     rng = np.random.default_rng(2)
@@ -293,3 +303,29 @@ def test_campaign_endpoints(campaign_server) -> None:
     assert http.get("/campaigns/empty").status_code == 404
     nokey = campaign_server.client().__class__(base_url=campaign_server.url)
     assert nokey.post("/campaigns", json={"budget": 1.0}).status_code == 401
+
+
+@pytest.mark.integration
+def test_campaign_bench_reports_coverage_and_narrower_intervals_for_larger_campaigns(
+    campaign_workspace, monkeypatch, tmp_path
+) -> None:
+    import benchmarks.campaign as bench
+    from patron.config import CampaignBenchConfig
+
+    settings = campaign_workspace.settings.model_copy(
+        update={
+            "campaign_bench": CampaignBenchConfig(customers=1000, sizes=[40, 160], repetitions=2),
+            "campaign": campaign_workspace.settings.campaign.model_copy(update={"min_arm_customers": 5}),
+        }
+    )
+    monkeypatch.setattr(bench, "bench_workspace", lambda s, echo: s)  # the module's workspace, models registered
+    report, paths = bench.run_campaign_bench(settings, echo=lambda _: None)
+    small, large = report.rows
+    assert (small["campaign"], small["repetitions"]) == ("40 customers", 2) and large["customers"] > 40
+    for row in report.rows:
+        assert 0 <= row["offers_covered"] <= row["covered"] or row["offers_covered"] <= 2
+        assert row["treated"] == pytest.approx(0.8 * row["customers"], abs=1)  # the 20% holdout
+    assert large["ci_width_pts"] < small["ci_width_pts"]
+    assert report.tables["by_offer"].rows and all(p.exists() for p in paths)
+    details = json.loads(paths[1].read_text())["details"]
+    assert len(details["40 customers"]) >= 2 and {"covered", "true_effect_pts"} <= set(details["40 customers"][0])

@@ -1,12 +1,12 @@
-"""A campaign's readout: treatment vs holdout per group (all, offer, segment, segment x offer), seeded bootstrap
-intervals, realised against expected net value, and a plain verdict.
+"""A campaign's readout: treatment vs holdout per group (all, offer, segment, segment x offer), score and seeded
+bootstrap intervals, realised against expected net value, and a plain verdict.
 
 Outcomes per customer over the window after the send day: retained (a purchase: the opposite of the churn label),
-repurchased (purchases on two or more days), revenue, redeemed (the offer; the holdout has none). Intervals are
-percentile intervals of `bootstrap` resamples of each arm (a binary rate resampled as a binomial draw, which is the
-same distribution as resampling its rows). Realised net value of a group = n_treated x (mean CLV x retained among the
-treated - the same among the held out) - the treated offers' cost: the plan's own CLV x tau - cost, with the effect
-measured instead of predicted.
+repurchased (purchases on two or more days), revenue, redeemed (the offer; the holdout has none). The rates' effects
+get Newcombe's hybrid score interval (no resampling; sound at rates near 0 or 1, where a bootstrap of few customers
+collapses to zero width); revenue and net value get percentile intervals of `bootstrap` seeded resamples of each
+arm. Realised net value of a group = n_treated x (mean CLV x retained among the treated - the same among the held
+out) - the treated offers' cost: the plan's own CLV x tau - cost, with the effect measured instead of predicted.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from features.tables.campaigns import HOLDOUT, TREATMENT
 
@@ -52,6 +53,19 @@ def _interval(draws: np.ndarray, confidence: float) -> list[float]:
     return [float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))]
 
 
+def newcombe_interval(treated: np.ndarray, held: np.ndarray, confidence: float) -> list[float]:
+    """Newcombe's hybrid score interval for a difference of two proportions (from scipy's Wilson intervals): no
+    degenerate zero-width interval when a rate is 0 or 1, as a bootstrap of few customers gives."""
+    parts = []
+    for values in (treated, held):
+        k, n = int(values.sum()), len(values)
+        ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+        parts.append((k / n, ci.low, ci.high))
+    (p1, l1, u1), (p2, l2, u2) = parts
+    d = p1 - p2
+    return [d - float(np.hypot(p1 - l1, u2 - p2)), d + float(np.hypot(u1 - p1, p2 - l2))]
+
+
 def _mean_draws(values: np.ndarray, rng: np.random.Generator, b: int) -> np.ndarray:
     if len(values) == 0:
         return np.full(b, np.nan)
@@ -72,13 +86,18 @@ def group_readout(frame: pd.DataFrame, title: str, cfg: ReadoutSettings, stream:
     out: dict[str, Any] = {"group": title, "treatment": len(t), "holdout": len(h)}
     for col in ("retained", "repurchased", "revenue"):
         tv, hv = t[col].to_numpy(float), h[col].to_numpy(float)
-        diff = _mean_draws(tv, rng, b) - _mean_draws(hv, rng, b)
-        scale = 100.0 if col != "revenue" else 1.0  # rates in percentage points
+        both = bool(len(tv) and len(hv))
+        if col == "revenue":
+            diff = _mean_draws(tv, rng, b) - _mean_draws(hv, rng, b)
+            ci = _interval(diff, cfg.confidence) if both else None
+        else:  # rates in percentage points
+            ci = [100 * x for x in newcombe_interval(tv, hv, cfg.confidence)] if both else None
+        scale = 1.0 if col == "revenue" else 100.0
         out[col] = {
             "treatment": float(tv.mean()) if len(tv) else None,
             "holdout": float(hv.mean()) if len(hv) else None,
-            "effect": float(tv.mean() - hv.mean()) * scale if len(tv) and len(hv) else None,
-            "ci": [x * scale for x in _interval(diff, cfg.confidence)] if len(tv) and len(hv) else None,
+            "effect": float(tv.mean() - hv.mean()) * scale if both else None,
+            "ci": ci,
         }
     out["redemption_rate"] = float(t["redeemed"].mean()) if len(t) else None
     spend = float(t["cost"].sum())
