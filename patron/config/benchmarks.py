@@ -45,6 +45,7 @@ class CampaignBenchConfig(Section):
     customers: int = Field(60_000, ge=1000)  # the bench retailer (about 9% of customers have an offer worth its cost)
     sizes: list[int] = [1000, 4000]  # campaign sizes (treated + held out): the plan's best customers, highest first
     repetitions: int = Field(20, ge=1)  # holdout draw and simulated outcome, reseeded each time
+    first_repetition: int = Field(0, ge=0)  # repetition r uses seed Settings.seed + first_repetition + r
     holdout: float = Field(0.2, gt=0.0, le=0.5)
 
 
