@@ -28,9 +28,10 @@ from patron.config import Settings
 # Every response: a declared status code and content type, a body that fits the declared schema; and data the
 # schema calls invalid must be refused with a 4xx. 5xx answers are counted from the status codes (FuzzReport).
 CHECKS = (status_code_conformance, content_type_conformance, response_schema_conformance, negative_data_rejection)
-# Schema-valid erasures would erase (and log) the fuzzer's ids in the workspace: only invalid bodies are sent there,
-# which must be refused before the handler (the privacy tests erase real customers).
-NEGATIVE_ONLY = ("POST /admin/erase",)
+# Schema-valid erasures would erase (and log) the fuzzer's ids in the workspace, and schema-valid campaigns would be
+# written to it (with their offers): only invalid bodies are sent there, which must be refused before the handler
+# (the privacy and campaign tests erase real customers and create real campaigns).
+NEGATIVE_ONLY = ("POST /admin/erase", "POST /campaigns")
 UNAVAILABLE = 503  # a deliberate, declared answer (a model not registered yet), counted apart from server errors
 SCHEMA_PATH = "/docs.json"  # where BentoML serves the service's OpenAPI document
 PACKAGES = ("patron", "schemathesis", "hypothesis", "bentoml")

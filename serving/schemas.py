@@ -177,6 +177,35 @@ class RetentionPlanResponse(BaseModel):
     model_versions: dict[str, str]
 
 
+class CampaignRequest(_Request):
+    """Body of POST /campaigns: the retention plan at this budget, sent with a random holdout."""
+
+    budget: float = Field(ge=0)
+    # default: campaign.holdout of the config; 0 is refused by the handler (an exclusive bound inside `anyOf` is not
+    # expressible in the OpenAPI 3.0 BentoML declares)
+    holdout: float | None = Field(None, ge=0, le=0.5)
+    name: str | None = Field(None, min_length=1, max_length=100)  # default: retention-<send day>; same name, same one
+
+
+class CampaignResponse(BaseModel):
+    """Answer of POST /campaigns: the campaign's settings and counts, and whether this request created it."""
+
+    created: bool
+    campaign: dict[str, Any]
+
+
+class CampaignReadoutResponse(BaseModel):
+    """Answer of GET /campaigns/{id}: treatment vs holdout overall, per offer, segment and segment x offer."""
+
+    campaign: dict[str, Any]
+    window: dict[str, str]
+    provisional: bool
+    overall: list[dict[str, Any]]
+    by_offer: list[dict[str, Any]]
+    by_segment: list[dict[str, Any]]
+    by_segment_offer: list[dict[str, Any]]
+
+
 class EventsRequest(_Request):
     """Body of POST /events: events, tickets and survey answers, each row validated alone (good rows are kept)."""
 

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from features.pit.build import data_end
 from serving.answers import recommendations
 from serving.answers.alerts import AlertDispatcher
+from serving.answers.campaigns import campaign_answer, served_campaign
 from serving.answers.erasure import erase_customers
 from serving.answers.live_churn import LiveChurn, new_signals
 from serving.answers.retention_plan import plan_for
@@ -30,6 +31,9 @@ from serving.openapi_errors import declare_error_responses, error_responses
 from serving.runtime import Runtime, access_control, worker_settings
 from serving.schemas import (
     AlertsResponse,
+    CampaignReadoutResponse,
+    CampaignRequest,
+    CampaignResponse,
     ChurnRequest,
     ChurnResponse,
     EraseRequest,
@@ -331,6 +335,34 @@ class Patron:
             totals=plan.totals(),
             model_versions={"churn": champions.churn_version, "clv": value.clv_version, "uplift": value.uplift_version},
         )
+
+    @bentoml.api(route="/campaigns")
+    def campaigns(self, request: CampaignRequest, /) -> CampaignResponse:
+        """The retention plan at this budget as a campaign with a seeded holdout (same name: the same campaign)."""
+        champions, state = self.runtime.ready()
+        value = self.runtime.retention
+        if value is None:
+            raise ServiceUnavailable(f"campaigns unavailable: {self.runtime.retention_error}")
+
+        def plan(budget: float):
+            active = state.customer_features(self.runtime.masked(sorted(value.active)))
+            return plan_for(self.settings, champions.churn, active, value, None, budget, None)
+
+        try:
+            made = served_campaign(
+                self.settings, plan, value.marketing_refused, request.budget, request.holdout, request.name
+            )
+        except ValueError as exc:
+            raise BadInput(str(exc)) from exc
+        return CampaignResponse(created=made.created, campaign=made.campaign.meta)
+
+    @http_api.get("/campaigns/{campaign_id}", responses=error_responses())
+    def campaign_readout(self, campaign_id: str) -> CampaignReadoutResponse:
+        """GET /campaigns/ID: treatment vs holdout with intervals and verdicts (provisional until the window ends)."""
+        try:
+            return CampaignReadoutResponse(**campaign_answer(self.settings, campaign_id))
+        except LookupError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
 
     @bentoml.api(route="/admin/erase")
     def admin_erase(self, request: EraseRequest, /) -> EraseResponse:

@@ -147,6 +147,8 @@ def routes(patron_server: Server) -> list[tuple[str, str, dict | None, str]]:
         ("POST", "/churn", {"customer_ids": [customer]}, "crm"),
         ("POST", "/retention/plan", {"budget": 10}, "crm"),
         ("GET", "/alerts", None, "crm"),
+        ("POST", "/campaigns", {"budget": -1.0}, "crm"),  # a 400 past the key check: nothing created
+        ("GET", "/campaigns/auth-no-such-campaign", None, "crm"),  # a 404 past the key check
         ("GET", "/dashboard", None, "crm"),
         ("POST", "/items/stock", {"items": [{"item_id": "auth-no-such-item", "in_stock": True}]}, "admin"),
         ("POST", "/status", {}, "admin"),

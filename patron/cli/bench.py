@@ -66,6 +66,16 @@ def uplift_bench(ctx: typer.Context) -> None:
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
+@bench_app.command("campaign")
+def campaign_bench(ctx: typer.Context) -> None:
+    """Campaign readout vs the generator's true offer effects: interval coverage over seeded repetitions, widths."""
+    from benchmarks.campaign import run_campaign_bench
+
+    report, paths = run_campaign_bench(settings_from(ctx), echo=typer.echo)
+    typer.echo(report.markdown())
+    typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
 @bench_app.command("recsys")
 def recsys(
     ctx: typer.Context,

@@ -19,11 +19,22 @@ def synth(
     days: int | None = typer.Option(None, help="Days of history (default: config)."),
     seed: int | None = typer.Option(None, help="Random seed (default: config)."),
     out: Path | None = typer.Option(None, help="Output folder (default: WORKSPACE/raw/synthetic)."),
+    play_campaign: str | None = typer.Option(
+        None,
+        "--play-campaign",
+        help="Instead: play this campaign forward on the workspace's synthetic retailer (its outcome window of "
+        "purchases and redemptions, the true offer effects applied to treated customers only).",
+    ),
 ) -> None:
-    """Simulate a retailer: every contract table plus its ground truth."""
+    """Simulate a retailer: every contract table plus its ground truth (or play a campaign forward on it)."""
+    settings = settings_from(ctx)
+    if play_campaign is not None:
+        from features.synthetic.campaign_play import play_campaign as play
+
+        typer.echo(play(settings, play_campaign, seed).summary(play_campaign))
+        return
     from features.synthetic.generate import generate
 
-    settings = settings_from(ctx)
     report = generate(settings, customers=customers, items=items, days=days, seed=seed, out=out)
     typer.echo(report.summary())
 

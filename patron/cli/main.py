@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from patron.cli.bench import bench_app
+from patron.cli.campaign import campaign_app
 from patron.cli.data import data_app
 from patron.cli.demo import demo
 from patron.cli.events import events_app
@@ -96,6 +97,7 @@ for group in (
     score_app,
     events_app,
     retention_app,
+    campaign_app,
     recommend_app,
     keys_app,
 ):

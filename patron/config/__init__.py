@@ -2,7 +2,7 @@
 layout. The models are grouped by layer (features, recommender, training, serving, benchmarks, reports); every name
 is importable from here."""
 
-from patron.config.benchmarks import BenchConfig, RecsysBenchConfig, SoakConfig
+from patron.config.benchmarks import BenchConfig, CampaignBenchConfig, RecsysBenchConfig, SoakConfig
 from patron.config.features import (
     FeatureConfig,
     IngestConfig,
@@ -20,6 +20,7 @@ from patron.config.serving import (
     AlertsConfig,
     AuthConfig,
     BatchRecommendConfig,
+    CampaignConfig,
     DashboardConfig,
     OnlineConfig,
     RetentionConfig,
@@ -45,7 +46,9 @@ __all__ = [
     "AlertsConfig",
     "AuthConfig",
     "BatchRecommendConfig",
+    "CampaignConfig",
     "BenchConfig",
+    "CampaignBenchConfig",
     "ChurnConfig",
     "ChurnTuneConfig",
     "CLVConfig",

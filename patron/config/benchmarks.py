@@ -38,6 +38,17 @@ class BenchConfig(SeededSection):
     ]
 
 
+class CampaignBenchConfig(Section):
+    """`patron bench campaign` (WORKSPACE/bench/campaign): plan -> campaign -> the simulated outcome -> readout,
+    repeated with seeds Settings.seed + 0, 1, ... on a synthetic retailer large enough for the largest campaign."""
+
+    customers: int = Field(60_000, ge=1000)  # the bench retailer (about 9% of customers have an offer worth its cost)
+    sizes: list[int] = [1000, 4000]  # campaign sizes (treated + held out): the plan's best customers, highest first
+    repetitions: int = Field(20, ge=1)  # holdout draw and simulated outcome, reseeded each time
+    first_repetition: int = Field(0, ge=0)  # repetition r uses seed Settings.seed + first_repetition + r
+    holdout: float = Field(0.2, gt=0.0, le=0.5)
+
+
 class RecsysBenchConfig(Section):
     """`patron bench recsys`: RecBole TO RS 8:1:1, peers tuned by Optuna (TPE seeded with Settings.seed)."""
 

@@ -43,6 +43,8 @@ class SynthConfig(Section):
     campaign_every_days: int = Field(30, gt=0)  # a randomised retention campaign every this many days
     campaign_share: float = Field(0.15, ge=0.0, le=1.0)  # share of (observably) active customers drawn into each
     offer_effect_days: int = Field(60, gt=0)  # how long an offer changes a customer's dropout hazard
+    # `patron data synth --play-campaign`: share of treated customers buying while their offer runs who redeem it
+    campaign_redemption: float = Field(0.6, ge=0.0, le=1.0)
 
 
 class InteractionConfig(Section):

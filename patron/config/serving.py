@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from patron.config.section import Section
+from patron.config.section import Section, SeededSection
 
 
 class ServingConfig(Section):
@@ -122,6 +122,18 @@ class RetentionConfig(Section):
         if bad:
             raise ValueError(f"offers: every cost must be above 0, got {bad}")
         return self
+
+
+class CampaignConfig(SeededSection):
+    """`patron campaign` and /campaigns: a retention plan sent with a random holdout, and its readout."""
+
+    holdout: float = Field(0.1, gt=0.0, le=0.5)  # share of the planned customers kept as the no-offer control group
+    # The readout's outcome window after the send day (None: features.horizon_days, the churn label's horizon, so
+    # "retained" means what "not churned" means to the churn and uplift models).
+    outcome_days: int | None = Field(None, gt=0)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)  # of the readout's intervals
+    bootstrap: int = Field(2000, ge=100)  # seeded bootstrap resamples per interval
+    min_arm_customers: int = Field(30, ge=1)  # fewer in either arm: "too few customers for a verdict"
 
 
 class DashboardConfig(Section):

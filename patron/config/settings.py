@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import model_validator
 
-from patron.config.benchmarks import BenchConfig, RecsysBenchConfig, SoakConfig
+from patron.config.benchmarks import BenchConfig, CampaignBenchConfig, RecsysBenchConfig, SoakConfig
 from patron.config.features import (
     FeatureConfig,
     IngestConfig,
@@ -27,6 +27,7 @@ from patron.config.serving import (
     AlertsConfig,
     AuthConfig,
     BatchRecommendConfig,
+    CampaignConfig,
     DashboardConfig,
     OnlineConfig,
     RetentionConfig,
@@ -66,6 +67,7 @@ class Settings(Section):
     segments: SegmentsConfig = SegmentsConfig()
     uplift: UpliftConfig = UpliftConfig()
     retention: RetentionConfig = RetentionConfig()
+    campaign: CampaignConfig = CampaignConfig()
     online: OnlineConfig = OnlineConfig()
     rules: RulesConfig = RulesConfig()
     repurchase: RepurchaseConfig = RepurchaseConfig()
@@ -76,6 +78,7 @@ class Settings(Section):
     two_stage: TwoStageConfig = TwoStageConfig()
     sequence: SequenceConfig = SequenceConfig()
     recsys_bench: RecsysBenchConfig = RecsysBenchConfig()
+    campaign_bench: CampaignBenchConfig = CampaignBenchConfig()
     tune: TuneConfig = TuneConfig()
     churn_tune: ChurnTuneConfig = ChurnTuneConfig()
     monitor: MonitorConfig = MonitorConfig()
@@ -96,6 +99,11 @@ class Settings(Section):
         return self
 
     # --- workspace layout -------------------------------------------------
+    @property
+    def campaigns_dir(self) -> Path:
+        """Retention campaigns: one folder per campaign (assignment, exports, readouts)."""
+        return self.workspace / "campaigns"
+
     @property
     def tables_dir(self) -> Path:
         """Validated contract tables (Parquet)."""

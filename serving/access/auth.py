@@ -27,6 +27,8 @@ ROUTE_SCOPES = (
     ("/events", "storefront"),
     ("/churn", "crm"),
     ("/retention/plan", "crm"),
+    ("/campaigns", "crm"),
+    ("/campaigns/*", "crm"),
     ("/alerts", "crm"),
     ("/dashboard", "crm"),
     ("/dashboard/*", "crm"),
