@@ -178,15 +178,22 @@ class Patron:
 
     # Plain FastAPI routes: BentoML's exceptions would become 500s here, so errors are answered as JSON directly.
     @http_api.get("/dashboard", response_class=HTMLResponse, responses=error_responses())
-    def dashboard_page(self, segment: str = Query(None), tier: str = Query(None)) -> Response:
-        """GET /dashboard: at-risk customers (filters: segment, tier), segments and the plan's value vs budget."""
+    def dashboard_page(
+        self,
+        segment: str = Query(None),
+        tier: str = Query(None),
+        offer: str = Query(None),
+        channel: str = Query(None),
+    ) -> Response:
+        """GET /dashboard: customers worth saving first, the likely lost apart (filters: segment, tier, offer,
+        channel), segments and the plan's value vs budget."""
         try:
             board = self._dashboard()
         except ServiceUnavailable as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
         erased = self.runtime.erased
-        hidden = erased.among(board.rows["customer_id"].tolist()) if erased is not None else set()
-        return HTMLResponse(dashboard.render_page(board, self.settings, segment, tier, hidden))
+        hidden = erased.among(board.listed_ids()) if erased is not None else set()
+        return HTMLResponse(dashboard.render_page(board, self.settings, segment, tier, hidden, offer, channel))
 
     @http_api.get(
         "/dashboard/customer/{customer_id}", response_class=HTMLResponse, responses=error_responses(plain_text_404=True)
