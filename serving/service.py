@@ -24,6 +24,7 @@ from serving.answers.erasure import erase_customers
 from serving.answers.live_churn import LiveChurn, new_signals
 from serving.answers.retention_plan import plan_for
 from serving.answers.rules import RuleBook
+from serving.dashboard import campaigns_view
 from serving.dashboard import view as dashboard
 from serving.online.events import validate_events, validate_signals
 from serving.openapi_errors import declare_error_responses, error_responses
@@ -194,6 +195,16 @@ class Patron:
         erased = self.runtime.erased
         hidden = erased.among(board.listed_ids()) if erased is not None else set()
         return HTMLResponse(dashboard.render_page(board, self.settings, segment, tier, hidden, offer, channel))
+
+    @http_api.get("/dashboard/campaigns", response_class=HTMLResponse, responses=error_responses())
+    def dashboard_campaigns(self) -> Response:
+        """GET /dashboard/campaigns: the loyalty KPIs per month and per segment (and the campaigns' readouts)."""
+        try:
+            _, state = self.runtime.ready()
+        except ServiceUnavailable as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        features = state.features.reset_index(drop=True)
+        return HTMLResponse(campaigns_view.campaigns_page(self.settings, features, data_end(self.settings), None))
 
     @http_api.get(
         "/dashboard/customer/{customer_id}", response_class=HTMLResponse, responses=error_responses(plain_text_404=True)

@@ -1,5 +1,5 @@
 """GET /dashboard end to end in headless Chromium: log in, the customers worth saving first, the likely lost apart,
-the filters, a customer's detail."""
+the filters, a customer's detail, the campaigns page's loyalty KPIs."""
 
 from __future__ import annotations
 
@@ -115,9 +115,23 @@ def test_dashboard_in_a_browser(plan_server, tmp_path) -> None:  # noqa: F811
         page.locator("#at-risk tr.customer").first.click()
         page.wait_for_selector("#detail-title")
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=False)
+        page.click("#campaigns-link")  # the campaigns page: loyalty KPIs per month and per segment
+        page.wait_for_selector("#kpi-months tbody tr", timeout=60_000)
+        months = page.locator("#kpi-months tbody tr td:nth-child(1)").all_inner_texts()
+        assert (
+            months
+            and months == sorted(months)
+            and all(m[4] == "-" and m[:7].replace("-", "").isdigit() for m in months)
+        )
+        stages = set(page.locator("#kpi-segments tbody tr td:nth-child(1)").all_inner_texts())
+        assert stages and stages <= {"new", "active", "at_risk", "lapsed", "unknown"}
+        rates = [t for t in page.locator("#kpi-months tbody td").all_inner_texts() if t.endswith("%")]
+        assert rates and all(0.0 <= float(t.rstrip("%")) <= 100.0 for t in rates)
+        page.screenshot(path=str(tmp_path / "dashboard-campaigns.png"), full_page=True)
         browser.close()
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
-    if os.environ.get("PATRON_UPDATE_SCREENSHOT"):  # refresh docs/dashboard.png on request, never as a side effect
+    if os.environ.get("PATRON_UPDATE_SCREENSHOT"):  # refresh docs/dashboard*.png on request, never as a side effect
         shutil.copy2(tmp_path / "dashboard.png", SCREENSHOT)
+        shutil.copy2(tmp_path / "dashboard-campaigns.png", SCREENSHOT.with_name("dashboard-campaigns.png"))
     print(f"dashboard: first load {first_load_s:.2f}s, reload {reload_s:.2f}s, {total} customers listed")
     assert reload_s < 2.0  # precomputed per champion: later loads only render
