@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -104,7 +104,9 @@ class BestOffer(BaseModel):
 class ChurnScore(BaseModel):
     """Churn probability, risk tier and reasons for one customer (null probability when unknown).
 
-    segment, clv and best_offer are filled when the CLV and uplift models are registered.
+    segment, clv, best_offer and priority are filled when the CLV and uplift models are registered; priority says
+    whom to act on first (serving/answers/priority.py): save (the best offer's expected net value is positive; sort
+    by best_offer.expected_net_value), likely_lost (low value or no expected effect) or no_marketing_consent.
     """
 
     customer_id: str
@@ -115,6 +117,7 @@ class ChurnScore(BaseModel):
     segment: CustomerSegment | None = None
     clv: float | None = None
     best_offer: BestOffer | None = None
+    priority: Literal["save", "likely_lost", "no_marketing_consent"] | None = None
 
 
 class ChurnResponse(BaseModel):

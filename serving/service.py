@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
 from features.pit.build import data_end
+from features.tables.campaigns import list_campaigns
 from serving.answers import recommendations
 from serving.answers.alerts import AlertDispatcher
 from serving.answers.campaigns import campaign_answer, served_campaign
@@ -25,6 +26,7 @@ from serving.answers.erasure import erase_customers
 from serving.answers.live_churn import LiveChurn, new_signals
 from serving.answers.retention_plan import plan_for
 from serving.answers.rules import RuleBook
+from serving.dashboard import campaigns_view
 from serving.dashboard import view as dashboard
 from serving.online.events import validate_events, validate_signals
 from serving.openapi_errors import declare_error_responses, error_responses
@@ -182,15 +184,39 @@ class Patron:
 
     # Plain FastAPI routes: BentoML's exceptions would become 500s here, so errors are answered as JSON directly.
     @http_api.get("/dashboard", response_class=HTMLResponse, responses=error_responses())
-    def dashboard_page(self, segment: str = Query(None), tier: str = Query(None)) -> Response:
-        """GET /dashboard: at-risk customers (filters: segment, tier), segments and the plan's value vs budget."""
+    def dashboard_page(
+        self,
+        segment: str = Query(None),
+        tier: str = Query(None),
+        offer: str = Query(None),
+        channel: str = Query(None),
+    ) -> Response:
+        """GET /dashboard: customers worth saving first, the likely lost apart (filters: segment, tier, offer,
+        channel), segments and the plan's value vs budget."""
         try:
             board = self._dashboard()
         except ServiceUnavailable as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
         erased = self.runtime.erased
-        hidden = erased.among(board.rows["customer_id"].tolist()) if erased is not None else set()
-        return HTMLResponse(dashboard.render_page(board, self.settings, segment, tier, hidden))
+        hidden = erased.among(board.listed_ids()) if erased is not None else set()
+        return HTMLResponse(dashboard.render_page(board, self.settings, segment, tier, hidden, offer, channel))
+
+    @http_api.get("/dashboard/campaigns", response_class=HTMLResponse, responses=error_responses())
+    def dashboard_campaigns(self, campaign: str | None = Query(None, max_length=200)) -> Response:
+        """GET /dashboard/campaigns[?campaign=ID]: campaigns, one readout, loyalty KPIs per month and segment."""
+        try:
+            _, state = self.runtime.ready()
+        except ServiceUnavailable as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        try:
+            readout = campaign_answer(self.settings, campaign) if campaign else None
+        except LookupError as exc:
+            raise NotFound(str(exc)) from exc
+        features = state.features.reset_index(drop=True)
+        listed = list_campaigns(self.settings.campaigns_dir)
+        return HTMLResponse(
+            campaigns_view.campaigns_page(self.settings, features, data_end(self.settings), listed, readout)
+        )
 
     @http_api.get(
         "/dashboard/customer/{customer_id}", response_class=HTMLResponse, responses=error_responses(plain_text_404=True)

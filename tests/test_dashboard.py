@@ -1,4 +1,5 @@
-"""GET /dashboard end to end in headless Chromium: log in, the at-risk list, a filter, a customer's detail."""
+"""GET /dashboard end to end in headless Chromium: log in, the customers worth saving first, the likely lost apart,
+the filters, a customer's detail, the campaigns page's loyalty KPIs."""
 
 from __future__ import annotations
 
@@ -62,6 +63,29 @@ def test_dashboard_in_a_browser(plan_server, tmp_path) -> None:  # noqa: F811
         rows = page.locator("#at-risk tr.customer")
         total = rows.count()
         assert total > 0 and page.locator("#plan-chart polyline").count() == 1
+        # worth saving first: the main table starts with positive expected net values, highest first
+        values = [v for v in (r.get_attribute("data-value") for r in rows.all()) if v]
+        assert values and rows.first.get_attribute("data-value") == values[0]
+        assert float(values[0]) > 0 and values == sorted(values, key=float, reverse=True)
+        assert all(float(v) > 0 for v in values)
+        lost = page.locator("#likely-lost tr.customer")
+        assert "Likely lost: low value or no expected effect" in page.inner_text("#likely-lost-title")
+        assert lost.count() > 0 and all(not r.get_attribute("data-value") for r in lost.all())
+        lost_p = [
+            float(t.rstrip("%")) for t in page.locator("#likely-lost tr.customer td:nth-child(2)").all_inner_texts()
+        ]
+        assert lost_p == sorted(lost_p, reverse=True)  # the likely lost: riskiest first
+        offers = [o for o in page.locator("#offer option").all_inner_texts() if o != "all"]
+        assert offers
+        page.select_option("#offer", offers[0])
+        offered = page.locator("#at-risk tr.customer:visible td:nth-child(6)").all_inner_texts()
+        assert offered and set(offered) == {offers[0]} and int(page.inner_text("#shown")) == len(offered)
+        page.select_option("#offer", "")
+        channels = [c for c in page.locator("#channel option").all_inner_texts() if c != "all"]
+        page.select_option("#channel", channels[0])
+        assert set(page.locator("#at-risk tr.customer:visible td:nth-child(8)").all_inner_texts()) == {channels[0]}
+        assert "channel=" in page.url
+        page.select_option("#channel", "")
         assert page.locator("#rfm-grid rect").count() == 25
         tiers = [t for t in page.locator("#tier option").all_inner_texts() if t != "all"]
         counts = {}
@@ -81,6 +105,9 @@ def test_dashboard_in_a_browser(plan_server, tmp_path) -> None:  # noqa: F811
         assert page.inner_text("#detail-title") == customer
         assert page.locator("#detail .reasons li").count() >= 1 and page.locator("#detail .history tr").count() > 1
         assert "CLV:" in page.inner_text("#detail")
+        gone = lost.first.get_attribute("data-id")
+        lost.first.click()
+        page.wait_for_function(f"document.getElementById('detail-title')?.innerText === {gone!r}")
         started = time.monotonic()
         page.reload()
         page.wait_for_selector("#at-risk tr.customer")
@@ -88,9 +115,23 @@ def test_dashboard_in_a_browser(plan_server, tmp_path) -> None:  # noqa: F811
         page.locator("#at-risk tr.customer").first.click()
         page.wait_for_selector("#detail-title")
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=False)
+        page.click("#campaigns-link")  # the campaigns page: loyalty KPIs per month and per segment
+        page.wait_for_selector("#kpi-months tbody tr", timeout=60_000)
+        months = page.locator("#kpi-months tbody tr td:nth-child(1)").all_inner_texts()
+        assert (
+            months
+            and months == sorted(months)
+            and all(m[4] == "-" and m[:7].replace("-", "").isdigit() for m in months)
+        )
+        stages = set(page.locator("#kpi-segments tbody tr td:nth-child(1)").all_inner_texts())
+        assert stages and stages <= {"new", "active", "at_risk", "lapsed", "unknown"}
+        rates = [t for t in page.locator("#kpi-months tbody td").all_inner_texts() if t.endswith("%")]
+        assert rates and all(0.0 <= float(t.rstrip("%")) <= 100.0 for t in rates)
+        page.screenshot(path=str(tmp_path / "dashboard-campaigns.png"), full_page=True)
         browser.close()
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
-    if os.environ.get("PATRON_UPDATE_SCREENSHOT"):  # refresh docs/dashboard.png on request, never as a side effect
+    if os.environ.get("PATRON_UPDATE_SCREENSHOT"):  # refresh docs/dashboard*.png on request, never as a side effect
         shutil.copy2(tmp_path / "dashboard.png", SCREENSHOT)
+        shutil.copy2(tmp_path / "dashboard-campaigns.png", SCREENSHOT.with_name("dashboard-campaigns.png"))
     print(f"dashboard: first load {first_load_s:.2f}s, reload {reload_s:.2f}s, {total} customers listed")
     assert reload_s < 2.0  # precomputed per champion: later loads only render

@@ -175,6 +175,7 @@ def test_consent_in_the_api_and_in_batch_outputs(privacy_server, refusing_custom
     assert refusing_customer in no_marketing and refusing_customer in _refusals(settings, "personalization")
     score = _post(privacy_server, "/churn", {"customer_ids": [refusing_customer]})["scores"][0]
     assert score["known"] is True and score["clv"] is not None and score["best_offer"] is None
+    assert score["priority"] == "no_marketing_consent"
     plan = _post(privacy_server, "/retention/plan", {"budget": 1000.0})
     assert plan["plan"] and not {r["customer_id"] for r in plan["plan"]} & no_marketing
     assert plan["totals"]["skipped_no_consent"] > 0

@@ -196,9 +196,12 @@ def test_churn_extras_carry_segment_clv_and_best_positive_offer() -> None:
     }
     assert out[0]["best_offer"] == {"offer_type": "call", "expected_net_value": pytest.approx(200 * 0.05 - 8)}
     assert out[1]["best_offer"] == {"offer_type": "call", "expected_net_value": pytest.approx(200 * 0.25 - 8)}
+    assert out[0]["priority"] == out[1]["priority"] == "save"
     assert out[2]["best_offer"] is None and out[2]["clv"] == 200.0  # no marketing consent: no offer
+    assert out[2]["priority"] == "no_marketing_consent"
     assert out[3] == {}
-    assert value.customer_extras(["c00"], {"voucher": 500.0})[0]["best_offer"] is None  # no offer pays
+    worthless = value.customer_extras(["c00"], {"voucher": 500.0})[0]  # no offer pays
+    assert worthless["best_offer"] is None and worthless["priority"] == "likely_lost"
 
 
 def test_parse_offers_names_the_bad_field() -> None:
@@ -329,3 +332,26 @@ def test_plan_endpoint_keeps_budget_and_consent(plan_server) -> None:
     assert score["clv"] == pytest.approx(rows[0]["clv"])
     assert score["segment"]["lifecycle_stage"] == rows[0]["lifecycle_stage"]
     assert score["best_offer"]["expected_net_value"] >= rows[0]["expected_net_value"] - 1e-9
+    assert score["priority"] == "save"  # a planned customer is worth saving
+
+
+@pytest.mark.integration
+def test_score_churn_writes_the_best_offer_and_priority(plan_server, tmp_path) -> None:
+    from serving.batch.churn import score_churn
+
+    settings = plan_server.workspace.settings
+    scores = pd.read_parquet(score_churn(settings, out=tmp_path / "scores.parquet", progress=False).path)
+    assert scores["churn_probability"].is_monotonic_decreasing  # the existing order and columns stay
+    assert {"reason_1", "lifecycle_stage", "value_tier", "model_version"} <= set(scores.columns)
+    by = scores.groupby("priority")
+    assert set(by.groups) == {"save", "likely_lost", "no_marketing_consent"}
+    save, lost = by.get_group("save"), by.get_group("likely_lost")
+    assert (save["expected_net_value"] > 0).all() and save["best_offer_type"].notna().all()
+    assert (lost["expected_net_value"] == 0).all() and lost["best_offer_type"].isna().all()
+    # the same figure as /churn's best offer (the known-effects double ranks spend within the population it is
+    # given: the service's customers with features, here the active ones, so values agree to a few percent)
+    first = save.sort_values("expected_net_value", ascending=False).iloc[0]
+    score = plan_server.client(timeout=60).post("/churn", json={"customer_ids": [str(first["customer_id"])]}).json()
+    best = score["scores"][0]["best_offer"]
+    assert best["offer_type"] == first["best_offer_type"]
+    assert best["expected_net_value"] == pytest.approx(first["expected_net_value"], rel=0.05)

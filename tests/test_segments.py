@@ -70,6 +70,21 @@ def test_lifecycle_rules() -> None:
     assert customer_segments(never, None, CFG)["lifecycle_stage"].item() == "lapsed"
 
 
+def test_a_stopped_habit_is_lapsed_inside_the_lookback() -> None:
+    f = frame().iloc[:4].copy()
+    f["customer_id"] = ["weekly_gone", "weekly_late", "monthly_late", "weekly_just_late"]
+    f["days_since_last_purchase"] = [100.0, 50, 110, 27]
+    f["gap_mean_days"] = [7.0, 7, 30, 7]
+    seg = customer_segments(f, None, CFG).set_index("customer_id")["lifecycle_stage"]
+    assert CFG.lapsed_gap_ratio == 4.0 and CFG.lapsed_after_days == 180
+    assert seg["weekly_gone"] == "lapsed"  # 100 days >= 4 x 7 and >= at_risk_after_days (60), though < 180
+    assert seg["weekly_late"] == "at_risk"  # 50 >= 4 x 7 but under the 60-day floor
+    assert seg["monthly_late"] == "at_risk"  # 110 < 4 x 30
+    assert seg["weekly_just_late"] == "at_risk"  # 27 < 28
+    with pytest.raises(ValueError, match="lapsed_gap_ratio"):
+        SegmentsConfig(at_risk_gap_ratio=3.0, lapsed_gap_ratio=2.5)
+
+
 def test_value_tiers_from_clv_and_unknown() -> None:
     f = frame()
     clv = pd.Series(np.arange(10, dtype=float)[::-1], index=f["customer_id"][::-1].to_numpy())  # C09 highest

@@ -136,6 +136,7 @@ def test_churn_scores_are_probabilities_ordered_with_tiers(patron_server):
         "segment": None,
         "clv": None,
         "best_offer": None,
+        "priority": None,
     }
     known = [s for s in scores if s["known"]]
     assert len(known) == len(customers)

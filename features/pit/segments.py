@@ -2,7 +2,9 @@
 
 Lifecycle stages, checked in this order (thresholds in `segments` of the config):
 - new: signed up (or, without signup dates, first bought) less than `new_max_tenure_days` ago;
-- lapsed: no purchase for at least `lapsed_after_days` days, or no purchase ever;
+- lapsed: no purchase for at least `lapsed_after_days` days, or no purchase ever, or, with a usual gap between
+  purchase days, no purchase for at least `lapsed_gap_ratio` times that gap and at least `at_risk_after_days` days
+  (a customer whose weekly habit stopped three months ago is gone, though still inside the churn lookback);
 - at_risk: days since the last purchase at least `at_risk_gap_ratio` times the customer's usual gap between purchase
   days, or, with a single purchase day (no usual gap), at least `at_risk_after_days` days;
 - active: everyone else.
@@ -33,11 +35,13 @@ def lifecycle_stages(features: pd.DataFrame, cfg: SegmentsConfig) -> pd.Series:
     tenure_col = "tenure_days" if "tenure_days" in features else "days_since_first_purchase"
     tenure = features[tenure_col].astype(float) if tenure_col in features else pd.Series(np.nan, features.index)
     gap = features["gap_mean_days"].astype(float) if "gap_mean_days" in features else pd.Series(np.nan, features.index)
-    at_risk = np.where(gap.notna() & (gap > 0), since >= cfg.at_risk_gap_ratio * gap, since >= cfg.at_risk_after_days)
+    has_gap = gap.notna() & (gap > 0)
+    at_risk = np.where(has_gap, since >= cfg.at_risk_gap_ratio * gap, since >= cfg.at_risk_after_days)
+    gone = has_gap & (since >= cfg.lapsed_gap_ratio * gap) & (since >= cfg.at_risk_after_days)
     stage = np.select(
         [
             tenure.lt(cfg.new_max_tenure_days).to_numpy(),
-            (since.isna() | (since >= cfg.lapsed_after_days)).to_numpy(),
+            (since.isna() | (since >= cfg.lapsed_after_days) | gone).to_numpy(),
             at_risk,
         ],
         ["new", "lapsed", "at_risk"],

@@ -76,6 +76,28 @@ def campaign_bench(ctx: typer.Context) -> None:
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
+@bench_app.command("plan-calibration")
+def plan_calibration(
+    ctx: typer.Context,
+    seeds: str = typer.Option("42,7,2026", "--seeds", help="Uplift seeds, comma-separated"),
+    budgets: str = typer.Option("500,2000", "--budgets", help="Plan budgets, comma-separated"),
+) -> None:
+    """The retention plan's expected vs realised net value with raw and calibrated offer effects (synthetic data)."""
+    from benchmarks.plan_calibration import run_plan_calibration
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"seeds: {seeds!r} is not a comma-separated list of integers") from exc
+    try:
+        budget_list = [float(b) for b in budgets.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"budgets: {budgets!r} is not a comma-separated list of numbers") from exc
+    report, paths = run_plan_calibration(settings_from(ctx), seed_list, budget_list, echo=typer.echo)
+    typer.echo(report.markdown())
+    typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
 @bench_app.command("recsys")
 def recsys(
     ctx: typer.Context,

@@ -102,6 +102,7 @@ class SegmentsConfig(Section):
     rfm_bins: int = Field(5, ge=2)  # quantile scores 1..rfm_bins, the highest best
     new_max_tenure_days: float = Field(90.0, gt=0)  # signed up (or first bought) this recently: new
     lapsed_after_days: float = Field(180.0, gt=0)  # no purchase for this long (or never): lapsed
+    lapsed_gap_ratio: float = Field(4.0, gt=0)  # days since the last purchase over the usual gap: lapsed from here
     at_risk_gap_ratio: float = Field(2.0, gt=0)  # days since the last purchase over the usual gap: at risk from here
     at_risk_after_days: float = Field(60.0, gt=0)  # one purchase day only (no usual gap): at risk after this
     value_tiers: dict[str, float] = {"high": 0.8, "medium": 0.5, "low": 0.0}  # tier -> CLV percentile lower bound
@@ -112,6 +113,8 @@ class SegmentsConfig(Section):
             raise ValueError("value_tiers needs a tier whose lower bound is 0.0")
         if self.at_risk_after_days >= self.lapsed_after_days:
             raise ValueError("at_risk_after_days must be below lapsed_after_days")
+        if self.lapsed_gap_ratio <= self.at_risk_gap_ratio:
+            raise ValueError("lapsed_gap_ratio must be above at_risk_gap_ratio")
         return self
 
 

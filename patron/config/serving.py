@@ -144,3 +144,5 @@ class DashboardConfig(Section):
     history: int = Field(10, gt=0)  # recent events in a customer's detail
     budget: float = Field(500.0, ge=0)  # retention budget planned (the chart runs from 0 to it)
     budget_steps: int = Field(8, ge=2)  # budgets on the expected-value chart
+    kpi_months: int = Field(12, gt=0)  # calendar months of loyalty KPIs on the campaigns page (the current one last)
+    kpi_segment_months: int = Field(3, gt=0)  # the latest months the per-segment loyalty KPIs cover

@@ -84,6 +84,10 @@ class UpliftConfig(SeededSection):
     # T-, offset T- (offers boosted from the control model) and X-learner, chosen by mean Qini on validation customers
     learners: list[Literal["t", "offset", "x"]] = Field(["t", "offset", "x"], min_length=1)
     offer_active_days: int = Field(60, gt=0)  # an offer sent this recently makes a customer ineligible
+    # shrink each offer's effects toward their mean by the slope validation customers bear out
+    # (training/value/uplift_calibration.py); off: on the demo retailer its slopes land on 0 or 1 and it leaves the
+    # plan's promise as far from the truth as the raw effects (`patron bench plan-calibration`, docs/benchmarks.md)
+    calibrate_effects: bool = False
     max_campaign_days: int | None = Field(None, gt=0)  # None: every randomised campaign day with a full horizon
     valid_share: float = Field(0.2, gt=0.0, lt=0.5)  # customer-disjoint validation and test shares
     test_share: float = Field(0.2, gt=0.0, lt=0.5)

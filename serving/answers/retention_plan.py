@@ -23,6 +23,7 @@ from features.tables.export import write_csv_or_parquet
 from patron.config import RetentionConfig, Settings
 from serving.answers.churn_scoring import active_customer_ids, score_frame
 from serving.answers.offer_allocation import Allocation, allocate, candidate_pairs
+from serving.answers.priority import priority
 from serving.champions import load as champions
 from training.value.clv import btyd_clv
 
@@ -59,27 +60,24 @@ class CustomerValue:
         return [str(c) for c in self.effects.columns]
 
     def customer_extras(self, customer_ids: list[str], offers: dict[str, float]) -> list[dict[str, Any]]:
-        """Per id: segment, CLV and the best offer (highest positive expected net value; none without consent).
-
-        Ids without a CLV get an empty dict.
+        """Per id: segment, CLV, the best offer (highest positive expected net value; none without consent) and the
+        priority it gives (serving/answers/priority.py). Ids without a CLV get an empty dict.
         """
         known = pd.Index([c for c in dict.fromkeys(customer_ids) if c in self.clv.index], dtype=object)
         pairs = candidate_pairs(self.clv.reindex(known.difference(list(self.marketing_refused))), self.effects, offers)
         pairs = pairs[pairs["expected_net_value"] > 0].sort_values("expected_net_value", ascending=False)
         best = pairs.drop_duplicates("customer_id").set_index("customer_id")
         segments = self.segments.reindex(known)
+        offer = {
+            c: {"offer_type": o, "expected_net_value": float(v)}
+            for c, o, v in zip(best.index, best["offer_type"], best["expected_net_value"])
+        }
         extras = {
             c: {
                 "segment": {k: _plain(segments.at[c, k]) for k in SEGMENT_COLUMNS},
                 "clv": float(self.clv.at[c]),
-                "best_offer": (
-                    {
-                        "offer_type": best.at[c, "offer_type"],
-                        "expected_net_value": float(best.at[c, "expected_net_value"]),
-                    }
-                    if c in best.index
-                    else None
-                ),
+                "best_offer": offer.get(c),
+                "priority": priority(offer.get(c), c not in self.marketing_refused),
             }
             for c in known
         }

@@ -1,4 +1,5 @@
-"""`patron score churn`: churn scores and segments of every active customer at the current cutoff, to a file."""
+"""`patron score churn`: churn scores and segments of every active customer at the current cutoff, to a file; with
+the CLV and uplift models registered, also the best offer, its expected net value and the priority it gives."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from features.pit.segments import customer_segments
 from features.tables.export import write_csv_or_parquet
 from patron.config import Settings
 from serving.answers.churn_scoring import active_customer_ids, flatten_reasons, score_population
-from serving.answers.retention_plan import clv_horizon_days, predict_clv
+from serving.answers.priority import offer_value
+from serving.answers.retention_plan import CustomerValue, clv_horizon_days, load_customer_value, predict_clv
 from serving.champions import load as champions
 
 
@@ -54,6 +56,29 @@ def churn_segments(settings: Settings, features: pd.DataFrame, cutoff: pd.Timest
     return customer_segments(features, clv, settings.segments)
 
 
+def customer_value(settings: Settings, features: pd.DataFrame, cutoff: pd.Timestamp) -> CustomerValue | None:
+    """The retention plan's inputs (CLV, offer effects, consent); None when the CLV or uplift model is missing."""
+    try:
+        return load_customer_value(settings, features, cutoff)
+    except (LookupError, MlflowException):
+        return None
+
+
+def offer_columns(settings: Settings, value: CustomerValue, features: pd.DataFrame) -> pd.DataFrame:
+    """customer_id, best_offer_type, expected_net_value (of the best offer; 0 without one) and priority
+    (serving/answers/priority.py)."""
+    ids = features["customer_id"].astype(str).tolist()
+    extras = value.customer_extras(ids, settings.retention.offers)
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "best_offer_type": [(e.get("best_offer") or {}).get("offer_type") for e in extras],
+            "expected_net_value": [offer_value(e.get("best_offer")) for e in extras],
+            "priority": [e.get("priority") for e in extras],
+        }
+    )
+
+
 def score_churn(
     settings: Settings, out: Path | None = None, min_tier: str | None = None, progress: bool = True
 ) -> ScoreReport:
@@ -69,13 +94,23 @@ def score_churn(
     scored = flatten_reasons(score_population(booster, features, settings.churn, settings.serving.max_batch, progress))
     if keep is not None:
         scored = scored[scored["risk_tier"].isin(keep)].reset_index(drop=True)
-    segments = churn_segments(settings, features, cutoff).drop_duplicates("customer_id")
+    value = customer_value(settings, features, cutoff)
+    segments = (
+        churn_segments(settings, features, cutoff)
+        if value is None
+        else customer_segments(features, value.clv, settings.segments)
+    ).drop_duplicates("customer_id")
     scored = scored.merge(
         segments.astype({"customer_id": scored["customer_id"].dtype}),
         on="customer_id",
         how="left",
         validate="one_to_one",
     )
+    if value is not None:
+        offers = offer_columns(settings, value, features)
+        scored = scored.merge(
+            offers.astype({"customer_id": scored["customer_id"].dtype}), on="customer_id", how="left", validate="1:1"
+        )
     scored["model_version"] = version
     scored["cutoff"] = cutoff
     write_csv_or_parquet(scored, path)

@@ -4,7 +4,7 @@ login form, which keeps the API key in a cookie."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ from patron.config import Settings
 from serving.access.auth import COOKIE
 from serving.answers.churn_scoring import active_customer_ids, score_population
 from serving.answers.offer_allocation import allocate, candidate_pairs
+from serving.answers.priority import LIKELY_LOST, PRIORITY_TEXT
 from serving.answers.retention_plan import CustomerValue, parse_offers
+from serving.dashboard.priority_view import listed_customers
 
 ASSETS = Path(__file__).parent
 _ENV = Environment(loader=FileSystemLoader(ASSETS), autoescape=select_autoescape(["html"]))
@@ -32,12 +34,22 @@ class Dashboard:
     """Everything the page shows, computed once for one churn champion."""
 
     churn_version: str
-    rows: pd.DataFrame  # riskiest active customers first: id, probability, tier, stage, rfm, clv, offer, reasons
+    rows: pd.DataFrame  # worth saving first (serving/answers/priority.py), else riskiest first: id, probability,
+    # tier, stage, rfm, clv, offer, channel, priority, reasons
     rfm_grid: list[list[int]]  # customers by recency score (rows, 5 best first) x frequency score (columns)
     lifecycle: dict[str, int]
     budget_curve: list[tuple[float, float]]  # (budget, expected net value of the plan)
     history: dict[str, list[dict[str, Any]]]  # recent table events per listed customer, latest first
     retention_note: str | None  # why CLV, offers and the plan are missing (None when shown)
+    likely_lost: pd.DataFrame | None = None  # riskiest first: no offer pays (None without the plan's inputs)
+
+    def listed(self) -> pd.DataFrame:
+        """Every customer on the page: the main table, then the likely lost."""
+        return self.rows if self.likely_lost is None else pd.concat([self.rows, self.likely_lost], ignore_index=True)
+
+    def listed_ids(self) -> list[str]:
+        """Ids of every customer on the page."""
+        return self.listed()["customer_id"].tolist()
 
 
 def _budget_curve(settings: Settings, value: CustomerValue, churn_ids: pd.Index) -> list[tuple[float, float]]:
@@ -76,33 +88,22 @@ def build_dashboard(
     ids = pd.Index(scored["customer_id"].astype(str))
     segments = customer_segments(active, None if value is None else value.clv, settings.segments)
     segments = segments.assign(customer_id=segments["customer_id"].astype(str)).set_index("customer_id")
-    top = scored.head(settings.dashboard.top).reset_index(drop=True)
-    extras = (
-        value.customer_extras(top["customer_id"].tolist(), settings.retention.offers)
-        if value is not None
-        else [{} for _ in range(len(top))]
-    )
-    seg = segments.reindex(top["customer_id"])
-    rows = top.assign(
-        lifecycle_stage=seg["lifecycle_stage"].to_numpy(),
-        rfm_score=seg["rfm_score"].to_numpy(),
-        value_tier=seg["value_tier"].to_numpy(),
-        clv=[e.get("clv") for e in extras],
-        best_offer=[e.get("best_offer") for e in extras],
-    )
+    rows, likely_lost = listed_customers(settings, scored, active, segments, value)
     grid = pd.crosstab(segments["rfm_recency"], segments["rfm_frequency"]).reindex(
         index=range(settings.segments.rfm_bins, 0, -1), columns=range(1, settings.segments.rfm_bins + 1), fill_value=0
     )
     lifecycle = segments["lifecycle_stage"].value_counts().reindex(list(LIFECYCLE_STAGES), fill_value=0)
-    return Dashboard(
+    board = Dashboard(
         churn_version=churn_version,
         rows=rows,
         rfm_grid=grid.to_numpy().tolist(),
         lifecycle={k: int(v) for k, v in lifecycle.items()},
         budget_curve=_budget_curve(settings, value, ids) if value is not None else [],
-        history=_recent_history(settings, rows["customer_id"].tolist()),
+        history={},
         retention_note=None if value is not None else retention_error,
+        likely_lost=likely_lost,
     )
+    return replace(board, history=_recent_history(settings, board.listed_ids()))
 
 
 def _curve_points(curve: list[tuple[float, float]]) -> list[tuple[float, float, float, float]]:
@@ -120,23 +121,30 @@ def render_page(
     segment: str | None = None,
     tier: str | None = None,
     hidden: set[str] = frozenset(),
+    offer: str | None = None,
+    channel: str | None = None,
 ) -> str:
-    """The whole page; `segment` (a lifecycle stage) and `tier` (a risk tier) pre-filter the at-risk list, and
-    `hidden` customers (erased since the board was built) are left out."""
-    rows = board.rows[~board.rows["customer_id"].isin(hidden)] if hidden else board.rows
-    if segment:
-        rows = rows[rows["lifecycle_stage"] == segment]
-    if tier:
-        rows = rows[rows["risk_tier"] == tier]
+    """The whole page; `segment` (a lifecycle stage), `tier` (a risk tier), `offer` (the best offer's type) and
+    `channel` (the preferred one) pre-filter the customer lists, and `hidden` customers (erased since the board was
+    built) are left out."""
+    lists = {"rows": board.rows, "lost": board.likely_lost}
+    lists = {k: None if v is None else v[~v["customer_id"].isin(hidden)] for k, v in lists.items()}
+    wanted = {"segment": segment or "", "tier": tier or "", "offer": offer or "", "channel": channel or ""}
     tiers = [t for t, _ in sorted(settings.churn.risk_tiers.items(), key=lambda kv: -kv[1])]
     peak = max((max(r) for r in board.rfm_grid), default=0) or 1
+    listed = board.listed()
     return _ENV.get_template("page.html").render(
         board=board,
-        rows=rows.to_dict(orient="records"),
+        rows=[_row(r, wanted) for r in lists["rows"].to_dict(orient="records")],
+        likely_lost=None
+        if lists["lost"] is None
+        else [_row(r, wanted) for r in lists["lost"].to_dict(orient="records")],
+        lost_text=PRIORITY_TEXT[LIKELY_LOST],
+        offers=sorted({o["offer_type"] for o in listed.get("best_offer", []) if isinstance(o, dict)}),
+        channels=sorted({c for c in listed.get("preferred_channel", []) if isinstance(c, str)}),
         tiers=tiers,
         stages=list(LIFECYCLE_STAGES),
-        segment=segment or "",
-        tier=tier or "",
+        wanted=wanted,
         peak=peak,
         points=_curve_points(board.budget_curve),
         chart={"w": CHART_W, "h": CHART_H, "pad": PAD},
@@ -147,9 +155,21 @@ def render_page(
     )
 
 
+def _row(r: dict[str, Any], wanted: dict[str, str]) -> dict[str, Any]:
+    """A listed customer's record with its filter keys and whether the pre-set filters show it."""
+    keys = {
+        "segment": r.get("lifecycle_stage") or "",
+        "tier": r.get("risk_tier") or "",
+        "offer": r["best_offer"]["offer_type"] if isinstance(r.get("best_offer"), dict) else "",
+        "channel": r["preferred_channel"] if isinstance(r.get("preferred_channel"), str) else "",
+    }
+    return {**r, "keys": keys, "shown": all(not v or keys[k] == v for k, v in wanted.items())}
+
+
 def render_customer(board: Dashboard, customer_id: str, live_events: list[dict[str, Any]]) -> str | None:
     """The detail fragment of one listed customer (None when not listed): reasons, CLV, offer, recent history."""
-    match = board.rows[board.rows["customer_id"] == customer_id]
+    listed = board.listed()
+    match = listed[listed["customer_id"] == customer_id]
     if match.empty:
         return None
     live = [

@@ -5,7 +5,9 @@ T-learner: one churn classifier per arm (control and each offer type); effect = 
 Offset T-learner: each offer's classifier is boosted from the control classifier's log-odds, so it learns only how
 the offer shifts churn (little data per offer: the shift shrinks to none unless the data shows one).
 X-learner (Kuenzel et al. 2019): imputed effects from the other arm's classifier, a regressor per arm on them, the
-two blended by the share of the offer's arm. The learner is chosen by mean Qini coefficient on validation customers.
+two blended by the share of the offer's arm. The learner is chosen by mean Qini coefficient on validation customers,
+then its effects are shrunk toward each offer's randomised average by how much the validation customers' outcomes
+bear them out (uplift_calibration.py), so the retention plan's expected value is not inflated by noise.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from scipy.special import expit, logit
 from features.tables.store import fingerprint
 from patron.config import Settings, UpliftConfig
 from training.mlops import registry, tracking
+from training.value.uplift_calibration import EffectCalibration, fit_calibration, randomised_ate
 from training.value.uplift_data import CONTROL, ID_COLUMNS, LABEL, TREATMENT, customer_split, experiment, offer_types
 from training.value.uplift_eval import effect_metrics, qini_coefficient
 
@@ -50,6 +53,7 @@ class UpliftModel:
     treated: dict[str, lgb.Booster]
     effect_models: dict[str, tuple[lgb.Booster, lgb.Booster]] = field(default_factory=dict)  # X: (on control, on k)
     propensity: dict[str, float] = field(default_factory=dict)  # X: share of offer k among (k, control) rows
+    calibration: EffectCalibration | None = None  # shrinkage of the effects (None: the learner's own)
 
     def _inputs(self, features: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.feature_names if c not in features]
@@ -65,7 +69,13 @@ class UpliftModel:
         return pd.Series(self.control.predict(self._inputs(features)), index=features.index, name="p_churn")
 
     def effects(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Estimated absolute reduction in P(churn) per offer type (positive = the offer helps), indexed like input."""
+        """Estimated absolute reduction in P(churn) per offer type (positive = the offer helps), indexed like input;
+        calibrated when the model carries a calibration."""
+        raw = self.raw_effects(features)
+        return raw if self.calibration is None else self.calibration.apply(raw)
+
+    def raw_effects(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The meta-learner's own effects, before calibration."""
         X = self._inputs(features)
         out = {}
         if self.learner == "t":
@@ -97,6 +107,7 @@ class UpliftModel:
             "feature_names": self.feature_names,
             "categories": self.categories,
             "propensity": self.propensity,
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "boosters": sorted(boosters),
         }
         (folder / _META).write_text(json.dumps(meta, indent=1))
@@ -118,6 +129,7 @@ class UpliftModel:
             {k: b[f"treated_{k}"] for k in types},
             effect,
             meta["propensity"],
+            EffectCalibration.from_dict(meta["calibration"]) if meta.get("calibration") else None,
         )
 
 
@@ -239,7 +251,12 @@ def fit_uplift(settings: Settings, frame: pd.DataFrame | None = None) -> UpliftF
     models = fit_learners(train, valid, cfg)
     scores = {name: mean_qini(m, valid, cfg.qini_bins) for name, m in models.items()}
     best = max(scores, key=lambda name: scores[name])
-    return UpliftFit(frame, models[best], scores)
+    model = models[best]
+    if cfg.calibrate_effects:
+        model.calibration = fit_calibration(
+            model.raw_effects(feature_matrix(train)), model.raw_effects(feature_matrix(valid)), valid
+        )
+    return UpliftFit(frame, model, scores)
 
 
 class UpliftPyfunc(mlflow.pyfunc.PythonModel):
@@ -296,6 +313,10 @@ def train_uplift(settings: Settings, frame: pd.DataFrame | None = None) -> track
                 "horizon_days": settings.features.horizon_days,
             }
         )
+        if fit.model.calibration is not None:
+            metrics.update({f"calibration_slope_{k}": v for k, v in fit.model.calibration.slope.items()})
+        train_rows = fit.rows("train")
+        metrics.update({f"randomised_ate_{k}": randomised_ate(train_rows, k) for k in fit.model.offer_types})
         mlflow.log_metrics(metrics)
         fp = fingerprint(test)
         mlflow.set_tag(tracking.FINGERPRINT_TAG, fp)
