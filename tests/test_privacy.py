@@ -27,7 +27,7 @@ from serving.online.backend import open_store
 from serving.online.redis_store import RedisStore
 from serving.online.sqlite_store import SqliteStore
 from tests.conftest import SMALL_CONFIG, Server, Workspace, purchases, small_workspace, start_patron_server, stop_server
-from tests.test_alerts import complaints, crossing_customer
+from tests.test_alerts import complaints, crossing_customer, crossing_tiers, with_tiers
 from tests.test_online_store import REDIS_URL
 
 WORKERS = 2
@@ -125,6 +125,7 @@ def privacy_server(trained_workspace, refusing_customer, tmp_path_factory) -> It
             }
         )
     )
+    with_tiers(config, crossing_tiers(load_settings(config)))
     ws = Workspace(settings=load_settings(config), config=config)
     train_clv(ws.settings)
     tracking.configure(ws.settings)
@@ -210,7 +211,7 @@ def test_erasure_reaches_every_place_and_both_workers(privacy_server, refusing_c
     from serving.batch.churn import score_churn
 
     settings = privacy_server.workspace.settings
-    alerted, n_complaints = crossing_customer(settings)  # this many delivery complaints raise an alert for this one
+    alerted = crossing_customer(settings)  # two delivery complaints raise an alert for this one
     personal = next(
         c
         for c in purchases(settings)["customer_id"].value_counts().index
@@ -219,10 +220,7 @@ def test_erasure_reaches_every_place_and_both_workers(privacy_server, refusing_c
     )
     victims = {alerted, personal}
     item = read_table(settings.tables_dir, "products")["item_id"].iloc[0]
-    assert (
-        _post(privacy_server, "/events", {"tickets": complaints(alerted, data_end(settings), n_complaints)})["alerts"]
-        == 1
-    )
+    assert _post(privacy_server, "/events", {"tickets": complaints(alerted, data_end(settings))})["alerts"] == 1
     _post(
         privacy_server, "/events", {"events": [_event(personal, item, "purchase"), _event("bystander", item, "view")]}
     )
