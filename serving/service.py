@@ -73,6 +73,8 @@ class Patron:
         self.rules = RuleBook(self.settings)
         self.live_churn = LiveChurn(self.settings, AlertDispatcher(self.settings))
         self._handler_thread = anyio.CapacityLimiter(1)  # larger requests: one at a time, as BentoML runs sync APIs
+        # Dashboard requests one at a time: twenty at once queue among themselves, not ahead of /recommend.
+        self._board_thread = anyio.CapacityLimiter(1)
         self.board = DashboardCache(self.settings)  # built at load and in the background, never in a request
 
     @bentoml.on_startup
@@ -195,9 +197,12 @@ class Patron:
         for name, value, allowed in (("segment", segment, stages), ("tier", tier, tiers)):
             if value and value not in allowed:
                 return JSONResponse({"error": f"{name}: expected one of {allowed} (or empty), got {value!r}"}, 400)
-        if not self.board.ready():
-            return self._board_unavailable()
+        return await anyio.to_thread.run_sync(self._dashboard_page, segment, tier, limiter=self._board_thread)
+
+    def _dashboard_page(self, segment: str, tier: str) -> Response:
         board = self.board.board()
+        if board is None:
+            return self._board_unavailable()
         erased = self.runtime.erased
         hidden = erased.among(board.rows["customer_id"].tolist()) if erased is not None else set()
         return HTMLResponse(self.board.page(segment, tier, hidden))
@@ -205,8 +210,11 @@ class Patron:
     @http_api.get(
         "/dashboard/customer/{customer_id}", response_class=HTMLResponse, responses=error_responses(plain_text_404=True)
     )
-    def dashboard_customer(self, customer_id: str) -> Response:
+    async def dashboard_customer(self, customer_id: str) -> Response:
         """GET /dashboard/customer/ID: one listed customer's reasons, CLV, offer and recent history."""
+        return await anyio.to_thread.run_sync(self._dashboard_customer, customer_id, limiter=self._board_thread)
+
+    def _dashboard_customer(self, customer_id: str) -> Response:
         board = self.board.board()
         if board is None:
             return self._board_unavailable()

@@ -100,10 +100,6 @@ class DashboardCache:
 
         threading.Thread(target=run, name="dashboard-build", daemon=True).start()
 
-    def ready(self) -> bool:
-        """Whether a build is there to answer from."""
-        return self._built is not None
-
     def page(self, segment: str, tier: str, hidden: set[str]) -> str | None:
         """The page filtered by `segment` and `tier` ("" for all) without the `hidden` customers; None before the
         first build."""
