@@ -180,11 +180,13 @@ def fuzz_api(
     errors: list[dict] = []
     commands, phases, tail = [], {}, ""
     with tempfile.TemporaryDirectory() as scratch:
-        root = Path(out or scratch)
+        root = Path(out or scratch).resolve()
+        root.mkdir(parents=True, exist_ok=True)
         for name, negative_only in (("main", False), ("erase", True)):
             shutil.rmtree(root / name, ignore_errors=True)  # a report left by an earlier run must not be read
             command = st_command(url, headers, examples, workers, root / name, negative_only)
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+            # run in the reports' folder: Schemathesis keeps its cache (.schemathesis/) in its working directory
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=root)
             commands.append(_printable(command))
             try:
                 report = _read_run(root / name, results)
