@@ -1,62 +1,62 @@
-"""Property-based fuzzing of the running service against its own OpenAPI document (Schemathesis + Hypothesis)."""
+"""The running service against Schemathesis's own command line, as a user's security review would run it: every check
+(`--checks all`), every phase (examples, coverage with its content-type and method mutations, fuzzing; stateful where
+the document has links), schema-valid and schema-invalid data; read back from its JSON and NDJSON reports."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hypothesis
 import requests
 import schemathesis
-from schemathesis import GenerationMode
-from schemathesis.core.failures import Failure, FailureGroup
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from benchmarks.report import BenchReport, package_versions
 from patron.config import Settings
 
-# Every response: a declared status code and content type, a body that fits the declared schema; and data the
-# schema calls invalid must be refused with a 4xx. 5xx answers are counted from the status codes (FuzzReport).
-CHECKS = (status_code_conformance, content_type_conformance, response_schema_conformance, negative_data_rejection)
+ST = str(Path(sys.executable).parent / "st")  # Schemathesis's command line, from this environment
+PHASES = "examples,coverage,fuzzing,stateful"
 # Schema-valid erasures would erase (and log) the fuzzer's ids in the workspace, and schema-valid campaigns would be
-# written to it (with their offers): only invalid bodies are sent there, which must be refused before the handler
-# (the privacy and campaign tests erase real customers and create real campaigns).
-NEGATIVE_ONLY = ("POST /admin/erase", "POST /campaigns")
+# written to it (with their offers): these paths get a run of their own with schema-invalid data only, which must be
+# refused before the handler (the privacy and campaign tests erase real customers and create real campaigns).
+NEGATIVE_ONLY = "^(/admin/erase|/campaigns)$"
 UNAVAILABLE = 503  # a deliberate, declared answer (a model not registered yet), counted apart from server errors
 SCHEMA_PATH = "/docs.json"  # where BentoML serves the service's OpenAPI document
+SEED = 42
 PACKAGES = ("patron", "schemathesis", "hypothesis", "bentoml")
 
 
 @dataclass
 class OperationResult:
-    """What the fuzzer sent to one operation and what failed."""
+    """What Schemathesis sent to one operation and which checks failed."""
 
     operation: str
     requests: int = 0
     statuses: Counter = field(default_factory=Counter)
-    failures: list[dict] = field(default_factory=list)  # check, status, message, curl (first of each kind)
-    failure_counts: Counter = field(default_factory=Counter)  # check -> failing requests
+    failure_counts: Counter = field(default_factory=Counter)  # check -> failing test cases
+    failures: list[dict] = field(default_factory=list)  # code, title, count (from the run's report)
 
 
 @dataclass
 class FuzzReport:
-    """The whole fuzzing run: per operation, and the totals the acceptance bar is about."""
+    """The Schemathesis runs: per operation, and the totals the acceptance bar is about."""
 
     url: str
     examples: int
+    workers: int
     seconds: float
     operations: list[OperationResult]
+    errors: list[dict] = field(default_factory=list)  # Schemathesis's own errors: title, count
+    phases: dict[str, str] = field(default_factory=dict)  # phase -> status (of the main run)
+    commands: list[str] = field(default_factory=list)
     schema_sha256: str = ""  # of the OpenAPI document fuzzed
+    output_tail: str = ""  # the end of Schemathesis's own summary
 
     @property
     def requests(self) -> int:
@@ -73,10 +73,15 @@ class FuzzReport:
 
     @property
     def violations(self) -> int:
+        """Failing test cases, all checks together."""
         return sum(sum(o.failure_counts.values()) for o in self.operations)
 
+    @property
+    def error_count(self) -> int:
+        return sum(e["count"] for e in self.errors)
+
     def operation_details(self) -> list[dict]:
-        """Per operation, JSON-ready: requests, status codes, failing checks and one example of each failure."""
+        """Per operation, JSON-ready: requests, status codes, failing checks and the report's failures."""
         return [
             {
                 "operation": o.operation,
@@ -89,16 +94,15 @@ class FuzzReport:
         ]
 
     def markdown(self) -> str:
-        """A Markdown table of the run."""
+        """A Markdown table of the runs."""
         lines = [
-            f"# API fuzzing (Schemathesis {schemathesis.__version__})",
+            f"# API fuzzing (Schemathesis {schemathesis.__version__}, every check and phase)",
             "",
-            f"{self.examples} examples per operation and mode (positive, negative) against {self.url}, "
+            f"{self.examples} examples per operation against {self.url} ({self.workers} Schemathesis workers), "
             f"{self.seconds:.0f} s: **{self.requests} requests, {self.server_errors} 5xx other than 503, "
-            f"{self.violations} check failures**; 503 (model not registered): "
-            f"{sum(self.unavailable.values())}.",
-            "",
-            "Checks: " + ", ".join(f"`{c.__name__}`" for c in CHECKS),
+            f"{self.violations} failing test cases, {self.error_count} Schemathesis errors**; 503 (model not "
+            f"registered): {sum(self.unavailable.values())}. Phases: "
+            + ", ".join(f"{k} {v}" for k, v in self.phases.items()),
             "",
             "| operation | requests | status codes | failures |",
             "|---|---|---|---|",
@@ -107,93 +111,108 @@ class FuzzReport:
             codes = ", ".join(f"{k}: {v}" for k, v in sorted(o.statuses.items()))
             fails = ", ".join(f"{k}: {v}" for k, v in o.failure_counts.items()) or "0"
             lines.append(f"| {o.operation} | {o.requests} | {codes} | {fails} |")
-        for o in self.operations:
-            for f in o.failures:
-                lines += ["", f"- `{o.operation}` {f['check']} (HTTP {f['status']}): {f['title']}", f"  `{f['curl']}`"]
+        lines += ["", *[f"- error: {e['title']} ({e['count']})" for e in self.errors]]
+        lines += ["", "Commands:", *[f"    {c}" for c in self.commands]]
         return "\n".join(lines) + "\n"
 
 
-def _record(result: OperationResult, case: schemathesis.Case, response, failures: list[Failure]) -> None:
-    result.requests += 1
-    result.statuses[response.status_code] += 1
-    for failure in failures:
-        name = type(failure).__name__
-        result.failure_counts[name] += 1
-        if result.failure_counts[name] == 1:  # one reproducible example of each kind is enough
-            result.failures.append(
-                {
-                    "check": name,
-                    "status": response.status_code,
-                    "title": failure.title,
-                    "message": failure.message[:2000],
-                    "curl": case.as_curl_command(),
-                }
-            )
+def st_command(
+    url: str, headers: dict[str, str], examples: int, workers: int, out: Path, negative_only: bool = False
+) -> list[str]:
+    """The `st run` command line: every check and phase, reports in `out`."""
+    command = [ST, "run", url.rstrip("/") + SCHEMA_PATH, "--max-examples", str(examples), "--checks", "all"]
+    command += ["--phases", PHASES, "--workers", str(workers), "--seed", str(SEED), "--no-color"]
+    command += ["--report", "json,ndjson", "--report-dir", str(out), "--request-timeout", "30"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    if negative_only:
+        return [*command, "--include-path-regex", NEGATIVE_ONLY, "--mode", "negative"]
+    return [*command, "--exclude-path-regex", NEGATIVE_ONLY]
 
 
-def _fuzz_operation(
-    operation,
-    mode: GenerationMode,
-    url: str,
-    headers: dict[str, str],
-    examples: int,
-    session: requests.Session,
-    result: OperationResult,
-    timeout_s: float,
-) -> None:
-    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-    @hypothesis.settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-        suppress_health_check=list(hypothesis.HealthCheck),
-        verbosity=hypothesis.Verbosity.quiet,
-    )
-    def run(case: schemathesis.Case) -> None:
-        response = case.call(base_url=url, session=session, headers=headers, timeout=timeout_s)
-        try:
-            case.validate_response(response, checks=list(CHECKS), headers=headers)
-            failures = []
-        except FailureGroup as group:
-            failures = list(group.exceptions)
-        except Failure as failure:
-            failures = [failure]
-        if 400 <= response.status_code < 500:  # any 4xx refuses the request (e.g. a 413 for a body over the limit)
-            failures = [f for f in failures if type(f).__name__ != "AcceptedNegativeData"]
-        _record(result, case, response, failures)
+def _printable(command: list[str]) -> str:
+    """The command with header values hidden (they hold the API key)."""
+    shown = [("-H", c) for c in command]
+    return " ".join("'<header>'" if i and command[i - 1] == "-H" else c for i, (_, c) in enumerate(shown))
 
-    with contextlib.suppress(hypothesis.errors.Unsatisfiable):  # e.g. no negative data for an operation without inputs
-        run()
+
+def _read_run(out: Path, results: dict[str, OperationResult]) -> dict:
+    """Fold one run's NDJSON events into `results` (per operation) and return its JSON report."""
+    for line in next(out.glob("ndjson-*.ndjson")).read_text().splitlines():
+        event = json.loads(line).get("ScenarioFinished")
+        if not event:
+            continue
+        recorder = event["recorder"]
+        result = results.setdefault(recorder["label"], OperationResult(recorder["label"]))
+        for interaction in recorder.get("interactions", {}).values():
+            response = interaction.get("response")
+            if response is not None:
+                result.requests += 1
+                result.statuses[int(response["status_code"])] += 1
+        for checks in recorder.get("checks", {}).values():
+            for check in checks:
+                if check["status"] == "failure":
+                    result.failure_counts[check["name"]] += 1
+    report = json.loads(next(out.glob("json-*.json")).read_text())
+    for failure in report["failures"]:
+        for label in failure["operations"]:
+            result = results.setdefault(label, OperationResult(label))
+            result.failures.append({k: failure[k] for k in ("code", "title", "count")})
+    return report
 
 
 def fuzz_api(
     url: str,
     headers: dict[str, str] | None = None,
     examples: int = 25,
-    timeout_s: float = 30.0,
-    negative_only: tuple[str, ...] = NEGATIVE_ONLY,
+    workers: int = 2,
+    out: Path | None = None,
+    timeout_s: float = 1800,
 ) -> FuzzReport:
-    """Fuzz every operation of the service at `url` with positive and negative examples; nothing raised on findings."""
+    """Run Schemathesis against the service at `url` (a main run, and /admin/erase schema-invalid only); nothing
+    raised on findings. Its raw reports go to `out` (default: a temporary folder)."""
+    import tempfile
+
     headers = dict(headers or {})
-    schema = schemathesis.openapi.from_url(url.rstrip("/") + SCHEMA_PATH, headers=headers, timeout=timeout_s)
+    document = requests.get(url.rstrip("/") + SCHEMA_PATH, timeout=30).json()
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
     started = time.perf_counter()
-    results = []
-    with requests.Session() as session:
-        for loaded in schema.get_all_operations():
-            operation = loaded.ok()
-            result = OperationResult(operation.label)
-            modes = [GenerationMode.NEGATIVE] if operation.label in negative_only else list(GenerationMode)
-            for mode in modes:
-                _fuzz_operation(operation, mode, url, headers, examples, session, result, timeout_s)
-            results.append(result)
-    digest = hashlib.sha256(json.dumps(schema.raw_schema, sort_keys=True, default=str).encode()).hexdigest()
-    return FuzzReport(url, examples, time.perf_counter() - started, results, digest)
+    results: dict[str, OperationResult] = {}
+    errors: list[dict] = []
+    commands, phases, tail = [], {}, ""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(out or scratch).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        for name, negative_only in (("main", False), ("erase", True)):
+            shutil.rmtree(root / name, ignore_errors=True)  # a report left by an earlier run must not be read
+            command = st_command(url, headers, examples, workers, root / name, negative_only)
+            # run in the reports' folder: Schemathesis keeps its cache (.schemathesis/) in its working directory
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False, cwd=root)
+            commands.append(_printable(command))
+            try:
+                report = _read_run(root / name, results)
+            except StopIteration as exc:  # no report: Schemathesis itself failed
+                raise RuntimeError(f"Schemathesis wrote no report: {done.stdout[-3000:]}{done.stderr[-3000:]}") from exc
+            errors += report["errors"]
+            if name == "main":
+                phases = {k: v["status"] for k, v in report["phases"].items()}
+                tail = done.stdout[-1500:]
+    return FuzzReport(
+        url,
+        examples,
+        workers,
+        time.perf_counter() - started,
+        sorted(results.values(), key=lambda r: r.operation),
+        errors,
+        phases,
+        commands,
+        digest,
+        tail,
+    )
 
 
 def fuzz_bench_report(report: FuzzReport) -> BenchReport:
-    """The run as a benchmark report: one row per operation, the totals as its summary."""
+    """The runs as a benchmark report: one row per operation, the totals as its summary."""
     rows = [
         {
             "operation": o.operation,
@@ -205,38 +224,44 @@ def fuzz_bench_report(report: FuzzReport) -> BenchReport:
         }
         for o in report.operations
     ]
-    found = [
-        f"`{o.operation}` {f['check']} (HTTP {f['status']}): {f['title']}; `{f['curl']}`"
-        for o in report.operations
-        for f in o.failures
-    ]
+    found = [f"`{o.operation}` {f['code']} {f['title']} ({f['count']})" for o in report.operations for f in o.failures]
     return BenchReport(
-        name=f"API fuzzing (Schemathesis {schemathesis.__version__})",
+        name=f"API fuzzing (Schemathesis {schemathesis.__version__}, every check and phase)",
         dataset=report.url,
         protocol={
-            "examples_per_operation_and_mode": report.examples,
-            "modes": "positive, negative",
-            "checks": ", ".join(c.__name__ for c in CHECKS),
-            "negative_only": ", ".join(NEGATIVE_ONLY),
+            "max_examples_per_operation": report.examples,
+            "schemathesis_workers": report.workers,
+            "checks": "all",
+            "phases": PHASES,
+            "negative_only": NEGATIVE_ONLY,
+            "commands": report.commands,
         },
         columns=["requests", "statuses", "failures"],
         rows=rows,
         label="operation",
         fingerprint=report.schema_sha256,
-        seeds={"hypothesis": "derandomized"},
+        seeds={"schemathesis": SEED},
         seconds=report.seconds,
         summary={
             "requests": report.requests,
             "server_errors": report.server_errors,
             "violations": report.violations,
+            "schemathesis_errors": report.error_count,
             "unavailable_503": sum(report.unavailable.values()),
         },
-        details={"unavailable_503": report.unavailable, "operations": report.operation_details()},
+        details={
+            "unavailable_503": report.unavailable,
+            "phases": report.phases,
+            "errors": report.errors,
+            "operations": report.operation_details(),
+        },
         notes=[
-            f"{report.requests} requests, {report.server_errors} 5xx other than 503, {report.violations} check "
-            f"failures; 503 (model not registered): {sum(report.unavailable.values())}",
+            f"{report.requests} requests, {report.server_errors} 5xx other than 503, {report.violations} failing "
+            f"test cases, {report.error_count} Schemathesis errors; 503 (model not registered): "
+            f"{sum(report.unavailable.values())}",
             "data fingerprint: SHA-256 of the OpenAPI document fuzzed",
             *found,
+            *[f"Schemathesis error: {e['title']} ({e['count']})" for e in report.errors],
         ],
         versions=package_versions(PACKAGES),
     )

@@ -24,21 +24,25 @@ ERROR_STATUSES = {
     403: "The API key lacks the scope this route needs",
     404: "Not found (e.g. an unknown item)",
     413: "Request body larger than auth.max_body_bytes",
+    415: "A body of a media type or charset the route does not read (JSON in UTF-8; the login form: a form)",
     429: "Over the API key's rate limit; Retry-After says when to retry",
     500: "Internal server error (a bug: never expected)",
     503: "Not ready yet, or a model or the online store it needs is unavailable; the message says which",
 }
 
 
-def error_responses(plain_text_404: bool = False) -> dict[int, dict[str, Any]]:
+def error_responses(plain_text_404: bool = False, html_400: bool = False) -> dict[int, dict[str, Any]]:
     """OpenAPI `responses` entries for every error status the service may answer, as plain dicts (FastAPI routes);
-    `plain_text_404`: a path Starlette cannot route also answers its own plain-text 404."""
+    `plain_text_404`: a path Starlette cannot route also answers its own plain-text 404; `html_400`: a form's 400 is
+    the form again, as HTML."""
     responses = {
         status: {"description": text, "content": {"application/json": {"schema": ERROR_BODY}}}
         for status, text in ERROR_STATUSES.items()
     }
     if plain_text_404:
         responses[404]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    if html_400:
+        responses[400]["content"]["text/html"] = {"schema": {"type": "string"}}
     return responses
 
 

@@ -11,6 +11,7 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -79,6 +80,19 @@ class Runtime:
         self._last_attempt = 0.0
         self._lock = threading.Lock()
         self.watcher = ChampionWatcher(settings, lambda: self.champions, self._swap_champions)
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (quickly: it runs in the loader's thread) once loaded, after each champion swap and once the
+        retention inputs load."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception as exc:  # noqa: BLE001 - a listener's failure must not fail the load
+                logger.warning("change listener failed: %s: %s", type(exc).__name__, exc)
 
     def start(self) -> None:
         """Load what can be loaded, retry the retention inputs in the background if they fail, start the watcher."""
@@ -149,6 +163,7 @@ class Runtime:
         if self.state is not None:
             self.churn_rows(champions, self.state)  # before the swap: no request pays for it
         self.champions = champions
+        self._changed()
 
     def _try_load(self) -> None:
         """Load what is missing; failures are logged and leave the worker not ready."""
@@ -171,11 +186,14 @@ class Runtime:
                     self.state = load_online_state(self.settings, self.store)
                     logger.info("online state loaded: %d customers with features", len(self.state.features))
                 if self.champions is not None and self.state is not None:
+                    newly = self._churn_table is None
                     self.churn_rows(self.champions, self.state)
                     release_pooled_memory()
                     # The loaded models and state live as long as the worker: keep the collector from
                     # re-scanning them, which shows up as latency spikes.
                     gc.freeze()
+                    if newly:
+                        self._changed()
             except Exception as exc:  # noqa: BLE001 - any failure just means "not ready yet"
                 self._load_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("not ready: %s", self._load_error)
@@ -202,6 +220,7 @@ class Runtime:
         logger.info(
             "retention inputs loaded: clv v%s, uplift v%s", self.retention.clv_version, self.retention.uplift_version
         )
+        self._changed()
         return True
 
     def _retry_retention(self) -> None:

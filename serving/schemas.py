@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -11,6 +13,23 @@ from patron.config import OnlineConfig, ServingConfig
 # Field bounds come from the serving defaults in patron/config/serving.py (the service re-checks the configured ones).
 _LIMITS = ServingConfig()
 _LIMITS_EVENTS = OnlineConfig().max_events
+
+
+# RFC 3339 date-time (T or space between date and time); without an offset it is read as UTC.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?", re.IGNORECASE)
+
+
+def parse_date_time(name: str, text: str) -> datetime:
+    """A query parameter's RFC 3339 date-time (ValueError naming `name` otherwise; no numbers, no free text)."""
+    if not _DATE_TIME.fullmatch(text):
+        raise ValueError(f"{name}: expected an RFC 3339 date-time such as 2026-03-01T00:00:00Z, got {text[:40]!r}")
+    text = text.upper().replace(" ", "T")
+    if text[17:19] == "60":  # a leap second: RFC 3339 has them, Python's datetime does not
+        text = text[:17] + "59" + text[19:]
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
 
 
 def _nullable(schema: dict[str, Any]) -> None:

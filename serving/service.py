@@ -13,12 +13,14 @@ import anyio
 import anyio.to_thread
 import bentoml
 from bentoml.exceptions import BadInput, NotFound, ServiceUnavailable
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
 from features.pit.build import data_end
 from features.tables.campaigns import list_campaigns
+from serving.access.client_errors import ClientErrorLog
+from serving.access.content_type import FORMS, ContentTypeGuard
 from serving.answers import recommendations
 from serving.answers.alerts import AlertDispatcher
 from serving.answers.campaigns import campaign_answer, served_campaign
@@ -28,7 +30,9 @@ from serving.answers.retention_plan import plan_for
 from serving.answers.rules import RuleBook
 from serving.dashboard import campaigns_view
 from serving.dashboard import view as dashboard
+from serving.dashboard.cache import DashboardCache, DashboardInputs, filter_values
 from serving.online.events import validate_events, validate_signals
+from serving.openapi_document import OpenAPIDocument, allow_every_method, known_query_parameters
 from serving.openapi_errors import declare_error_responses, error_responses
 from serving.runtime import Runtime, access_control, worker_settings
 from serving.schemas import (
@@ -52,13 +56,15 @@ from serving.schemas import (
     StatusResponse,
     StockRequest,
     StockResponse,
+    parse_date_time,
 )
 
 logger = logging.getLogger("bentoml.patron")
 
 # Plain GET routes (BentoML APIs are POST only), mounted passively: only these paths reach it.
-http_api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+http_api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, dependencies=[Depends(known_query_parameters)])
 declare_error_responses()  # the OpenAPI document declares every error status in the shape it is sent
+allow_every_method(http_api)  # a 405's Allow header lists every method of the path
 
 
 # Workers, request timeout, access log and metrics come from the launcher (serving/server.py:bentoml_config).
@@ -73,7 +79,9 @@ class Patron:
         self.rules = RuleBook(self.settings)
         self.live_churn = LiveChurn(self.settings, AlertDispatcher(self.settings))
         self._handler_thread = anyio.CapacityLimiter(1)  # larger requests: one at a time, as BentoML runs sync APIs
-        self._board: tuple[object, dashboard.Dashboard] | None = None  # the dashboard of one churn champion
+        # Dashboard requests one at a time: twenty at once queue among themselves, not ahead of /recommend.
+        self._board_thread = anyio.CapacityLimiter(1)
+        self.board = DashboardCache(self.settings)  # built at load and in the background, never in a request
 
     @bentoml.on_startup
     def load(self) -> None:
@@ -81,6 +89,11 @@ class Patron:
         # Multi-threaded BLAS in one request (the ALS scoring, the fold-in) costs several times the CPU for no gain.
         threadpool_limits(self.settings.serving.blas_threads, "blas")
         self.runtime.start()
+        # The dashboard: built now, before serving, and rebuilt in the background on each later change.
+        self.runtime.on_change(lambda: self.board.refresh(self._dashboard_inputs))
+        inputs = self._dashboard_inputs()
+        if inputs is not None:
+            self.board.build(inputs)
 
     @bentoml.on_shutdown
     def stop(self) -> None:
@@ -164,46 +177,53 @@ class Patron:
             logger.warning("churn rescoring after service signals failed: %s: %s", type(exc).__name__, exc)
         return EventsResponse(accepted=accepted, duplicates=duplicates, rejected=rejected, alerts=alerts)
 
-    def _dashboard(self) -> dashboard.Dashboard:
-        """The dashboard's data for the serving churn champion (built on first use after each swap)."""
-        champions, state = self.runtime.ready()
-        retention = self.runtime.retention
-        board = self._board
-        if board is None or board[0] is not champions.churn or (board[1].retention_note and retention):
-            built = dashboard.build_dashboard(
-                self.settings,
-                champions.churn,
-                champions.churn_version,
-                state.features.reset_index(drop=True),
-                data_end(self.settings),
-                retention,
-                self.runtime.retention_error,
-            )
-            board = self._board = (champions.churn, built)
-        return board[1]
+    def _dashboard_inputs(self) -> DashboardInputs | None:
+        """What the dashboard is built from now (None until the champions and the online state are loaded)."""
+        champions, state = self.runtime.champions, self.runtime.state
+        if champions is None or state is None:
+            return None
+        return DashboardInputs(
+            champions.churn,
+            champions.churn_version,
+            state.features.reset_index(drop=True),
+            data_end(self.settings),
+            self.runtime.retention,
+            self.runtime.retention_error,
+        )
+
+    def _board_unavailable(self) -> JSONResponse:
+        why = self.board.error or "being built"
+        return JSONResponse({"error": f"dashboard not available yet ({why}): retry shortly"}, status_code=503)
 
     # Plain FastAPI routes: BentoML's exceptions would become 500s here, so errors are answered as JSON directly.
     @http_api.get("/dashboard", response_class=HTMLResponse, responses=error_responses())
-    def dashboard_page(
-        self,
-        segment: str = Query(None),
-        tier: str = Query(None),
-        offer: str = Query(None),
-        channel: str = Query(None),
+    async def dashboard_page(
+        self, segment: str = Query(""), tier: str = Query(""), offer: str = Query(""), channel: str = Query("")
     ) -> Response:
         """GET /dashboard: customers worth saving first, the likely lost apart (filters: segment, tier, offer,
         channel), segments and the plan's value vs budget."""
-        try:
-            board = self._dashboard()
-        except ServiceUnavailable as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
+        stages, tiers = filter_values(self.settings)
+        for name, value, allowed in (("segment", segment, stages), ("tier", tier, tiers)):
+            if value and value not in allowed:
+                return JSONResponse({"error": f"{name}: expected one of {allowed} (or empty), got {value!r}"}, 400)
+        return await anyio.to_thread.run_sync(
+            self._dashboard_page, segment, tier, offer, channel, limiter=self._board_thread
+        )
+
+    def _dashboard_page(self, segment: str, tier: str, offer: str, channel: str) -> Response:
+        board = self.board.board()
+        if board is None:
+            return self._board_unavailable()
         erased = self.runtime.erased
         hidden = erased.among(board.listed_ids()) if erased is not None else set()
-        return HTMLResponse(dashboard.render_page(board, self.settings, segment, tier, hidden, offer, channel))
+        return HTMLResponse(self.board.page(segment, tier, hidden, offer, channel))
 
     @http_api.get("/dashboard/campaigns", response_class=HTMLResponse, responses=error_responses())
-    def dashboard_campaigns(self, campaign: str | None = Query(None, max_length=200)) -> Response:
+    async def dashboard_campaigns(self, campaign: str = Query("", max_length=200)) -> Response:
         """GET /dashboard/campaigns[?campaign=ID]: campaigns, one readout, loyalty KPIs per month and segment."""
+        return await anyio.to_thread.run_sync(self._dashboard_campaigns, campaign, limiter=self._board_thread)
+
+    def _dashboard_campaigns(self, campaign: str) -> Response:
         try:
             _, state = self.runtime.ready()
         except ServiceUnavailable as exc:
@@ -211,7 +231,7 @@ class Patron:
         try:
             readout = campaign_answer(self.settings, campaign) if campaign else None
         except LookupError as exc:
-            raise NotFound(str(exc)) from exc
+            return JSONResponse({"error": str(exc)}, status_code=404)
         features = state.features.reset_index(drop=True)
         listed = list_campaigns(self.settings.campaigns_dir)
         return HTMLResponse(
@@ -221,12 +241,14 @@ class Patron:
     @http_api.get(
         "/dashboard/customer/{customer_id}", response_class=HTMLResponse, responses=error_responses(plain_text_404=True)
     )
-    def dashboard_customer(self, customer_id: str) -> Response:
+    async def dashboard_customer(self, customer_id: str) -> Response:
         """GET /dashboard/customer/ID: one listed customer's reasons, CLV, offer and recent history."""
-        try:
-            board = self._dashboard()
-        except ServiceUnavailable as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
+        return await anyio.to_thread.run_sync(self._dashboard_customer, customer_id, limiter=self._board_thread)
+
+    def _dashboard_customer(self, customer_id: str) -> Response:
+        board = self.board.board()
+        if board is None:
+            return self._board_unavailable()
         customer = self.runtime.masked([customer_id])[0]
         html = dashboard.render_customer(
             board, customer, self.runtime.state.live_events(customer, self.settings.dashboard.history)
@@ -245,20 +267,28 @@ class Patron:
     @http_api.post(
         "/dashboard/login",
         response_model=None,
-        responses={
-            400: {"description": "api_key missing", "content": {"text/html": {}}},
-            303: {"description": "logged in: back to /dashboard"},
+        responses={**error_responses(html_400=True), 303: {"description": "logged in: back to /dashboard"}},
+        openapi_extra={
+            "requestBody": {"required": True, "content": {media: {"schema": dashboard.LOGIN_FORM} for media in FORMS}}
         },
     )
     async def dashboard_login(self, request: Request) -> Response:
         """POST /dashboard/login (form field api_key): sets the HttpOnly, SameSite=Strict cookie, back to /dashboard."""
         return await dashboard.log_in(request)
 
-    # `since` is declared a plain optional date-time: a query string cannot carry the `null` of `datetime | None`.
-    @http_api.get("/alerts", responses=error_responses())
-    def alerts(self, since: datetime = Query(None), limit: int = Query(100, ge=1)) -> AlertsResponse:
+    # `since` is declared a plain optional date-time: a query string cannot carry the `null` of `datetime | None`;
+    # parsed here, strictly (pydantic would take a number as a Unix time).
+    @http_api.get("/alerts", response_model=AlertsResponse, responses=error_responses())
+    def alerts(
+        self, since: str = Query(None, json_schema_extra={"format": "date-time"}), limit: int = Query(100, ge=1)
+    ) -> Response:
         """GET /alerts?since=&limit=: churn alerts raised at or after `since` (UTC), oldest first, with delivery."""
         limit = min(limit, self.settings.alerts.max_list)
+        if since is not None:
+            try:
+                since = parse_date_time("since", since)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
         if since is not None and since.tzinfo:
             try:
                 since = since.astimezone(UTC).replace(tzinfo=None)
@@ -410,5 +440,13 @@ class Patron:
         )
 
 
-# API key, scope, rate and body size checked before every handler (serving/access/auth.py holds the route -> scope map).
+def _openapi_document(app: Any) -> OpenAPIDocument:
+    return OpenAPIDocument(app, worker_settings())
+
+
+# Outermost first: each 4xx logged as one line; the OpenAPI document completed; API key, scope, rate and body size
+# checked before every handler (serving/access/auth.py holds the route -> scope map); then the body's content type.
+Patron.add_asgi_middleware(ClientErrorLog)
+Patron.add_asgi_middleware(_openapi_document)
 Patron.add_asgi_middleware(access_control)
+Patron.add_asgi_middleware(ContentTypeGuard)

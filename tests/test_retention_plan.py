@@ -208,10 +208,12 @@ def test_parse_offers_names_the_bad_field() -> None:
     known = list(OFFERS)
     assert parse_offers([{"offer_type": "call", "cost": 4}], known) == {"call": 4.0}
     assert parse_offers({"voucher": 1.5}, known) == {"voucher": 1.5}
+    # one offer at two prices: the cheaper is the one worth sending (schema-valid, so not refused)
+    assert parse_offers([{"offer_type": "call", "cost": 3}, {"offer_type": "call", "cost": 2}], known) == {"call": 2.0}
     for offers, field in [
         ([], "offers"),
         ([{"offer_type": "sms", "cost": 1}], r"offers\[0\].offer_type"),
-        ([{"offer_type": "call", "cost": 1}, {"offer_type": "call", "cost": 2}], r"offers\[1\].offer_type"),
+        ([{"offer_type": "call", "cost": 1}, {"offer_type": "call", "cost": 0}], r"offers\[1\].cost"),
         ([{"offer_type": "call", "cost": -1}], r"offers\[0\].cost"),
     ]:
         with pytest.raises(ValueError, match=f"^{field}"):

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse
 
 from patron.config import Settings
 from serving.access.api_keys import SCOPES, ApiKey, KeyRing
+from serving.access.client_errors import KEY_NAME
 from serving.access.limits import BodyTooLarge, TokenBuckets, declared_length, read_capped
 
 logger = logging.getLogger("bentoml.patron")
@@ -129,6 +130,7 @@ class AccessControl:
                 else "invalid API key (unknown or revoked)"
             )
             return _error(401, f"{what}: {HOW_TO_SEND}", challenge)
+        conn.scope.setdefault("state", {})[KEY_NAME] = key.name  # for the client-error log line
         if needed not in key.scopes:
             return _error(
                 403,

@@ -123,7 +123,8 @@ def _plain(value: Any) -> Any:
 
 
 def parse_offers(offers: dict[str, float] | list[dict], known: list[str]) -> dict[str, float]:
-    """{offer_type: cost} from a mapping or [{offer_type, cost}] (ValueError naming the field when bad)."""
+    """{offer_type: cost} from a mapping or [{offer_type, cost}] (ValueError naming the field when bad); an offer type
+    listed twice is offered at its lower cost (the plan would never pick the dearer of two identical offers)."""
     items = list(offers.items()) if isinstance(offers, dict) else [(o.get("offer_type"), o.get("cost")) for o in offers]
     if not items:
         raise ValueError("offers: at least one offer is needed")
@@ -131,11 +132,9 @@ def parse_offers(offers: dict[str, float] | list[dict], known: list[str]) -> dic
     for n, (name, cost) in enumerate(items):
         if name not in known:
             raise ValueError(f"offers[{n}].offer_type: unknown offer type {name!r}; expected one of {sorted(known)}")
-        if name in out:
-            raise ValueError(f"offers[{n}].offer_type: {name!r} is listed twice")
         if not isinstance(cost, (int, float)) or isinstance(cost, bool) or not np.isfinite(cost) or cost <= 0:
             raise ValueError(f"offers[{n}].cost: must be a number above 0, got {cost!r}")
-        out[str(name)] = float(cost)
+        out[str(name)] = min(float(cost), out.get(str(name), np.inf))
     return out
 
 

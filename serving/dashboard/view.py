@@ -4,6 +4,7 @@ login form, which keeps the API key in a cookie."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -27,6 +30,13 @@ from serving.dashboard.priority_view import listed_customers
 ASSETS = Path(__file__).parent
 _ENV = Environment(loader=FileSystemLoader(ASSETS), autoescape=select_autoescape(["html"]))
 CHART_W, CHART_H, PAD = 360, 160, 30  # the value-vs-budget chart's size in SVG units
+_BLANKS = " \t\r\n"
+# The login form: an API key is printable ASCII (it goes into a cookie), blanks around it are ignored.
+LOGIN_FORM = {
+    "type": "object",
+    "required": ["api_key"],
+    "properties": {"api_key": {"type": "string", "pattern": r"^[ \t\r\n]*[!-~]+[ \t\r\n]*$"}},
+}
 
 
 @dataclass(frozen=True)
@@ -194,9 +204,13 @@ def render_login(error: str | None = None) -> str:
 async def log_in(request: Request) -> Response:
     """The login form's answer: its api_key stored in the HttpOnly, SameSite=Strict cookie and back to /dashboard,
     or the form again with a 400 when the key is missing."""
-    key = str((await request.form()).get("api_key", "")).strip()
-    if not key:
-        return HTMLResponse(render_login("api_key: enter your API key"), status_code=400)
+    try:
+        given = (await request.form()).get("api_key", "")
+    except (HTTPException, MultiPartException) as exc:  # a malformed form
+        return HTMLResponse(render_login(f"api_key: the form could not be read ({exc})"), status_code=400)
+    key = given.strip(_BLANKS) if isinstance(given, str) else ""
+    if not re.fullmatch(r"[!-~]+", key):
+        return HTMLResponse(render_login("api_key: enter your API key (printable ASCII)"), status_code=400)
     answer = RedirectResponse("/dashboard", status_code=303)
     answer.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return answer
