@@ -17,8 +17,6 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
-from features.pit.build import data_end
-from features.tables.campaigns import list_campaigns
 from serving.access.client_errors import ClientErrorLog
 from serving.access.content_type import FORMS, ContentTypeGuard
 from serving.answers import recommendations
@@ -28,9 +26,8 @@ from serving.answers.erasure import erase_customers
 from serving.answers.live_churn import LiveChurn, new_signals
 from serving.answers.retention_plan import plan_for
 from serving.answers.rules import RuleBook
-from serving.dashboard import campaigns_view
 from serving.dashboard import view as dashboard
-from serving.dashboard.cache import DashboardCache, DashboardInputs, filter_values
+from serving.dashboard.pages import DashboardPages
 from serving.online.events import validate_events, validate_signals
 from serving.openapi_document import OpenAPIDocument, allow_every_method, known_query_parameters
 from serving.openapi_errors import declare_error_responses, error_responses
@@ -79,9 +76,7 @@ class Patron:
         self.rules = RuleBook(self.settings)
         self.live_churn = LiveChurn(self.settings, AlertDispatcher(self.settings))
         self._handler_thread = anyio.CapacityLimiter(1)  # larger requests: one at a time, as BentoML runs sync APIs
-        # Dashboard requests one at a time: twenty at once queue among themselves, not ahead of /recommend.
-        self._board_thread = anyio.CapacityLimiter(1)
-        self.board = DashboardCache(self.settings)  # built at load and in the background, never in a request
+        self.pages = DashboardPages(self.settings, self.runtime)
 
     @bentoml.on_startup
     def load(self) -> None:
@@ -89,11 +84,7 @@ class Patron:
         # Multi-threaded BLAS in one request (the ALS scoring, the fold-in) costs several times the CPU for no gain.
         threadpool_limits(self.settings.serving.blas_threads, "blas")
         self.runtime.start()
-        # The dashboard: built now, before serving, and rebuilt in the background on each later change.
-        self.runtime.on_change(lambda: self.board.refresh(self._dashboard_inputs))
-        inputs = self._dashboard_inputs()
-        if inputs is not None:
-            self.board.build(inputs)
+        self.pages.start()
 
     @bentoml.on_shutdown
     def stop(self) -> None:
@@ -177,24 +168,6 @@ class Patron:
             logger.warning("churn rescoring after service signals failed: %s: %s", type(exc).__name__, exc)
         return EventsResponse(accepted=accepted, duplicates=duplicates, rejected=rejected, alerts=alerts)
 
-    def _dashboard_inputs(self) -> DashboardInputs | None:
-        """What the dashboard is built from now (None until the champions and the online state are loaded)."""
-        champions, state = self.runtime.champions, self.runtime.state
-        if champions is None or state is None:
-            return None
-        return DashboardInputs(
-            champions.churn,
-            champions.churn_version,
-            state.features.reset_index(drop=True),
-            data_end(self.settings),
-            self.runtime.retention,
-            self.runtime.retention_error,
-        )
-
-    def _board_unavailable(self) -> JSONResponse:
-        why = self.board.error or "being built"
-        return JSONResponse({"error": f"dashboard not available yet ({why}): retry shortly"}, status_code=503)
-
     # Plain FastAPI routes: BentoML's exceptions would become 500s here, so errors are answered as JSON directly.
     @http_api.get("/dashboard", response_class=HTMLResponse, responses=error_responses())
     async def dashboard_page(
@@ -202,62 +175,19 @@ class Patron:
     ) -> Response:
         """GET /dashboard: customers worth saving first, the likely lost apart (filters: segment, tier, offer,
         channel), segments and the plan's value vs budget."""
-        stages, tiers = filter_values(self.settings)
-        for name, value, allowed in (("segment", segment, stages), ("tier", tier, tiers)):
-            if value and value not in allowed:
-                return JSONResponse({"error": f"{name}: expected one of {allowed} (or empty), got {value!r}"}, 400)
-        return await anyio.to_thread.run_sync(
-            self._dashboard_page, segment, tier, offer, channel, limiter=self._board_thread
-        )
-
-    def _dashboard_page(self, segment: str, tier: str, offer: str, channel: str) -> Response:
-        board = self.board.board()
-        if board is None:
-            return self._board_unavailable()
-        erased = self.runtime.erased
-        hidden = erased.among(board.listed_ids()) if erased is not None else set()
-        return HTMLResponse(self.board.page(segment, tier, hidden, offer, channel))
+        return await self.pages.run(self.pages.main, segment, tier, offer, channel)
 
     @http_api.get("/dashboard/campaigns", response_class=HTMLResponse, responses=error_responses())
     async def dashboard_campaigns(self, campaign: str = Query("", max_length=200)) -> Response:
         """GET /dashboard/campaigns[?campaign=ID]: campaigns, one readout, loyalty KPIs per month and segment."""
-        return await anyio.to_thread.run_sync(self._dashboard_campaigns, campaign, limiter=self._board_thread)
-
-    def _dashboard_campaigns(self, campaign: str) -> Response:
-        try:
-            _, state = self.runtime.ready()
-        except ServiceUnavailable as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
-        try:
-            readout = campaign_answer(self.settings, campaign) if campaign else None
-        except LookupError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=404)
-        features = state.features.reset_index(drop=True)
-        listed = list_campaigns(self.settings.campaigns_dir)
-        return HTMLResponse(
-            campaigns_view.campaigns_page(self.settings, features, data_end(self.settings), listed, readout)
-        )
+        return await self.pages.run(self.pages.campaigns, campaign)
 
     @http_api.get(
         "/dashboard/customer/{customer_id}", response_class=HTMLResponse, responses=error_responses(plain_text_404=True)
     )
     async def dashboard_customer(self, customer_id: str) -> Response:
         """GET /dashboard/customer/ID: one listed customer's reasons, CLV, offer and recent history."""
-        return await anyio.to_thread.run_sync(self._dashboard_customer, customer_id, limiter=self._board_thread)
-
-    def _dashboard_customer(self, customer_id: str) -> Response:
-        board = self.board.board()
-        if board is None:
-            return self._board_unavailable()
-        customer = self.runtime.masked([customer_id])[0]
-        html = dashboard.render_customer(
-            board, customer, self.runtime.state.live_events(customer, self.settings.dashboard.history)
-        )
-        if html is None:
-            return JSONResponse(
-                {"error": f"customer_id: {customer_id!r} is not on the dashboard's at-risk list"}, status_code=404
-            )
-        return HTMLResponse(html)
+        return await self.pages.run(self.pages.customer, customer_id)
 
     @http_api.get("/dashboard/login", response_class=HTMLResponse)
     def dashboard_login_form(self) -> HTMLResponse:
