@@ -11,7 +11,7 @@ from tests.test_two_stage import _config
 from training.mlops.splits import split_interactions
 from training.recommend.candidates import CandidateSources
 from training.recommend.item_timeline import AS_OF_FEATURES, ItemTimeline, seconds_of
-from training.recommend.ranker import ItemInfo, pair_features
+from training.recommend.ranker_features import ItemInfo, pair_features
 
 CATEGORY = np.array([0, 0, 1])  # items 0 and 1 share a category
 

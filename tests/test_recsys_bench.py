@@ -350,7 +350,7 @@ def test_oracle_ranks_the_favourite_category_first(ingested_workspace: Workspace
 def test_two_stage_tuning_never_reads_test() -> None:
     from benchmarks.recsys import tune_two_stage
     from patron.config import TwoStageConfig
-    from training.recommend.ranker import ItemInfo
+    from training.recommend.ranker_features import ItemInfo
 
     split = split_interactions(_events(5, customers=120, items=40))
     config = TwoStageConfig(

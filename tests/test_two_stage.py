@@ -23,16 +23,13 @@ from training.recommend.candidates import (
     transitions,
 )
 from training.recommend.item_data import item_info
-from training.recommend.ranker import (
-    BROWSED_LABEL,
+from training.recommend.ranker import BROWSED_LABEL, PURCHASE_LABEL, browsed_in_window, ranker_training_set
+from training.recommend.ranker_features import (
     BROWSING_FEATURES,
     CHOICE_FEATURES,
-    PURCHASE_LABEL,
     ItemInfo,
-    browsed_in_window,
     item_choice_terms,
     pair_features,
-    ranker_training_set,
 )
 from training.tune.two_stage_runs import rank_with_seeds, two_stage, two_stage_rows
 

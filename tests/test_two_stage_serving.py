@@ -53,7 +53,7 @@ def two_stage_server(two_stage_workspace: Workspace, tmp_path_factory: pytest.Te
 def test_champion_loads_as_two_stage_and_fast_features_match_training(two_stage_workspace: Workspace) -> None:
     from serving.champions.load import load_recommender_champion
     from training.recommend.item_timeline import AS_OF_FEATURES
-    from training.recommend.ranker import BROWSING_FEATURES, customer_features, pair_features
+    from training.recommend.ranker_features import BROWSING_FEATURES, customer_features, pair_features
     from training.recommend.sequence import SequenceRecommender
     from training.recommend.two_stage import TwoStageRecommender
 

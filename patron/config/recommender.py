@@ -40,7 +40,7 @@ class TwoStageSources(Section):
 
 
 class TwoStageConfig(SeededSection):
-    """Candidates from several sources, re-ranked by LightGBM LambdaRank (training/recommend/ranker.py)."""
+    """Candidates from several sources, re-ranked by LightGBM LambdaRank (training/recommend/ranker.py, ranker_features.py)."""
 
     sources: TwoStageSources = TwoStageSources()
     ranker: bool = True  # False: candidates ordered by the sum of their sources' reciprocal ranks

@@ -11,7 +11,7 @@ import pandas as pd
 
 from features.tables.store import read_table
 from training.recommend.item_timeline import seconds_of
-from training.recommend.ranker import ItemInfo
+from training.recommend.ranker_features import ItemInfo
 
 PRODUCT_COLUMNS = ("item_id", "category", "launched_at")  # what the ranker reads of the catalogue
 

@@ -21,15 +21,8 @@ from training.recommend.als import ALSRecommender
 from training.recommend.base import ALS_ARTIFACT, TWO_STAGE_ARTIFACT, TWO_STAGE_META, Explained, Reason, Scored
 from training.recommend.candidates import CandidateSources
 from training.recommend.item_data import event_codes, item_info, read_products
-from training.recommend.ranker import (
-    ItemInfo,
-    customer_features,
-    fit_ranker,
-    new_items,
-    pair_features,
-    ranker_training_set,
-    reciprocal_rank_fusion,
-)
+from training.recommend.ranker import fit_ranker, new_items, ranker_training_set, reciprocal_rank_fusion
+from training.recommend.ranker_features import ItemInfo, customer_features, pair_features
 
 SOURCES_FILE, RANKER_FILE = "sources.pkl", "ranker.txt"
 FEATURES_VERSION = 2  # 2: browsing and pending-complement features; a model of another version is not loaded

@@ -13,7 +13,8 @@ from scipy.sparse import csr_matrix
 
 from patron.config import SequenceConfig, TwoStageConfig
 from training.recommend.candidates import CandidateSources, candidate_recall
-from training.recommend.ranker import ItemInfo, fit_ranker, pair_features, ranker_training_set, reciprocal_rank_fusion
+from training.recommend.ranker import fit_ranker, ranker_training_set, reciprocal_rank_fusion
+from training.recommend.ranker_features import ItemInfo, pair_features
 
 
 @dataclass

@@ -16,7 +16,7 @@ from patron.config import SequenceConfig, TwoStageConfig
 from training.mlops.metrics import dense_scorer, evaluate
 from training.mlops.splits import Split, shift_back, targets
 from training.recommend.candidates import SOURCES
-from training.recommend.ranker import ItemInfo
+from training.recommend.ranker_features import ItemInfo
 from training.tune.two_stage_runs import LastRows, rank_with_seeds, two_stage_rows
 
 TWO_STAGE_SPACE = {
