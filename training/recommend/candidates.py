@@ -102,6 +102,14 @@ class CandidateSources:
         self.config, self.peer_params, self.seed = config, peer_params, seed
         self.sequence_config = sequence or SequenceConfig()
 
+    def source_params(self, source: str) -> dict[str, Any]:
+        """A peer source's params: the given (tuned) ones or the peer's defaults; EASE with its sparsity bound."""
+        peer = PEER_SOURCES[source]
+        params = dict(self.peer_params.get(peer) or PEERS[peer].defaults)
+        if source == "ease":
+            params |= {"dense_max_items": self.config.ease_dense_max_items, "neighbours": self.config.ease_neighbours}
+        return params
+
     @property
     def enabled(self) -> list[str]:
         """The sources switched on in config, in a fixed order."""
@@ -122,7 +130,7 @@ class CandidateSources:
         self.browse_popularity = np.asarray(self.browsed.sum(axis=0), dtype=np.float64).ravel()
         self.peer_X = with_browsing(self.X, self.browsed, cfg.browsing_weight if self.has_browsing else 0.0)
         self.peers = {
-            s: make_peer(p, self.peer_params.get(p) or PEERS[p].defaults, self.seed, cfg.threads).fit(self.peer_X)
+            s: make_peer(p, self.source_params(s), self.seed, cfg.threads).fit(self.peer_X)
             for s, p in PEER_SOURCES.items()
             if s in self.enabled
         }

@@ -13,6 +13,7 @@ from implicit.als import AlternatingLeastSquares
 from implicit.bpr import BayesianPersonalizedRanking
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 from implicit.utils import ParameterWarning
+from scipy.linalg import cho_factor, cho_solve
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
@@ -31,6 +32,10 @@ class Peer:
 
     def score(self, users: np.ndarray, X: csr_matrix) -> np.ndarray:
         """Dense scores (len(users) x n_items) of the given users, their history read from X."""
+        raise NotImplementedError
+
+    def item_weights(self, bought: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """bought x items: how much having each bought item adds to each item's score (for answer reasons)."""
         raise NotImplementedError
 
 
@@ -62,6 +67,10 @@ class _Factors(Peer):
 
     def score(self, users: np.ndarray, X: csr_matrix) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
+
+    def item_weights(self, bought: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Closeness of the item factors (a factor model has no item-to-item weights of its own)."""
+        return self.item_factors[bought] @ self.item_factors[items].T
 
 
 class ALS(_Factors):
@@ -116,6 +125,9 @@ class _ItemKNN(Peer):
     def score(self, users: np.ndarray, X: csr_matrix) -> np.ndarray:
         return np.asarray((X[users] @ self.similarity).todense(), dtype=np.float32)
 
+    def item_weights(self, bought: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.similarity[bought].toarray()[:, items]
+
 
 class Cosine(_ItemKNN):
     """Item-item cosine similarity, K nearest neighbours kept per item."""
@@ -137,20 +149,64 @@ class BM25(_ItemKNN):
 
 
 class EASE(Peer):
-    """EASE (Steck 2019): closed-form item-item regression with a zero diagonal."""
+    """EASE (Steck 2019): closed-form item-item regression with a zero diagonal.
+
+    Up to `dense_max_items` items (param, default: always dense) the weights are one dense items x items matrix.
+    Above it they are computed a block of target items at a time from one Cholesky factor of the Gram matrix, and
+    each target item keeps only its `neighbours` (param) largest weights by magnitude: a sparse matrix, so a model
+    of a large catalogue scores and serves in memory linear in the items."""
 
     name = "ease"
 
     def fit(self, X: csr_matrix) -> EASE:
-        gram = (X.T @ X).toarray().astype(np.float64)
-        gram[np.diag_indices_from(gram)] += self.params["l2"]
-        inverse = np.linalg.inv(gram)
-        self.weights = (-inverse / np.diag(inverse)).astype(np.float32)
-        np.fill_diagonal(self.weights, 0.0)
+        n = X.shape[1]
+        if n <= self.params.get("dense_max_items", n):
+            gram = (X.T @ X).toarray().astype(np.float64)
+            gram[np.diag_indices_from(gram)] += self.params["l2"]
+            inverse = np.linalg.inv(gram)
+            self.weights = (-inverse / np.diag(inverse)).astype(np.float32)
+            np.fill_diagonal(self.weights, 0.0)
+        else:
+            self.weights = sparse_ease(X, self.params["l2"], int(self.params["neighbours"]))
         return self
 
     def score(self, users: np.ndarray, X: csr_matrix) -> np.ndarray:
+        if isinstance(self.weights, csr_matrix):
+            return np.asarray((X[users] @ self.weights).todense(), dtype=np.float32)
         return np.asarray(X[users] @ self.weights, dtype=np.float32)
+
+    def item_weights(self, bought: np.ndarray, items: np.ndarray) -> np.ndarray:
+        if isinstance(self.weights, csr_matrix):
+            return self.weights[bought][:, items].toarray()
+        return self.weights[np.ix_(bought, items)]
+
+
+def sparse_ease(X: csr_matrix, l2: float, neighbours: int, block: int = 1024) -> csr_matrix:
+    """EASE's weights with each column (target item) cut to its `neighbours` largest magnitudes: the inverse of the
+    regularised Gram matrix solved `block` columns at a time from its Cholesky factor (float32), never held whole."""
+    n = X.shape[1]
+    gram = (X.T @ X).astype(np.float32).toarray()
+    gram[np.diag_indices(n)] += l2
+    factor = cho_factor(gram, lower=True, overwrite_a=True, check_finite=False)
+    keep = max(1, min(neighbours, n - 1))
+    rows, cols, vals = [], [], []
+    for start in range(0, n, block):
+        width = min(block, n - start)
+        own = (np.arange(start, start + width), np.arange(width))
+        unit = np.zeros((n, width), np.float32)
+        unit[own] = 1.0
+        inverse = cho_solve(factor, unit, check_finite=False)  # columns start.. of the inverse
+        weights = -inverse / inverse[own]
+        weights[own] = 0.0
+        top = np.argpartition(-np.abs(weights), keep - 1, axis=0)[:keep]
+        rows.append(top.T.ravel())
+        cols.append(np.repeat(np.arange(start, start + width), keep))
+        vals.append(np.take_along_axis(weights, top, axis=0).T.ravel())
+    out = csr_matrix(
+        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+    )
+    out.eliminate_zeros()
+    return out
 
 
 @dataclass(frozen=True)

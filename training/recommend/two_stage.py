@@ -194,12 +194,9 @@ class TwoStageRecommender:
         """bought x items: how much each bought item adds to each item's score in the source."""
         if REASON_KIND[source] == "bought_with":
             return self.sources.transitions[bought].toarray()[:, items]  # dense rows: few bought, one item axis
-        peer = self.sources.peers.get(source)
-        if hasattr(peer, "similarity"):
-            return peer.similarity[bought].toarray()[:, items]
-        if hasattr(peer, "weights"):
-            return peer.weights[np.ix_(bought, items)]
-        factors = self.base.model.item_factors  # factor models and the sequence model: closeness of item factors
+        if source in self.sources.peers:
+            return self.sources.peers[source].item_weights(bought, items)
+        factors = self.base.model.item_factors  # the sequence model: closeness of the ALS item factors
         return factors[bought] @ factors[items].T
 
     def _anchors(self, sources: list[str], bought: np.ndarray, items: np.ndarray) -> list[str | None]:
