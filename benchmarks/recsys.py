@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from scipy.sparse import csr_matrix
 
 from benchmarks.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
 from benchmarks.report import BenchReport, Table, package_versions
@@ -20,9 +21,11 @@ from patron import progress
 from patron.config import Settings, TwoStageConfig
 from training.mlops.metrics import dense_scorer, evaluate
 from training.mlops.splits import Split, split_interactions, targets
-from training.recommend.candidates import browsing_before, with_browsing
+from training.recommend.candidates import PEER_SOURCES, browsing_before, with_browsing
 from training.recommend.item_data import event_codes, item_info, read_products
 from training.recommend.peers import PEERS, make_peer
+from training.recommend.ranker import ItemInfo
+from training.recommend.two_stage import fit_pipeline, source_peer_params
 from training.tune.two_stage_runs import LastRows, TwoStageResult, rank_with_seeds, two_stage_rows
 from training.tune.two_stage_search import (
     ELIMINATION,
@@ -158,6 +161,39 @@ def tune_peer(
 BROWSING_WEIGHT_RANGE = (0.03, 1.0)
 
 
+def shipped_scores(
+    settings: Settings,
+    history_train: pd.DataFrame,
+    labels: csr_matrix,
+    history_full: pd.DataFrame,
+    users: np.ndarray,
+    items: ItemInfo,
+    browsing: pd.DataFrame | None,
+    window_end: pd.Series | None = None,
+    window_start: pd.Timestamp | None = None,
+) -> np.ndarray:
+    """The Patron row's scores (users x items, -1e9 outside the candidates): the pipeline `patron train recommender`
+    ships (`fit_pipeline`) with the settings' two-stage section and peer sources, ranker labels `labels` over sources
+    fit on `history_train`, sources refit on `history_full` (window_end: each customer's last event in it)."""
+    cfg = settings.two_stage
+    shape = labels.shape
+    pipeline = fit_pipeline(
+        history_train,
+        labels,
+        history_full,
+        shape,
+        items,
+        cfg,
+        source_peer_params(settings),
+        settings.sequence,
+        browsing if cfg.browsing_events else None,
+        history_full.groupby("u")["ts"].max() if window_end is None else window_end,
+        window_start,
+    )
+    scores = pipeline.scores(users, pipeline.sources.X[users])
+    return np.where(np.isfinite(scores), scores, -1e9)
+
+
 def run_bench(
     settings: Settings,
     dataset: str,
@@ -224,12 +260,15 @@ def run_bench(
     def rows_of(matrix: np.ndarray) -> Callable[[np.ndarray, Any], np.ndarray]:
         return dense_scorer(matrix, test)
 
+    # the pipeline's peer sources take the peers' tuned params: the settings `patron train recommender` would ship
+    ts_cfg = ts_cfg.model_copy(update={"peers": {p: tuned[p] for p in PEER_SOURCES.values() if p in tuned}})
+    peer_params = source_peer_params(settings.model_copy(update={"two_stage": ts_cfg}))
     t0 = time.perf_counter()
     search = tune_two_stage(
         split,
         items,
         ts_cfg,
-        tuned,
+        peer_params,
         trials,
         seed,
         cfg.k,
@@ -270,7 +309,7 @@ def run_bench(
             split.shape,
             items,
             config,
-            tuned,
+            peer_params,
             config.seed,
             settings.sequence,
             browsing if config.browsing_events else None,
@@ -319,7 +358,14 @@ def run_bench(
     # over the same ranker seeds
     n_seeds = cfg.ablation_seeds if cfg.ablation and ts_cfg.ranker else 1
     main, main_mean, result = pipeline("patron two-stage", ts_cfg, n_seeds)
-    main.valid_ndcg, main.seconds = search.valid_ndcg, main.seconds + tuning_s
+    # the row itself: what `patron train recommender` ships with these settings, through its own code path
+    shipped = settings.model_copy(update={"two_stage": ts_cfg})
+    users_t = np.flatnonzero(np.diff(test.indptr))
+    t0 = time.perf_counter()
+    scores = shipped_scores(shipped, split.train, labels, history_full, users_t, items, browsing)
+    main.test = evaluate(rows_of(scores), full, full, test, cfg.k, cold)
+    main.valid_ndcg, main.seconds = search.valid_ndcg, time.perf_counter() - t0 + tuning_s
+    echo(f"patron two-stage as shipped: test ndcg@{cfg.k} {main.test[f'ndcg@{cfg.k}']:.4f}")
     main.note = (
         f"{search.tpe_trials} TPE trials + {search.runs - search.tpe_trials} rescoring and elimination runs; "
         f"{'' if ts_cfg.ranker else 'no ranker: rank fusion of the kept sources; '}{main.note}"

@@ -43,6 +43,10 @@ class TwoStageConfig(SeededSection):
     """Candidates from several sources, re-ranked by LightGBM LambdaRank (training/recommend/ranker.py, ranker_features.py)."""
 
     sources: TwoStageSources = TwoStageSources()
+    # The peer sources' params by peer (als; cosine: item_item; ease), as `patron tune recommender` or `patron bench
+    # recsys` chose them; a peer not named: ALS takes the recommender section's settings, the others the defaults of
+    # training/recommend/peers.py
+    peers: dict[Literal["als", "cosine", "ease"], dict[str, Any]] = {}
     ranker: bool = True  # False: candidates ordered by the sum of their sources' reciprocal ranks
     # Ranker training labels: the validation period, then each customer's previous eighth of the training history
     # (sources refit without it), and so on

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from features.tables.store import atomic_write_bytes, read_table, write_json
-from patron.config import Settings
+from patron.config import SequenceConfig, Settings, TwoStageConfig
 from training.mlops.metrics import top_k
 from training.recommend.als import ALSRecommender
 from training.recommend.base import ALS_ARTIFACT, TWO_STAGE_ARTIFACT, TWO_STAGE_META, Explained, Reason, Scored
@@ -53,12 +54,12 @@ def catalogue(settings: Settings, item_ids: np.ndarray) -> ItemInfo:
     return item_info(list(item_ids), events[events["type"] == "purchase"], read_products(settings.tables_dir))
 
 
-def _peer_params(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The ALS source uses the recommender section's ALS settings; the other peers their defaults."""
+def source_peer_params(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The peer sources' params: `two_stage.peers` (as a tuning chose them), else the ALS source takes the
+    recommender section's ALS settings and the other peers their defaults."""
     r = settings.recommender
-    return {
-        "als": {"factors": r.factors, "regularization": r.regularization, "alpha": r.alpha, "iterations": r.iterations}
-    }
+    als = {"factors": r.factors, "regularization": r.regularization, "alpha": r.alpha, "iterations": r.iterations}
+    return {"als": als} | settings.two_stage.peers
 
 
 def fit_two_stage(settings: Settings, rec: ALSRecommender, cutoff: pd.Timestamp) -> TwoStageRecommender:
@@ -69,27 +70,80 @@ def fit_two_stage(settings: Settings, rec: ALSRecommender, cutoff: pd.Timestamp)
     browsing = event_history(settings, rec, cutoff, cfg.browsing_events) if cfg.browsing_events else None
     label_start = cutoff - pd.Timedelta(days=settings.recommender.holdout_days)
     earlier, later = history[history["ts"] < label_start], history[history["ts"] >= label_start]
-    items = catalogue(settings, rec.item_ids)
-    params = _peer_params(settings)
+    pipeline = fit_pipeline(
+        earlier.reset_index(drop=True),
+        new_items(earlier, later, shape),
+        history,
+        shape,
+        catalogue(settings, rec.item_ids),
+        cfg,
+        source_peer_params(settings),
+        settings.sequence,
+        browsing,
+        pd.Series(cutoff, index=np.arange(shape[0])),  # the label window is [label_start, cutoff)
+        label_start,
+    )
+    return TwoStageRecommender(rec, pipeline.sources, pipeline.booster, pipeline.items)
+
+
+@dataclass
+class TwoStagePipeline:
+    """The fitted pipeline: candidate sources, the ranker (None: rank fusion of the sources) and the catalogue."""
+
+    sources: CandidateSources
+    booster: lgb.Booster | None
+    items: ItemInfo
+
+    def scores(self, users: np.ndarray, seen: csr_matrix) -> np.ndarray:
+        """Dense scores (len(users) x items; -inf outside each user's candidates), `seen` (rows of `users`)
+        never among the candidates."""
+        feats, _, _ = pair_features(self.sources, users, self.items, seen)
+        values = (
+            self.booster.predict(
+                feats.drop(columns=["user", "item"]), num_iteration=self.booster.best_iteration or None
+            )
+            if self.booster is not None
+            else reciprocal_rank_fusion(feats, self.sources.enabled)
+        )
+        dense = np.full((len(users), self.sources.shape[1]), -np.inf)
+        dense[feats["user"].to_numpy(), feats["item"].to_numpy()] = values
+        return dense
+
+
+def fit_pipeline(
+    history_train: pd.DataFrame,
+    labels: csr_matrix,
+    history_full: pd.DataFrame,
+    shape: tuple[int, int],
+    items: ItemInfo,
+    config: TwoStageConfig,
+    peer_params: dict[str, dict[str, Any]],
+    sequence: SequenceConfig | None = None,
+    browsing: pd.DataFrame | None = None,
+    window_end: pd.Series | None = None,
+    window_start: pd.Timestamp | None = None,
+) -> TwoStagePipeline:
+    """The two-stage pipeline, as `patron train recommender` ships it and `patron bench recsys` measures it: the
+    ranker (seed `config.seed`) trained on `labels` over candidates of sources fit on `history_train` (label windows
+    ending at `window_end` per user code, starting at `window_start`), then the sources refit on `history_full`."""
     booster = None
-    if cfg.ranker:
-        window_end = pd.Series(cutoff, index=np.arange(shape[0]))  # the label window is [label_start, cutoff)
+    if config.ranker:
         feats, y, _ = ranker_training_set(
-            earlier.reset_index(drop=True),
-            new_items(earlier, later, shape),
+            history_train,
+            labels,
             shape,
             items,
-            cfg,
-            params,
-            cfg.seed,
-            settings.sequence,
+            config,
+            peer_params,
+            config.seed,
+            sequence,
             browsing,
             window_end,
-            label_start,
+            window_start,
         )
-        booster = fit_ranker(feats, y, cfg)
-    sources = CandidateSources(cfg, params, cfg.seed, settings.sequence).fit(history, shape, browsing)
-    return TwoStageRecommender(rec, sources, booster, items)
+        booster = fit_ranker(feats, y, config)
+    sources = CandidateSources(config, peer_params, config.seed, sequence).fit(history_full, shape, browsing)
+    return TwoStagePipeline(sources, booster, items)
 
 
 class TwoStageRecommender:
@@ -229,16 +283,7 @@ class TwoStageRecommender:
         """implicit's `recommend` interface (rows of the ALS user index), for `training.mlops.metrics`."""
         users = np.atleast_1d(np.asarray(userids))
         seen = user_items if filter_already_liked_items else csr_matrix(user_items.shape, dtype=np.float32)
-        feats, _, _ = pair_features(self.sources, users, self.items, seen)
-        values = (
-            self.booster.predict(
-                feats.drop(columns=["user", "item"]), num_iteration=self.booster.best_iteration or None
-            )
-            if self.booster is not None
-            else reciprocal_rank_fusion(feats, self.sources.enabled)
-        )
-        dense = np.full((len(users), len(self.item_ids)), -np.inf)
-        dense[feats["user"].to_numpy(), feats["item"].to_numpy()] = values
+        dense = TwoStagePipeline(self.sources, self.booster, self.items).scores(users, seen)
         ids = top_k(np.where(np.isfinite(dense), dense, -1e30), seen, N)
         scores = np.take_along_axis(dense, ids, axis=1)
         found = np.isfinite(scores)  # implicit's evaluation reads int32 ids and float32 scores
