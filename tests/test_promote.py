@@ -104,3 +104,46 @@ def test_cli_promote_exit_codes(tables_home, tmp_path, monkeypatch) -> None:  # 
     assert "registered version 1" in result.output and "roc_auc=" in result.output
     result = runner.invoke(app, ["--config", str(config), "promote", "churn"])
     assert result.exit_code == 0 and "v1 is now champion" in result.output
+
+
+def test_recommender_promotion_picks_on_merit_whatever_the_pipeline(tables_home, tmp_path) -> None:  # noqa: F811
+    """A two-stage candidate replaces an ALS champion it beats on the same holdout, and an ALS candidate wins back
+    from a two-stage champion it beats: the pipelines are compared on one holdout, one metric."""
+    weak_als = tiny_settings(tables_home, tmp_path, recommender={"factors": 1, "iterations": 1})
+    two_stage = tiny_settings(
+        tables_home, tmp_path, recommender={"pipeline": "two_stage"}, two_stage={"label_windows": 1}
+    )
+    weak_two_stage = tiny_settings(  # popularity alone, no ranker
+        tables_home,
+        tmp_path,
+        recommender={"pipeline": "two_stage"},
+        two_stage={
+            "ranker": False,
+            "sources": {s: s == "popular" for s in ("als", "item_item", "ease", "copurchase", "trending", "popular")},
+        },
+    )
+    als = tiny_settings(tables_home, tmp_path, recommender={"pipeline": "als"})
+    name = als.tracking.recommender_model
+    client = MlflowClient(als.tracking_uri)
+
+    def trained(settings) -> tuple[int, float, str]:
+        result = train_recommender(settings)
+        tags = client.get_model_version(name, str(result.model_version)).tags
+        return result.model_version, result.metrics["ndcg_at_10"], tags[tracking.FINGERPRINT_TAG]
+
+    v1, ndcg1, fp1 = trained(weak_als)
+    assert promote(als, "recommender").version == v1
+    v2, ndcg2, fp2 = trained(two_stage)
+    assert fp2 == fp1  # one holdout, whatever the pipeline
+    assert ndcg2 > ndcg1
+    moved = promote(als, "recommender")
+    assert moved.version == v2 and moved.previous == v1 and "same evaluation data" in moved.message
+    v3, ndcg3, _ = trained(weak_two_stage)
+    assert ndcg3 < ndcg2
+    with pytest.raises(PromotionRefused, match="does not beat"):
+        promote(als, "recommender")
+    assert promote(als, "recommender", version=v3, force=True).version == v3
+    v4, ndcg4, fp4 = trained(als)
+    assert fp4 == fp1 and ndcg4 > ndcg3
+    back = promote(als, "recommender")  # ALS wins back on merit
+    assert back.version == v4 and back.previous == v3 and _champion(als, name) == v4
