@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from scipy.sparse import csr_matrix
 
 from benchmarks.recsys_oracle import ORACLE_NOTE, ORACLE_ROW, oracle_scorer
+from benchmarks.recsys_patron import shipped_scores
 from benchmarks.report import BenchReport, Table, package_versions
 from features.tables.store import fingerprint, read_table
 from patron import progress
@@ -24,8 +24,7 @@ from training.mlops.splits import Split, split_interactions, targets
 from training.recommend.candidates import PEER_SOURCES, browsing_before, with_browsing
 from training.recommend.item_data import event_codes, item_info, read_products
 from training.recommend.peers import PEERS, make_peer
-from training.recommend.ranker import ItemInfo
-from training.recommend.two_stage import fit_pipeline, source_peer_params
+from training.recommend.two_stage import source_peer_params
 from training.tune.two_stage_runs import LastRows, TwoStageResult, rank_with_seeds, two_stage_rows
 from training.tune.two_stage_search import (
     ELIMINATION,
@@ -159,39 +158,6 @@ def tune_peer(
 
 
 BROWSING_WEIGHT_RANGE = (0.03, 1.0)
-
-
-def shipped_scores(
-    settings: Settings,
-    history_train: pd.DataFrame,
-    labels: csr_matrix,
-    history_full: pd.DataFrame,
-    users: np.ndarray,
-    items: ItemInfo,
-    browsing: pd.DataFrame | None,
-    window_end: pd.Series | None = None,
-    window_start: pd.Timestamp | None = None,
-) -> np.ndarray:
-    """The Patron row's scores (users x items, -1e9 outside the candidates): the pipeline `patron train recommender`
-    ships (`fit_pipeline`) with the settings' two-stage section and peer sources, ranker labels `labels` over sources
-    fit on `history_train`, sources refit on `history_full` (window_end: each customer's last event in it)."""
-    cfg = settings.two_stage
-    shape = labels.shape
-    pipeline = fit_pipeline(
-        history_train,
-        labels,
-        history_full,
-        shape,
-        items,
-        cfg,
-        source_peer_params(settings),
-        settings.sequence,
-        browsing if cfg.browsing_events else None,
-        history_full.groupby("u")["ts"].max() if window_end is None else window_end,
-        window_start,
-    )
-    scores = pipeline.scores(users, pipeline.sources.X[users])
-    return np.where(np.isfinite(scores), scores, -1e9)
 
 
 def run_bench(

@@ -44,7 +44,7 @@ def champion_workspace(ingested_workspace: Workspace, tmp_path_factory: pytest.T
 def test_the_bench_row_and_the_champion_rank_alike(champion_workspace: Workspace) -> None:
     from scipy.sparse import csr_matrix
 
-    from benchmarks.recsys import shipped_scores
+    from benchmarks.recsys_patron import shipped_scores
     from features.pit import build
     from serving.champions.load import load_recommender_champion
     from training.mlops.metrics import top_k
