@@ -124,7 +124,7 @@ def test_recommender_promotion_picks_on_merit_whatever_the_pipeline(tables_home,
     )
     als = tiny_settings(tables_home, tmp_path, recommender={"pipeline": "als"})
     name = als.tracking.recommender_model
-    client = MlflowClient(als.tracking_uri)
+    client = tracking.configure(als)  # this store for the registry too, whatever an earlier test pointed MLflow at
 
     def trained(settings) -> tuple[int, float, str]:
         result = train_recommender(settings)
