@@ -40,7 +40,7 @@ class TwoStageSources(Section):
 
 
 class TwoStageConfig(SeededSection):
-    """Candidates from several sources, re-ranked by LightGBM LambdaRank (training/recommend/ranker.py, ranker_features.py)."""
+    """Candidates from several sources, re-ranked by LightGBM LambdaRank (training/recommend/ranker*.py)."""
 
     sources: TwoStageSources = TwoStageSources()
     # The peer sources' params by peer (als; cosine: item_item; ease), as `patron tune recommender` or `patron bench
