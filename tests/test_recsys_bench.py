@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 from scipy.sparse import csr_matrix
 from typer.testing import CliRunner
 
-from benchmarks.recsys import tune_peer
 from benchmarks.recsys_oracle import ORACLE_ROW
+from benchmarks.recsys_peers import tune_peer
 from patron.cli.main import app
 from patron.config import load_settings
 from tests.conftest import Workspace, small_workspace
