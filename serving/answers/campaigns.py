@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.pit.cutoffs import data_end
+from features.privacy.consent import consent_refusals
 from features.tables.campaigns import (
     Campaign,
     campaign_id,
@@ -20,7 +22,8 @@ from features.tables.campaigns import (
     write_campaign,
 )
 from patron.config import Settings
-from serving.answers.retention_plan import RetentionPlan
+from serving.answers.retention_plan import RetentionPlan, workspace_plan
+from training.value.campaign_outcomes import campaign_readout, outcome_days
 from training.value.holdout import assign_arms, segment_of
 
 
@@ -68,8 +71,6 @@ def create_campaign(
     refused: frozenset[str] = frozenset(),
 ) -> Created:
     """Split the plan's customers (never one in `refused`, who did not allow marketing) and write the campaign."""
-    from training.value.campaign_outcomes import outcome_days
-
     check_request(budget, holdout)
     cid = campaign_id(name)
     found = existing(settings, name)
@@ -113,19 +114,8 @@ def workspace_campaign(
     settings: Settings, budget: float, holdout: float | None = None, name: str | None = None
 ) -> Created:
     """`patron campaign create`: the workspace's retention plan at the latest cutoff, as a campaign sent that day."""
-    from features.pit.cutoffs import data_end
-    from features.privacy.consent import consent_refusals
-    from serving.answers.retention_plan import workspace_plan
-
-    holdout = settings.campaign.holdout if holdout is None else holdout
-    check_request(budget, holdout)
-    sent_at = data_end(settings)
-    name = name or f"retention-{sent_at:%Y-%m-%d}"
-    found = existing(settings, name)
-    if found is not None:
-        return Created(found, False)
-    plan = workspace_plan(settings, budget)
-    return create_campaign(settings, plan, name, budget, holdout, sent_at, consent_refusals(settings, "marketing"))
+    refused = consent_refusals(settings, "marketing")
+    return served_campaign(settings, lambda b: workspace_plan(settings, b), refused, budget, holdout, name)
 
 
 def served_campaign(
@@ -136,9 +126,8 @@ def served_campaign(
     holdout: float | None,
     name: str | None,
 ) -> Created:
-    """POST /campaigns: as `workspace_campaign`, with the worker's plan (`plan_for_budget`) and consent refusals."""
-    from features.pit.cutoffs import data_end
-
+    """The campaign of the plan `plan_for_budget` makes (the worker's for POST /campaigns), unless one of that name
+    exists; customers in `refused` (no marketing consent) are never in it."""
     holdout = settings.campaign.holdout if holdout is None else holdout
     check_request(budget, holdout)
     sent_at = data_end(settings)
@@ -151,6 +140,4 @@ def served_campaign(
 
 def campaign_answer(settings: Settings, cid: str) -> dict[str, Any]:
     """GET /campaigns/{id}: the readout (LookupError for an unknown id)."""
-    from training.value.campaign_outcomes import campaign_readout
-
     return campaign_readout(settings, read_campaign(settings.campaigns_dir, cid))

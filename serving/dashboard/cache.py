@@ -39,7 +39,7 @@ class _Built:
     with_retention: bool
     board: view.Dashboard
     pages: dict[tuple[str, str], str]  # (segment, tier) -> the page, "" for no filter
-    hidden_pages: dict[tuple[str, str, str, str, frozenset[str]], str] = field(default_factory=dict)
+    on_request_pages: dict[tuple[str, str, str, str, frozenset[str]], str] = field(default_factory=dict)
 
 
 def filter_values(settings: Settings) -> tuple[list[str], list[str]]:
@@ -110,12 +110,12 @@ class DashboardCache:
         if not hidden and not offer and not channel:
             return built.pages[(segment, tier)]
         key = (segment, tier, offer, channel, frozenset(hidden))
-        page = built.hidden_pages.get(key)
+        page = built.on_request_pages.get(key)
         if page is None:
             page = view.render_page(built.board, self.settings, segment, tier, hidden, offer, channel)
-            if len(built.hidden_pages) >= MAX_HIDDEN_PAGES:
-                built.hidden_pages.clear()
-            built.hidden_pages[key] = page
+            if len(built.on_request_pages) >= MAX_HIDDEN_PAGES:
+                built.on_request_pages.clear()
+            built.on_request_pages[key] = page
         return page
 
     def board(self) -> view.Dashboard | None:
